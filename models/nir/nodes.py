@@ -17,11 +17,9 @@ import nir
 import nir.ir
 import numpy as np
 
+from spikestack.errors import NIRFormatError
+
 NAMESPACE = "spikestack"
-
-
-class NIRFormatError(ValueError):
-    """A NIR node or file that spikestack cannot accept; the message names the node and the field."""
 
 
 def _as_int(value: Any, node: str, field_name: str) -> int:

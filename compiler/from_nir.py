@@ -1,0 +1,156 @@
+"""NIR → the compiler's float IR. The only place the compiler reads NIR (STYLE.md: NIR at the border).
+
+Accepted graph shape (the spine): Input → spikestack.Embedding → Flatten → BiSpike → Affine → BiSpike → … →
+Affine → Output, a chain. A BiSpike starts a population; an Affine joins the population before it to the next
+BiSpike, or to a readout population when it feeds the Output. Anything else is a NIRFormatError naming the node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+
+from spikestack.errors import NIRFormatError
+from spikestack.models.nir.nodes import BiSpike, Embedding, register
+
+from .ir import FloatGraph, FloatProjection, HostEmbedding, ReadoutPop, SpikingPop, frozen_array
+
+KNOWN_TYPES = set(vars(nir.ir)["__all_ir"]) | {BiSpike.type_name, Embedding.type_name}
+
+
+def _scan_types(path: Path) -> None:
+    """Name the first node whose type we cannot read, before nir.read fails with a bare assertion."""
+    try:
+        with h5py.File(path, "r") as f:
+            nodes = f["node"]["nodes"]
+            for name in nodes:
+                node_type = nodes[name]["type"][()]
+                node_type = node_type.decode() if isinstance(node_type, bytes) else str(node_type)
+                if node_type not in KNOWN_TYPES:
+                    raise NIRFormatError(f"{path}: node {name!r} has unknown type {node_type!r}")
+    except (OSError, KeyError) as exc:
+        raise NIRFormatError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from None
+
+
+def read_nir(path: str | Path) -> nir.NIRGraph:
+    path = Path(path)
+    if not path.exists():
+        raise NIRFormatError(f"{path}: file not found")
+    register()
+    _scan_types(path)
+    try:
+        return nir.read(str(path))
+    except NIRFormatError:
+        raise
+    except Exception as exc:  # nir raises bare AssertionError/ValueError/TypeError on malformed content
+        raise NIRFormatError(f"{path}: malformed NIR graph ({type(exc).__name__}: {exc})") from None
+
+
+def _chain(graph: nir.NIRGraph) -> list[str]:
+    succ: dict[str, list[str]] = {}
+    pred: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+        pred.setdefault(b, []).append(a)
+    for name in graph.nodes:
+        if len(succ.get(name, [])) > 1 or len(pred.get(name, [])) > 1:
+            raise NIRFormatError(f"node {name!r}: branching graphs are not supported by this lowering yet")
+    starts = [n for n in graph.nodes if n not in pred]
+    if len(starts) != 1:
+        raise NIRFormatError(f"graph must have exactly one input node, found {starts}")
+    order, node = [], starts[0]
+    while True:
+        order.append(node)
+        nxt = succ.get(node, [])
+        if not nxt:
+            break
+        node = nxt[0]
+        if node in order:
+            raise NIRFormatError(f"node {node!r}: cycle without state")
+    if len(order) != len(graph.nodes):
+        missing = sorted(set(graph.nodes) - set(order))
+        raise NIRFormatError(f"nodes {missing} are not on the input→output chain")
+    return order
+
+
+def _finite(name: str, field_name: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise NIRFormatError(f"node {name!r}: field {field_name!r} holds NaN or inf")
+    return a
+
+
+def _affine(name: str, node: nir.NIRNode) -> tuple[np.ndarray, np.ndarray]:
+    weight = _finite(name, "weight", node.weight)
+    bias = _finite(name, "bias", node.bias) if isinstance(node, nir.Affine) else np.zeros(weight.shape[0])
+    if bias.shape != (weight.shape[0],):
+        raise NIRFormatError(f"node {name!r}: bias shape {bias.shape} does not match weight {weight.shape}")
+    return weight, bias
+
+
+def from_nir(graph: nir.NIRGraph) -> FloatGraph:
+    """Lower a NIR graph to the float IR."""
+    order = _chain(graph)
+    steps = int(graph.metadata.get("spikestack.steps_per_token", 0)) if graph.metadata else 0
+    host: HostEmbedding | None = None
+    pops: list[SpikingPop | ReadoutPop] = []
+    projs: list[FloatProjection] = []
+    pending: tuple[str, np.ndarray, np.ndarray] | None = None  # an Affine waiting for its destination
+    width: int | None = None
+    for name in order:
+        node = graph.nodes[name]
+        if isinstance(node, (nir.Input, nir.Flatten)):
+            continue
+        if isinstance(node, Embedding):
+            host = HostEmbedding(name=name, table=frozen_array(node.weight, np.float64), context=node.context)
+            width = host.size
+        elif isinstance(node, BiSpike):
+            if width is not None and int(np.prod(node.shape)) != width:
+                raise NIRFormatError(f"node {name!r}: shape {node.shape.tolist()} but its input has {width} values")
+            size = int(np.prod(node.shape))
+            if steps and node.steps != steps:
+                raise NIRFormatError(f"node {name!r}: alpha has {node.steps} steps, graph says {steps}")
+            steps = steps or node.steps
+            if pops and pending is None:
+                raise NIRFormatError(f"node {name!r}: two spiking nodes in a row need an Affine between them")
+            if pending is not None:
+                projs.append(_projection(pending, pops[-1].name, name))
+                pending = None
+            pops.append(SpikingPop(name=name, size=size, alpha=frozen_array(node.alpha), levels=node.levels,
+                                   reset_scale=node.reset_scale))
+            width = size
+        elif isinstance(node, (nir.Affine, nir.Linear)):
+            if not pops:
+                raise NIRFormatError(f"node {name!r}: an Affine before the first spiking node is not supported")
+            if pending is not None:
+                raise NIRFormatError(f"node {name!r}: two Affine nodes in a row; fold them before export")
+            weight, bias = _affine(name, node)
+            if weight.shape[1] != pops[-1].size:
+                raise NIRFormatError(
+                    f"node {name!r}: weight has {weight.shape[1]} inputs, population {pops[-1].name!r} has "
+                    f"{pops[-1].size}")
+            pending = (name, weight, bias)
+            width = weight.shape[0]
+        elif isinstance(node, nir.Output):
+            if pending is None:
+                raise NIRFormatError(f"node {name!r}: the output must be fed by an Affine (the readout)")
+            readout = ReadoutPop(name=pending[0], size=pending[1].shape[0])
+            projs.append(_projection(pending, pops[-1].name, readout.name))
+            pops.append(readout)
+            pending = None
+        else:
+            raise NIRFormatError(f"node {name!r}: type {type(node).__name__} is not supported by this lowering yet")
+    if host is None:
+        raise NIRFormatError("graph has no spikestack.Embedding node feeding the first spiking node")
+    if not pops or not isinstance(pops[-1], ReadoutPop):
+        raise NIRFormatError("graph has no Affine readout feeding an Output node")
+    return FloatGraph(host_input=host, input_pop=pops[0].name, populations=tuple(pops),
+                      projections=tuple(projs), steps=steps)
+
+
+def _projection(pending: tuple[str, np.ndarray, np.ndarray], src: str, dst: str) -> FloatProjection:
+    name, weight, bias = pending
+    return FloatProjection(name=name, src=src, dst=dst, weight=frozen_array(weight), bias=frozen_array(bias))

@@ -1,0 +1,173 @@
+"""The compiler's own typed IR: NIR is read once at the border (`from_nir`), everything inside is these nodes.
+
+Two stages, each with its node types and a verifier (`compiler/verify.py`):
+
+* float stage (`FloatGraph`): what the trained model says, real-valued; `fold_amplitudes` edits it.
+* integer stage (`Program`): what the cores execute, integers only, plus a few host-side floats (the embedding
+  unit, the readout unit and bias) that never enter the fixed-point path. `partition` and `place` fill in its
+  cores. `Program` is also the artifact's content (`compiler/artifact.py` owns the file format).
+
+Nodes are frozen, keyword-only dataclasses with read-only numpy payloads; passes build new ones with
+`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def frozen_array(a: np.ndarray, dtype: type | np.dtype | None = None) -> np.ndarray:
+    """A read-only copy so that no pass can edit another stage's payload in place."""
+    out = np.array(a, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- float stage
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostEmbedding:
+    """Token ids → concatenated embedding rows, on the host; feeds the first population every step."""
+
+    name: str
+    table: np.ndarray  # float [V, D]
+    context: int  # ids per token position; the population sees context * D values
+
+    @property
+    def size(self) -> int:
+        return self.context * int(self.table.shape[1])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpikingPop:
+    """Elastic bi-spiking neurons (REFERENCE.md §1.1), levels -K..K, one α per step."""
+
+    name: str
+    size: int
+    alpha: np.ndarray  # float [T]
+    levels: int
+    reset_scale: float
+    alpha_ref: float | None = None  # set by fold_amplitudes: the α folded into outgoing weights
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadoutPop:
+    """Non-spiking accumulators: sum of input over a token's T steps; the host divides by T and adds the bias."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloatProjection:
+    name: str
+    src: str
+    dst: str
+    weight: np.ndarray  # float [n_dst, n_src]
+    bias: np.ndarray  # float [n_dst]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloatGraph:
+    host_input: HostEmbedding
+    input_pop: str  # the population the host feeds
+    populations: tuple[SpikingPop | ReadoutPop, ...]  # topological order
+    projections: tuple[FloatProjection, ...]
+    steps: int  # T steps per token
+
+    def pop(self, name: str) -> SpikingPop | ReadoutPop:
+        return next(p for p in self.populations if p.name == name)
+
+
+# --------------------------------------------------------------------------------------------- integer stage
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QSpikingPop:
+    """Integer bi-spike neurons; the step is defined once in `spikestack.runtime.neurons.bispike_step`.
+
+    thresholds[t, k-1] = θ_{t,k} > 0: level k is reached when u > θ_{t,k} (and -k when u < -θ_{t,k}).
+    carry[t, s + K]: membrane factor after emitting level s at step t, in units of 2^-carry_shift.
+    amplitude[t]: the graded payload of a level-1 spike at step t (payload = s · amplitude[t]).
+    """
+
+    name: str
+    size: int
+    levels: int
+    thresholds: np.ndarray  # int64 [T, K]
+    carry: np.ndarray  # int64 [T, 2K+1]
+    carry_shift: int
+    amplitude: np.ndarray  # int64 [T]
+    bias: np.ndarray  # int64 [n], added to the input every step
+    state_unit: float  # real value of one state LSB (a power of two), for reports and the fake-quant model
+    amplitude_unit: float  # real value of one payload LSB of this population's spikes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QReadoutPop:
+    name: str
+    size: int
+    state_unit: float  # real value of one accumulator LSB
+    host_bias: np.ndarray  # float [n]: logits = acc * state_unit / T + host_bias (host side)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QProjection:
+    """Dense synapses; weight holds Lava-exact mantissas (even, |w| <= 254, so Lava's truncation is a no-op)."""
+
+    name: str
+    src: str
+    dst: str
+    weight: np.ndarray  # int16 [n_dst, n_src]
+    weight_exp: int  # Lava Dense weight_exp (we keep 0 and fold the exponent into the destination's unit)
+    message_bits: int  # graded payload width; 0 until lower_spikes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QHostInput:
+    name: str
+    table: np.ndarray  # int32 [V, D]: embedding rows already in the input population's state units
+    context: int
+    unit: float  # real value of one LSB
+
+    @property
+    def size(self) -> int:
+        return self.context * int(self.table.shape[1])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Core:
+    """A slice [lo, hi) of one population on one core at mesh position (chip, x, y), slot within the tile."""
+
+    index: int
+    pop: str
+    lo: int
+    hi: int
+    synaptic_memory_bits: int
+    axons_in: int
+    chip: int = -1
+    x: int = -1
+    y: int = -1
+    slot: int = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Program:
+    target: str
+    steps: int
+    state_bits: int
+    host_input: QHostInput
+    input_pop: str
+    populations: tuple[QSpikingPop | QReadoutPop, ...]
+    projections: tuple[QProjection, ...]
+    cores: tuple[Core, ...] = ()
+    report: dict = field(default_factory=dict)  # quantisation error summary, encodings, host traffic
+
+    def pop(self, name: str) -> QSpikingPop | QReadoutPop:
+        return next(p for p in self.populations if p.name == name)
+
+    def incoming(self, pop: str) -> QProjection | None:
+        return next((p for p in self.projections if p.dst == pop), None)
+
+    @property
+    def state_max(self) -> int:
+        return (1 << (self.state_bits - 1)) - 1

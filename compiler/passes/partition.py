@@ -1,0 +1,55 @@
+"""partition: split each population into cores under the target's per-core limits.
+
+A core holds a contiguous slice of one population (dense layers gain nothing from mixing slices: every neuron of
+a slice sees the same presynaptic axons). Per core: neurons <= max_neurons; synaptic memory = neurons × fan-in ×
+weight bits (dense rows, Loihi stores one entry per synapse) <= synaptic_memory_bits; input axons = fan-in <=
+max_axons_in. The population fed by the host has no synapses (its input is written into the cores by the host).
+Slices are balanced (sizes differ by at most one) so the busiest core, which sets the step latency
+(REFERENCE.md §7.6), is as light as possible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from spikestack.errors import TargetLimitError
+
+from ..ir import Core, Program
+from ..targets import Target
+
+
+def _capacity(pop_name: str, fan_in: int, target: Target) -> int:
+    cap = target.max_neurons
+    if fan_in:
+        if fan_in > target.max_axons_in:
+            raise TargetLimitError(
+                f"layer {pop_name!r}: fan-in {fan_in} exceeds {target.max_axons_in} input axons per core of "
+                f"target {target.name} (over by {fan_in - target.max_axons_in})")
+        per_neuron_bits = fan_in * target.weight_mantissa_bits
+        if per_neuron_bits > target.synaptic_memory_bits:
+            raise TargetLimitError(
+                f"layer {pop_name!r}: one neuron needs {per_neuron_bits} bits of synaptic memory, a core of target "
+                f"{target.name} has {target.synaptic_memory_bits}")
+        cap = min(cap, target.synaptic_memory_bits // per_neuron_bits)
+    return cap
+
+
+def partition(program: Program, target: Target) -> Program:
+    cores: list[Core] = []
+    for pop in program.populations:
+        proj = program.incoming(pop.name)
+        fan_in = int(proj.weight.shape[1]) if proj is not None else 0
+        cap = _capacity(pop.name, fan_in, target)
+        n_cores = math.ceil(pop.size / cap)
+        bounds = np.linspace(0, pop.size, n_cores + 1).round().astype(int)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            cores.append(Core(index=len(cores), pop=pop.name, lo=int(lo), hi=int(hi),
+                              synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits),
+                              axons_in=fan_in))
+    capacity = target.chip_cores * 64  # more than 64 chips is not a deployment we model
+    if len(cores) > capacity:
+        raise TargetLimitError(f"program needs {len(cores)} cores, more than {capacity} on 64 chips of {target.name}")
+    return replace(program, cores=tuple(cores))

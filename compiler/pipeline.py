@@ -1,0 +1,89 @@
+"""The compiler's pass pipeline: NIR → float IR → integer program → mapped program.
+
+A short explicit list of named passes, each with a one-line why; the matching verifier runs after every pass and
+a failure names the passes run so far. `dump_after` writes the IR after a named pass (`--dump-after PASS`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikestack.errors import CompileError
+
+from .from_nir import from_nir, read_nir
+from .ir import FloatGraph, Program
+from .passes.fold_amplitudes import fold_amplitudes
+from .passes.lower_spikes import lower_spikes
+from .passes.partition import partition
+from .passes.place import place
+from .passes.quantize import quantize
+from .targets import Target, load_target
+from .verify import verify_float, verify_program
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    name: str
+    why: str
+    run: Callable[[Any, Target], Any]
+
+
+PIPELINE: tuple[Pass, ...] = (
+    Pass("fold_amplitudes", "α_ref into weights: synapses stay static, per-step α rides in the payload",
+         lambda g, t: fold_amplitudes(g)),
+    Pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision", quantize),
+    Pass("lower_spikes", "signed levels → graded events; payload width checked against the target", lower_spikes),
+    Pass("partition", "populations → cores under neuron, memory and axon limits", partition),
+    Pass("place", "cores → mesh tiles along a serpentine so layer-to-layer traffic stays local", place),
+)
+PASS_NAMES = tuple(p.name for p in PIPELINE)
+
+
+def _verify(ir: FloatGraph | Program) -> None:
+    verify_float(ir) if isinstance(ir, FloatGraph) else verify_program(ir)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """IR → JSON-able structure (arrays as lists) for dumps."""
+    if is_dataclass(obj):
+        return {"_type": type(obj).__name__, **{f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_after: str | None = None,
+                  dump_dir: Path | None = None) -> Program:
+    target = load_target(target) if isinstance(target, str) else target
+    if dump_after is not None and dump_after not in PASS_NAMES:
+        raise CompileError(f"--dump-after {dump_after!r}: no such pass; passes are {', '.join(PASS_NAMES)}")
+    nir_graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
+    ir: Any = from_nir(nir_graph)
+    verify_float(ir)
+    done: list[str] = ["from_nir"]
+    for p in PIPELINE:
+        try:
+            ir = p.run(ir, target)
+            _verify(ir)
+        except CompileError as exc:
+            if "passes run:" in str(exc) or type(exc) is not CompileError:
+                raise
+            raise CompileError(f"{exc} (passes run: {', '.join(done + [p.name])})") from None
+        done.append(p.name)
+        if dump_after == p.name:
+            out = Path(dump_dir or ".") / f"{len(done) - 1:03d}_{p.name}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(to_jsonable(ir), indent=1, sort_keys=True))
+    return ir

@@ -1,0 +1,81 @@
+"""Trained torch models → NIR graphs, through nirtorch's `torch_to_nir` with our module maps.
+
+Why a step chain: nirtorch traces with torch.fx and accepts only module calls and additions (REFERENCE.md §4.3),
+so we trace a module that calls the network's layers once, in order; the T-step loop and the mean over steps
+are not graph structure but the `steps_per_token`/`readout` metadata plus each BiSpike's α[T].
+Standard NIR nodes where they are exact (`Affine`, `Flatten`), extension nodes where NIR lacks a primitive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from ..bispike import RESET_SCALE, ElasticBiSpike
+from ..bispike_mlp import BiSpikeMLP
+from .nodes import BiSpike, Embedding
+
+
+class _StepChain(nn.Module):
+    """The BiSpikeMLP's layers called once in order (one time step), for tracing."""
+
+    def __init__(self, model: BiSpikeMLP) -> None:
+        super().__init__()
+        self.emb, self.flatten = model.emb, model.flatten
+        self.spike1, self.fc1 = model.spike1, model.fc1
+        self.spike2, self.fc2 = model.spike2, model.fc2
+        self.spike3, self.head = model.spike3, model.head
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.emb(ids))
+        return self.head(self.spike3(self.fc2(self.spike2(self.fc1(self.spike1(x))))))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64)
+
+
+def _module_map(context: int, emb_dim: int, sizes: dict[int, int]) -> dict:
+    """Module type → NIR node; `sizes` gives each spiking site's channel count by module id."""
+    return {
+        nn.Embedding: lambda m: Embedding(weight=_np(m.weight), context=context),
+        nn.Flatten: lambda m: nir.Flatten(input_type={"input": np.array([context, emb_dim])}, start_dim=0, end_dim=-1),
+        # Our own Affine map: nirtorch 2.6's default import map misplaces the bias (REFERENCE.md §4.3).
+        nn.Linear: lambda m: nir.Affine(weight=_np(m.weight), bias=_np(m.bias)),
+        ElasticBiSpike: lambda m: BiSpike(
+            alpha=_np(m.alpha), levels=m.levels, reset_scale=RESET_SCALE, shape=np.array([sizes[id(m)]])
+        ),
+    }
+
+
+def bispike_mlp_to_nir(model: BiSpikeMLP) -> nir.NIRGraph:
+    """Export a trained BiSpikeMLP; metadata carries the step count and the readout rule."""
+    import nirtorch
+
+    cfg = model.cfg
+    if not cfg.spiking:
+        raise ValueError("the ANN twin has no spiking sites to export; export the spiking checkpoint")
+    d_in = cfg.context * cfg.emb_dim
+    sizes = {id(model.spike1): d_in, id(model.spike2): cfg.hidden, id(model.spike3): cfg.hidden}
+    graph = nirtorch.torch_to_nir(_StepChain(model), _module_map(cfg.context, cfg.emb_dim, sizes))
+    graph.metadata = {
+        "spikestack.family": "bispike-mlp",
+        "spikestack.steps_per_token": cfg.steps,
+        "spikestack.readout": "mean_over_steps",
+        "spikestack.vocab_size": cfg.vocab,
+    }
+    return graph
+
+
+def export_checkpoint(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
+    """Checkpoint → NIR file (written with stock `nir.write`); returns the graph."""
+    from ..bispike_mlp import load_checkpoint
+
+    model, _ = load_checkpoint(ckpt_path)
+    graph = bispike_mlp_to_nir(model)
+    nir.write(str(out_path), graph)
+    return graph

@@ -1,0 +1,63 @@
+"""The one definition of every integer neuron kind the compiler emits.
+
+The reference executor calls these steps vectorised over [tokens, neurons]; the Lava ProcessModels in
+`runtime/lava/procs/` call the same functions on one vector per Lava time step; the torch fake-quant model
+re-derives them in real units and is tested against them. Integers only: int64 arithmetic, explicit saturation.
+
+Bi-spike step (REFERENCE.md §1.1 in fixed point; `compiler/passes/quantize.py` derives the tables):
+
+    t == 0:  u = x
+    t >  0:  u = (u · carry[t-1, s_prev + K] + 2^(shift-1)) >> shift  + x      # round half up
+    u = clip(u, -state_max, state_max)                                         # 24-bit saturation
+    s = Σ_k [u > θ[t, k]] - [u < -θ[t, k]]                                      # signed level in -K..K
+
+`x` is the synaptic input of this step plus the neuron's bias.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class BiSpikeTables(NamedTuple):
+    thresholds: np.ndarray  # int64 [T, K], positive, ascending in k
+    carry: np.ndarray  # int64 [T, 2K+1]
+    carry_shift: int
+    levels: int
+    state_max: int
+
+
+def bispike_step(
+    u: np.ndarray, s_prev: np.ndarray, x: np.ndarray, t: int, tables: BiSpikeTables
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of the integer bi-spike neuron. Returns (u, s, saturated) with s int64 in -K..K."""
+    x = x.astype(np.int64, copy=False)
+    if t == 0:
+        u = x.copy()
+    else:
+        factor = tables.carry[t - 1][s_prev + tables.levels]
+        half = np.int64(1) << (tables.carry_shift - 1)
+        u = ((u.astype(np.int64) * factor + half) >> tables.carry_shift) + x
+    saturated = np.abs(u) > tables.state_max
+    u = np.clip(u, -tables.state_max, tables.state_max)
+    theta = tables.thresholds[t]
+    s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
+    return u, s.astype(np.int64), saturated
+
+
+def readout_step(
+    acc: np.ndarray, x: np.ndarray, t: int, state_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token accumulator: acc = x at t == 0, else acc + x; saturating. Returns (acc, saturated)."""
+    x = x.astype(np.int64, copy=False)
+    acc = x.copy() if t == 0 else acc + x
+    saturated = np.abs(acc) > state_max
+    return np.clip(acc, -state_max, state_max), saturated
+
+
+def tables_for(pop, state_max: int) -> BiSpikeTables:  # pop: compiler.ir.QSpikingPop (artifact content)
+    """The runtime's view of a compiled population's tables."""
+    return BiSpikeTables(thresholds=np.asarray(pop.thresholds, np.int64), carry=np.asarray(pop.carry, np.int64),
+                         carry_shift=int(pop.carry_shift), levels=int(pop.levels), state_max=state_max)
