@@ -99,7 +99,7 @@ class QSpikingPop:
     amplitude: np.ndarray  # int64 [T]
     bias: np.ndarray  # int64 [n], added to the input every step
     state_unit: float  # real value of one state LSB (a power of two), for reports and the fake-quant model
-    amplitude_unit: float  # real value of one payload LSB of this population's spikes
+    amplitude_unit: float  # 2^-p: one payload LSB in the folded frame (real spike = payload · unit · α_ref)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

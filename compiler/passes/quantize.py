@@ -126,7 +126,7 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
                 f"of target {target.name} even with 1-bit payload amplitudes")
         qsrc = qpops[src.name]
         assert isinstance(qsrc, QSpikingPop)
-        qpops[src.name] = _with_amplitude(qsrc, amplitude, src.alpha_ref / 2**p)
+        qpops[src.name] = _with_amplitude(qsrc, amplitude, 2.0**-p)
         if isinstance(pop, SpikingPop):
             qpops[pop.name] = tables
         else:
@@ -139,6 +139,7 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
         float_w = proj.weight / src.alpha_ref
         report["layers"][proj.name] = {
             "weight_exp": e - 1,
+            "alpha_ref": src.alpha_ref,
             "payload_amplitude_bits": p,
             "max_abs_weight_error": float(np.abs(effective - float_w).max()),
             "mean_abs_weight_error": float(np.abs(effective - float_w).mean()),

@@ -1,0 +1,158 @@
+"""The artifact format: the one module that writes and reads compiled programs (both backends and the
+simulator use `load` only).
+
+Layout of an artifact directory (version 1):
+
+    manifest.json        format, version, target, steps, populations, projections, cores, report, and for every
+                         array its file, dtype, shape and sha256; `content_sha256` hashes all of the above
+    arrays/<name>.npy    one array per file (np.save is deterministic; npz embeds timestamps)
+
+Same program → byte-identical directory (sorted JSON keys, no timestamps). `save` writes into a temporary sibling
+directory and renames it into place, so a failure never leaves a half-written artifact. `load` checks the format,
+the version and every hash, and raises ArtifactError naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikestack.errors import ArtifactError
+
+from .ir import Core, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop, frozen_array
+
+FORMAT = "spikestack-artifact"
+VERSION = 1
+_POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop}
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _split(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Dataclass → JSON dict, moving arrays into `arrays` under `prefix.field`."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray):
+            key = f"{prefix}.{f.name}"
+            arrays[key] = value
+            out[f.name] = {"array": key}
+        else:
+            out[f.name] = value
+    return out
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False).encode()
+
+
+def save(program: Program, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    arrays: dict[str, np.ndarray] = {}
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "target": program.target, "steps": program.steps,
+        "state_bits": program.state_bits, "input_pop": program.input_pop,
+        "host_input": _split(program.host_input, "host_input", arrays),
+        "populations": [
+            {"kind": "bispike" if isinstance(p, QSpikingPop) else "readout", **_split(p, f"pop.{p.name}", arrays)}
+            for p in program.populations
+        ],
+        "projections": [_split(p, f"proj.{p.name}", arrays) for p in program.projections],
+        "cores": [asdict(c) for c in program.cores],
+        "report": program.report,
+    }
+    blobs = {key: _npy_bytes(a) for key, a in arrays.items()}
+    manifest["arrays"] = {
+        key: {"file": f"arrays/{key}.npy", "dtype": str(arrays[key].dtype), "shape": list(arrays[key].shape),
+              "sha256": hashlib.sha256(blob).hexdigest()}
+        for key, blob in sorted(blobs.items())
+    }
+    manifest["content_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "arrays").mkdir()
+        for key, blob in blobs.items():
+            (tmp / "arrays" / f"{key}.npy").write_bytes(blob)
+        (tmp / "manifest.json").write_bytes(_canonical(manifest))
+        os.chmod(tmp, 0o755)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _read_manifest(art_dir: Path) -> dict[str, Any]:
+    path = art_dir / "manifest.json"
+    if not art_dir.is_dir():
+        raise ArtifactError(f"{art_dir}: not an artifact directory (missing)")
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; {art_dir} is not a spikestack artifact")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: corrupt JSON ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    if manifest.get("version") != VERSION:
+        raise ArtifactError(f"{path}: artifact version {manifest.get('version')} but this spikestack reads {VERSION}")
+    claimed = manifest.pop("content_sha256", None)
+    if claimed != hashlib.sha256(_canonical(manifest)).hexdigest():
+        raise ArtifactError(f"{path}: content hash mismatch (edited or corrupt manifest)")
+    return manifest
+
+
+def _load_arrays(art_dir: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, meta in manifest["arrays"].items():
+        path = art_dir / meta["file"]
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing array file")
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+            raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited array)")
+        arrays[key] = frozen_array(np.load(io.BytesIO(blob), allow_pickle=False))
+    return arrays
+
+
+def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    kwargs = {k: arrays[v["array"]] if isinstance(v, dict) and "array" in v else v for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load(art_dir: str | Path) -> Program:
+    art_dir = Path(art_dir)
+    manifest = _read_manifest(art_dir)
+    arrays = _load_arrays(art_dir, manifest)
+    try:
+        pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
+        return Program(
+            target=manifest["target"], steps=manifest["steps"], state_bits=manifest["state_bits"],
+            host_input=_build(QHostInput, manifest["host_input"], arrays), input_pop=manifest["input_pop"],
+            populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
+            cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,75 @@
+"""The reference executor: runs a compiled program with integer arithmetic, vectorised over tokens and neurons.
+
+Tokens are independent (every state resets at a token's first step, REFERENCE.md §1.4), so the executor runs
+layer by layer over the whole batch: for each population, T calls of the neuron step from `runtime.neurons`,
+then one matmul of payloads by weight mantissas for the next population. The matmul runs in float64 BLAS and is
+exact: `quantize` bounds every partial sum below 2^24 ≪ 2^53. The host part (embedding lookup, readout
+scaling) runs in numpy here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikestack.compiler.ir import Program, QReadoutPop, QSpikingPop
+
+from .neurons import bispike_step, readout_step, tables_for
+from .trace import Trace
+
+
+def host_inputs(program: Program, ids: np.ndarray) -> np.ndarray:
+    """Token contexts [tokens, context] → input currents [tokens, n_in] in the first population's units."""
+    ids = np.asarray(ids, dtype=np.int64)
+    table = np.asarray(program.host_input.table, dtype=np.int64)
+    if ids.ndim != 2 or ids.shape[1] != program.host_input.context:
+        raise ValueError(f"inputs must be [tokens, {program.host_input.context}] ids, got shape {ids.shape}")
+    if ids.min(initial=0) < 0 or ids.max(initial=0) >= table.shape[0]:
+        raise ValueError(f"token ids must be in [0, {table.shape[0]})")
+    return table[ids].reshape(len(ids), -1)
+
+
+def synaptic_input(payload: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Σ_j w_ij · payload_j for [tokens, T, n_src] payloads → int64 [tokens, T, n_dst] (exact, see module doc)."""
+    out = payload.astype(np.float64) @ np.asarray(weight, dtype=np.float64).T
+    return np.rint(out).astype(np.int64)
+
+
+def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
+    out = program.populations[-1]
+    assert isinstance(out, QReadoutPop)
+    return acc * out.state_unit / program.steps + np.asarray(out.host_bias)
+
+
+def run(program: Program, ids: np.ndarray) -> Trace:
+    inputs = host_inputs(program, ids)
+    n_tok, steps = inputs.shape[0], program.steps
+    current = np.broadcast_to(inputs[:, None, :], (n_tok, steps, inputs.shape[1]))  # same input every step
+    spikes: dict[str, np.ndarray] = {}
+    saturations: dict[str, int] = {}
+    acc = np.zeros((n_tok, 0), np.int64)
+    for pop in program.populations:
+        if isinstance(pop, QSpikingPop):
+            tables = tables_for(pop, program.state_max)
+            x = current + np.asarray(pop.bias, np.int64)
+            u = np.zeros((n_tok, pop.size), np.int64)
+            s = np.zeros((n_tok, pop.size), np.int64)
+            levels = np.empty((n_tok, steps, pop.size), np.int8)
+            sat = 0
+            for t in range(steps):
+                u, s, saturated = bispike_step(u, s, x[:, t], t, tables)
+                levels[:, t] = s
+                sat += int(saturated.sum())
+            spikes[pop.name] = levels
+            saturations[pop.name] = sat
+            proj = next(p for p in program.projections if p.src == pop.name)
+            payload = levels.astype(np.int64) * np.asarray(pop.amplitude, np.int64)[None, :, None]
+            current = synaptic_input(payload, proj.weight)
+        else:
+            acc = np.zeros((n_tok, pop.size), np.int64)
+            sat = 0
+            for t in range(steps):
+                acc, saturated = readout_step(acc, current[:, t], t, program.state_max)
+                sat += int(saturated.sum())
+            saturations[pop.name] = sat
+    return Trace(spikes=spikes, readout=acc, logits=readout_logits(program, acc), inputs=inputs,
+                 saturations=saturations)

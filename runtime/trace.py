@@ -1,0 +1,49 @@
+"""The event trace every backend returns and the simulator reads.
+
+Per spiking population: the signed spike level of every neuron at every step of every token, int8
+[tokens, T, neurons] (payload = level × amplitude[t], recoverable from the artifact). Per readout: the integer
+accumulator after the last step, int64 [tokens, neurons], and the host's logits. Saved as one .npz
+(`spikes/<pop>`, `readout`, `logits`, `inputs`, `saturations/<pop>` keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikestack.errors import ArtifactError
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    spikes: dict[str, np.ndarray]  # pop → int8 [tokens, T, n]
+    readout: np.ndarray  # int64 [tokens, n_out]
+    logits: np.ndarray  # float64 [tokens, n_out]
+    inputs: np.ndarray  # int64 [tokens, n_in]: host-written input currents in state units
+    saturations: dict[str, int] = field(default_factory=dict)  # pop → number of saturated state updates
+
+    @property
+    def tokens(self) -> int:
+        return int(self.readout.shape[0])
+
+    def firing_rate(self) -> dict[str, float]:
+        """Fraction of (token, step, neuron) with a non-zero spike, per population."""
+        return {pop: float((s != 0).mean()) for pop, s in self.spikes.items()}
+
+    def save(self, path: str | Path) -> None:
+        arrays = {f"spikes/{k}": v for k, v in self.spikes.items()}
+        arrays |= {f"saturations/{k}": np.array(v) for k, v in self.saturations.items()}
+        np.savez_compressed(path, readout=self.readout, logits=self.logits, inputs=self.inputs, **arrays)
+
+    @staticmethod
+    def load(path: str | Path) -> Trace:
+        try:
+            with np.load(path) as z:
+                spikes = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("spikes/")}
+                sats = {k.split("/", 1)[1]: int(z[k]) for k in z.files if k.startswith("saturations/")}
+                return Trace(spikes=spikes, readout=z["readout"], logits=z["logits"], inputs=z["inputs"],
+                             saturations=sats)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(f"{path}: not a spikestack trace ({exc})") from None
