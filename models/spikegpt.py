@@ -106,10 +106,10 @@ def _atan_surrogate(x: Tensor) -> Tensor:
 class _LIFSequence(torch.autograd.Function):
     """`lif_step` over the token axis of [B, T, C] from V = 0, with a hand-written backward through time.
 
-    Why: autograd through a Python loop of `lif_step` costs ~40 % of a training step on CPU. This computes the
-    same forward and the same gradients (tested against autograd through `lif_step`), including the gradient
-    through the reset (SpikingJelly's default detach_reset=False, as upstream):
-    dV_t/dH_t = 1 - S_t - H_t surrogate'(H_t).
+    Why: autograd through a Python loop of `lif_step` was ~35 % of a 2 x 64 training step on CPU; this version
+    cut the step from 0.23 to 0.20 s (measured, one thread). It computes the same forward and the same
+    gradients (tested against autograd through `lif_step`), including the gradient through the reset
+    (SpikingJelly's default detach_reset=False, as upstream): dV_t/dH_t = 1 - S_t - H_t surrogate'(H_t).
     """
 
     @staticmethod
