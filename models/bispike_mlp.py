@@ -89,6 +89,9 @@ def train(
     """Train on pydoc topics (next character from the previous 8) and save a checkpoint; returns its metrics."""
     from tqdm import tqdm
 
+    # One thread: the model is tiny (threads only add contention on a 2-core machine) and results are
+    # bit-reproducible only with a fixed thread count.
+    torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     corpus = load_corpus()
@@ -138,3 +141,15 @@ def load_checkpoint(path: Path) -> tuple[BiSpikeMLP, str]:
 def evaluate(path: Path, *, n_chars: int = 4096) -> dict:
     model, _ = load_checkpoint(path)
     return evaluate_model(model, n_chars)
+
+
+@torch.no_grad()
+def generate(path: Path, prompt: str, n_tokens: int) -> str:
+    """Greedy continuation of `prompt` (left-padded with spaces to the context length)."""
+    model, vocab = load_checkpoint(path)
+    index = {c: i for i, c in enumerate(vocab)}
+    text = " " * model.cfg.context + prompt
+    for _ in range(n_tokens):
+        ids = torch.tensor([[index.get(c, index[" "]) for c in text[-model.cfg.context:]]])
+        text += vocab[int(model(ids).argmax(-1))]
+    return text[model.cfg.context:]

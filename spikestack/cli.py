@@ -1,5 +1,254 @@
-"""Command-line entry point (placeholder until the spine lands)."""
+"""`spikestack` command line: train, export, compile, run, simulate, verify, generate, targets, demo.
+
+User errors (SpikestackError and its families) print one line `spikestack: error: …` and exit 2; a traceback
+appears only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from spikestack.errors import SpikestackError, VerificationError
+
+EXIT_USER_ERROR = 2
+
+
+def _eval_windows(program, n_tokens: int):
+    """The first n_tokens (context, next char) pairs of the pydoc validation split, for the artifact's context."""
+    import numpy as np
+
+    from spikestack.models.data import load_corpus
+
+    corpus = load_corpus()
+    if program.host_input.table.shape[0] != corpus.vocab_size:
+        raise SpikestackError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
+                              f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
+    ctx = program.host_input.context
+    ids = corpus.val_ids[: n_tokens + ctx]
+    idx = np.arange(n_tokens)[:, None] + np.arange(ctx)[None, :]
+    return ids[idx], ids[ctx: ctx + n_tokens]
+
+
+def _bpc(logits, targets) -> float:
+    import numpy as np
+
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-logp[np.arange(len(targets)), targets].mean() / np.log(2))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spikestack.models.registry import train_function
+
+    metrics = train_function(args.family)(Path(args.output), steps=args.steps, seed=args.seed,
+                                          spiking=not args.ann, progress=True)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spikestack.models.registry import checkpoint_family
+
+    family = checkpoint_family(Path(args.checkpoint))
+    if family != "bispike-mlp":
+        raise SpikestackError(f"{args.checkpoint}: NIR export of family {family!r} is not implemented yet")
+    from spikestack.models.nir.export import export_checkpoint
+
+    graph = export_checkpoint(Path(args.checkpoint), Path(args.output))
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes")
+    return 0
+
+
+def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None):
+    from spikestack.compiler import artifact
+    from spikestack.compiler.pipeline import compile_graph
+
+    if not source.exists():
+        raise SpikestackError(f"{source}: file not found")
+    if source.suffix in (".pt", ".pth"):
+        from spikestack.models.registry import checkpoint_family
+
+        if checkpoint_family(source) != "bispike-mlp":
+            raise SpikestackError(f"{source}: compiling family {checkpoint_family(source)!r} is not implemented yet")
+        from spikestack.models.nir.export import export_checkpoint
+
+        with tempfile.TemporaryDirectory() as tmp:
+            nir_path = Path(tmp) / "model.nir"
+            export_checkpoint(source, nir_path)
+            program = compile_graph(nir_path, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump")
+    else:
+        program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump")
+    artifact.save(program, out)
+    return program
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after)
+    print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
+          f"{len(program.populations)} layers")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spikestack.compiler import artifact
+    from spikestack.runtime.verify import backend_runner
+
+    program = artifact.load(args.artifact)
+    ids, targets = _eval_windows(program, args.tokens)
+    trace = backend_runner(args.backend)(program, ids)
+    if args.trace:
+        trace.save(args.trace)
+    print(json.dumps({"backend": args.backend, "tokens": trace.tokens, "bpc": round(_bpc(trace.logits, targets), 4),
+                      "firing_rate": trace.firing_rate(), "saturations": trace.saturations}, indent=1))
+    return 0
+
+
+def simulate_artifact(art: Path, profile_name: str | None, tokens: int) -> dict:
+    from spikestack.compiler import artifact
+    from spikestack.compiler.targets import load_target
+    from spikestack.runtime.reference import run
+    from spikestack.simulators.model import simulate
+    from spikestack.simulators.profiles import load_profile
+
+    program = artifact.load(art)
+    profile = load_profile(profile_name or load_target(program.target).default_profile)
+    ids, _ = _eval_windows(program, tokens)
+    return simulate(program, run(program, ids), profile)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    report = simulate_artifact(Path(args.artifact), args.profile, args.tokens)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        from spikestack.simulators.report import human_table
+
+        print(human_table(report))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from spikestack.compiler import artifact
+    from spikestack.runtime.verify import BACKENDS, verify
+
+    backends = tuple(b.strip() for b in args.backends.split(","))
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or len(backends) < 2:
+        raise SpikestackError(f"--backends needs two or more of {', '.join(BACKENDS)}, got {args.backends!r}")
+    program = artifact.load(args.artifact)
+    ids, _ = _eval_windows(program, args.tokens)
+    traces, problems = verify(program, ids, backends)
+    if problems:
+        raise VerificationError("; ".join(problems))
+    n = traces[backends[0]]
+    events = sum(int((s != 0).sum()) for s in n.spikes.values())
+    print(f"bit-exact: yes ({', '.join(backends)}; {n.tokens} tokens x {program.steps} steps, "
+          f"{len(n.spikes)} spiking layers, {events} spikes, readout equal)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from spikestack.models.registry import family_function
+
+    print(family_function(Path(args.checkpoint), "generate")(Path(args.checkpoint), args.prompt, args.tokens))
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from spikestack.compiler.targets import available_targets, load_target
+
+    for name in available_targets():
+        t = load_target(name)
+        print(f"{name:10s} {t.chip_cores:4d} cores/chip  {t.max_neurons:5d} neurons/core  "
+              f"{t.synaptic_memory_bits // 8192:4d} KB synapses/core  payload {t.max_payload_bits:2d} bits  "
+              f"{t.description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spikestack.demo import run_demo
+
+    return run_demo(Path(args.out), tokens=args.tokens, verify_tokens=args.verify_tokens)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spikestack.compiler.pipeline import PASS_NAMES
+
+    p = argparse.ArgumentParser(prog="spikestack", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("train", help="train a model family on pydoc_data.topics and save a checkpoint")
+    s.add_argument("family")
+    s.add_argument("--steps", type=int, default=3000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("export", help="checkpoint → NIR file")
+    s.add_argument("checkpoint")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("compile", help="checkpoint or NIR file → artifact directory")
+    s.add_argument("source")
+    s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--dump-after", choices=PASS_NAMES, help="write the IR after this pass next to the artifact")
+    s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("run", help="run an artifact on the validation text")
+    s.add_argument("artifact")
+    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
+    s.add_argument("--tokens", type=int, default=256)
+    s.add_argument("--trace", help="save the event trace (.npz)")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("simulate", help="SOPs, energy and latency of an artifact under a hardware profile")
+    s.add_argument("artifact")
+    s.add_argument("--profile", help="profile name or .toml (default: the target's)")
+    s.add_argument("--tokens", type=int, default=1024)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_simulate)
+
+    s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
+    s.add_argument("artifact")
+    s.add_argument("--backends", default="torch,reference,lava")
+    s.add_argument("--tokens", type=int, default=32)
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("generate", help="greedy text from a float checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("--prompt", default="The ")
+    s.add_argument("--tokens", type=int, default=80)
+    s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("targets", help="list hardware targets")
+    s.set_defaults(fn=cmd_targets)
+
+    s = sub.add_parser("demo", help="the whole chain on the shipped checkpoint, with a short report")
+    s.add_argument("--out", default="build/demo")
+    s.add_argument("--tokens", type=int, default=4096)
+    s.add_argument("--verify-tokens", type=int, default=32)
+    s.set_defaults(fn=cmd_demo)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpikestackError as exc:
+        if args.debug:
+            raise
+        print(f"spikestack: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Event counts per core and step, from an artifact and an event trace (vectorised; no per-event loop).
+
+Conventions (REFERENCE.md §7): a synaptic op is one (non-zero incoming event, non-zero synapse) pair, so a
+graded or signed spike counts once per target synapse whatever its payload (NeuroBench's Effective ACs on
+binary spikes; counters that treat signed spikes as non-spikes undercount, §7.2). One message per (spiking
+neuron, destination core holding at least one of its synapses); it travels |Δx|+|Δy| tile hops (X-Y routing).
+Every neuron of a core updates every step (our neurons all see input each step; inactive-compartment savings are
+not modelled). Host traffic: values written into the input population per step, values read from the readout
+per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikestack.compiler.ir import Program, QSpikingPop
+from spikestack.runtime.trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """All arrays are per (token, step, core) unless said otherwise."""
+
+    synaptic_ops: np.ndarray  # [tokens, T, cores] arriving at the core
+    neuron_updates: np.ndarray  # [cores]: neurons updated per step
+    spikes_out: np.ndarray  # [tokens, T, cores] non-zero spikes emitted
+    messages_out: np.ndarray  # [tokens, T, cores]
+    hops: np.ndarray  # [tokens, T, cores]: Σ hops of messages leaving the core
+    max_hops: np.ndarray  # [tokens, T]: longest route taken in the step
+    host_values_in: int  # per token
+    host_values_out: int  # per token
+
+
+def core_slices(program: Program, pop: str) -> list[tuple[int, int, int]]:
+    return [(c.index, c.lo, c.hi) for c in program.cores if c.pop == pop]
+
+
+def count_events(program: Program, trace: Trace) -> Counts:
+    n_cores = len(program.cores)
+    n_tok, steps = trace.tokens, program.steps
+    shape = (n_tok, steps, n_cores)
+    synops, spikes_out, msgs, hops = (np.zeros(shape, np.int64) for _ in range(4))
+    max_hops = np.zeros((n_tok, steps), np.int64)
+    xy = np.array([(c.x, c.y) for c in program.cores])
+    for proj in program.projections:
+        src = program.pop(proj.src)
+        assert isinstance(src, QSpikingPop)
+        events = (trace.spikes[proj.src] != 0).astype(np.float64)  # [tok, T, n_src]
+        nz = np.asarray(proj.weight) != 0  # [n_dst, n_src]
+        dst_cores = core_slices(program, proj.dst)
+        fanout = np.stack([nz[lo:hi].sum(0) for _, lo, hi in dst_cores], 1)  # [n_src, C_dst]
+        synops[..., [c for c, _, _ in dst_cores]] += np.rint(events @ fanout).astype(np.int64)
+        routes = (fanout > 0).astype(np.float64)
+        for core, lo, hi in core_slices(program, proj.src):
+            ev = events[..., lo:hi]
+            spikes_out[..., core] += ev.sum(-1).astype(np.int64)
+            per_dst = np.rint(ev @ routes[lo:hi]).astype(np.int64)  # [tok, T, C_dst] messages to each dst core
+            dist = np.abs(xy[[c for c, _, _ in dst_cores]] - xy[core]).sum(1)  # tile hops to each dst core
+            msgs[..., core] += per_dst.sum(-1)
+            hops[..., core] += per_dst @ dist
+            used = per_dst > 0
+            max_hops = np.maximum(max_hops, np.where(used, dist, 0).max(-1, initial=0))
+    updates = np.array([c.hi - c.lo for c in program.cores], np.int64)
+    return Counts(synaptic_ops=synops, neuron_updates=updates, spikes_out=spikes_out, messages_out=msgs,
+                  hops=hops, max_hops=max_hops, host_values_in=program.host_input.size * steps,
+                  host_values_out=program.populations[-1].size)

@@ -1,0 +1,91 @@
+"""Latency and energy from event counts and a profile (REFERENCE.md §6.4, §7.6).
+
+A core is one pipeline, so its work in a step adds serially: synaptic ops + neuron updates + spikes out +
+messages out, each times its per-event time. Cores run in parallel and the step ends at a barrier:
+
+    latency(step) = max_core(work) + longest route · t_hop + barrier(tiles used)
+
+Layers run pipelined (the Lava backend's schedule), so a token costs T steps of throughput:
+tokens/s = 1 / (T · mean step latency). Energy is dynamic only: Σ counts × per-event energy (no static power,
+which no profile here gives per core). SANA-FE's own accuracy against silicon is 12 % energy / 25 % latency
+(§7.5): claim nothing tighter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spikestack.compiler.ir import Program
+from spikestack.runtime.trace import Trace
+
+from .counts import Counts, count_events
+from .profiles import Profile
+
+PJ = 1e-12
+NS = 1e-9
+
+
+def simulate(program: Program, trace: Trace, profile: Profile) -> dict:
+    counts = count_events(program, trace)
+    return report(program, trace, counts, profile)
+
+
+def step_latency_s(counts: Counts, profile: Profile, tiles: int) -> np.ndarray:
+    t = profile.time_ns
+    work = (counts.synaptic_ops * t["synaptic_op"] + counts.neuron_updates * t["neuron_update"]
+            + counts.spikes_out * t["spike_out"] + counts.messages_out * t["message"])
+    return (work.max(-1) + counts.max_hops * t["hop"] + profile.barrier_time_ns(tiles)) * NS
+
+
+def energy_breakdown_j(counts: Counts) -> dict[str, np.ndarray]:
+    """Per-token event totals by kind (multiply by per-event energies)."""
+    steps = counts.synaptic_ops.shape[1]
+    return {
+        "synaptic_op": counts.synaptic_ops.sum((1, 2)),
+        "neuron_update": np.full(counts.synaptic_ops.shape[0], counts.neuron_updates.sum() * steps),
+        "spike_out": counts.spikes_out.sum((1, 2)),
+        "message": counts.messages_out.sum((1, 2)),
+        "hop": counts.hops.sum((1, 2)),
+    }
+
+
+def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> dict:
+    tiles = len({(c.chip, c.x, c.y) for c in program.cores})
+    latency = step_latency_s(counts, profile, tiles)
+    per_token_events = energy_breakdown_j(counts)
+    energy_by_kind = {k: float(v.sum()) * profile.energy_pj[k] * PJ for k, v in per_token_events.items()}
+    total_energy = sum(energy_by_kind.values())
+    n_tok = trace.tokens
+    mean_step = float(latency.mean())
+    per_core_synops = counts.synaptic_ops.mean((0, 1))
+    return {
+        "profile": profile.name,
+        "profile_is_assumption": profile.assumption,
+        "target": program.target,
+        "tokens": n_tok,
+        "steps_per_token": program.steps,
+        "cores": len(program.cores),
+        "tiles": tiles,
+        "chips": len({c.chip for c in program.cores}),
+        "sops": int(counts.synaptic_ops.sum()),
+        "sops_per_token": float(counts.synaptic_ops.sum()) / n_tok,
+        "spikes": int(counts.spikes_out.sum()),
+        "messages": int(counts.messages_out.sum()),
+        "hops": int(counts.hops.sum()),
+        "neuron_updates": int(counts.neuron_updates.sum()) * program.steps * n_tok,
+        "energy_j": total_energy,
+        "energy_per_token_j": total_energy / n_tok,
+        "energy_breakdown_j": energy_by_kind,
+        "latency_s_per_step": mean_step,
+        "latency_s_per_step_max": float(latency.max()),
+        "tokens_per_s": 1.0 / (program.steps * mean_step),
+        "firing_rate": {k: round(v, 6) for k, v in trace.firing_rate().items()},
+        "per_core": [
+            {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y],
+             "synaptic_ops_per_step": float(per_core_synops[c.index])}
+            for c in program.cores
+        ],
+        "host_values_in_per_token": counts.host_values_in,
+        "host_values_out_per_token": counts.host_values_out,
+        "conventions": "sops = (non-zero event, non-zero synapse) pairs; energy dynamic only; see docs/simulator.md",
+    }

@@ -1,0 +1,74 @@
+"""Energy/time profiles as data (`simulators/profiles/*.toml`), each number with its source line.
+
+The report always names the profile and says whether it is an assumption (Loihi 2 has no public per-event
+figures, REFERENCE.md §6.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tomli
+
+from spikestack.errors import SpikestackError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+EVENTS = ("synaptic_op", "neuron_update", "spike_out", "message", "hop")
+
+
+class ProfileError(SpikestackError):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    name: str
+    description: str
+    assumption: bool
+    energy_pj: dict[str, float]
+    time_ns: dict[str, float]
+    barrier_tiles: tuple[int, ...]
+    barrier_ns: tuple[float, ...]
+    path: str
+
+    def barrier_time_ns(self, tiles: int) -> float:
+        """Barrier time for a step that spans `tiles` tiles, interpolated in the profile's table, flat beyond."""
+        return float(np.interp(tiles, self.barrier_tiles, self.barrier_ns))
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def _section(data: dict, name: str, path: Path) -> dict[str, float]:
+    sec = data.get(name)
+    if not isinstance(sec, dict):
+        raise ProfileError(f"{path}: missing [{name}] section")
+    out = {}
+    for event in EVENTS:
+        if event not in sec:
+            raise ProfileError(f"{path}: [{name}] lacks {event!r}")
+        if f"source_{event}" not in sec:
+            raise ProfileError(f"{path}: [{name}] {event} has no source_{event} line (every number needs a source)")
+        out[event] = float(sec[event])
+    return out
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            raise ProfileError(f"unknown profile {name_or_path!r}; known: {', '.join(available_profiles())}")
+    if not path.exists():
+        raise ProfileError(f"{path}: profile file not found")
+    data = tomli.loads(path.read_text())
+    barrier = data.get("barrier_ns", {})
+    if "source" not in barrier or len(barrier.get("tiles", [])) != len(barrier.get("time", [])) or not barrier["tiles"]:
+        raise ProfileError(f"{path}: [barrier_ns] needs equal-length tiles/time lists and a source")
+    return Profile(name=data.get("name", path.stem), description=data.get("description", ""),
+                   assumption=bool(data.get("assumption", False)), energy_pj=_section(data, "energy_pj", path),
+                   time_ns=_section(data, "time_ns", path), barrier_tiles=tuple(barrier["tiles"]),
+                   barrier_ns=tuple(float(x) for x in barrier["time"]), path=str(path))
