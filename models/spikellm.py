@@ -59,11 +59,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikestack.errors import SpikestackError
+
 MIN_STEP = 1e-5  # smallest Δ; the same floor as upstream's CLIPMIN (REFERENCE.md §2 code)
 LN2 = math.log(2.0)
 
 
-class SpikeLLMError(ValueError):
+class SpikeLLMError(SpikestackError, ValueError):
     """A SpikeLLM state dict, checkpoint or config that cannot be used; the message names the key or field."""
 
 
