@@ -18,7 +18,8 @@ Choices where upstream is silent or wrong (documented here, tested in tests/mode
 - Top-code clipping: K steps carry at most K(L − 1) = 2^(b+a) − 2^a, so the 2^a − 1 top codes of the
   (2^(b+a) − 1)-step grid cannot be sent (31 → 30 for b = 4, a = 1). We keep REFERENCE.md's Δ_hi and clip
   the code to K(L − 1) in *both* paths, so the spiking path represents the quantized path exactly
-  (upstream's fake-quant does not clip, its GIF path would; they disagree).
+  (REFERENCE.md §2.1 infers that upstream's fake-quant training does not clip while its GIF path would, so
+  upstream's two paths disagree on those codes).
 - Zero point: upstream subtracts z·ΣW over all input channels; each group's z is subtracted only over its
   own channels here (the equation above), which is what the code stands for.
 - Δ is clamped to ≥ MIN_STEP so a constant token (or a one-channel group) does not divide by zero.
@@ -37,11 +38,14 @@ quantizer is not implemented).
 
 Optimal Brain Spiking (§2.2): `calibrate_saliency` scores input channel j of each SpikeLinear by the mean
 over tokens of [(x WᵀW) ⊙ x]_j on float (ANN-path) activations and marks the top fraction salient; masks are
-buffers and save in the state dict. Module names follow Hugging Face LLaMA so a LLaMA-format state dict
-loads directly (`load_llama_state_dict`); RoPE uses HF's rotate-half layout, which HF's converted q/k
-weights assume. Checked once by hand against transformers 5.20 `LlamaForCausalLM` (random 2-layer model,
-grouped-query and tied variants, float64): logits agree to 4e-7, the float32 in which HF computes RoPE and
-RMSNorm; transformers is not a dependency, so that check is not in the test suite.
+buffers and save in the state dict. q, k and v read the same normed input but have their own masks (their W
+differ), so a compiler sees that input coded three times, once per mask.
+
+Module names follow Hugging Face LLaMA so a LLaMA-format state dict loads directly (`load_llama_state_dict`);
+RoPE uses HF's rotate-half layout, which HF's converted q/k weights assume. Checked once by hand against
+transformers 5.20 `LlamaForCausalLM` (random 2-layer model, grouped-query and tied variants, float64): logits
+agree to 4e-7, the float32 in which HF computes RoPE and RMSNorm; transformers is not a dependency, so that
+check is not in the test suite.
 """
 
 from __future__ import annotations
