@@ -12,9 +12,9 @@ from pathlib import Path
 import h5py
 import nir
 import numpy as np
+from spikestack.models.nir.nodes import BiSpike, Embedding, register
 
 from spikestack.errors import NIRFormatError
-from spikestack.models.nir.nodes import BiSpike, Embedding, register
 
 from .ir import FloatGraph, FloatProjection, HostEmbedding, ReadoutPop, SpikingPop, frozen_array
 

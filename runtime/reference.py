@@ -10,7 +10,6 @@ scaling) runs in numpy here.
 from __future__ import annotations
 
 import numpy as np
-
 from spikestack.compiler.ir import Program, QReadoutPop, QSpikingPop
 
 from .neurons import bispike_step, readout_step, tables_for

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from spikestack.compiler.ir import Program, QReadoutPop, QSpikingPop
 
 from .reference import host_inputs

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from spikestack.compiler.ir import Program
 
 from .trace import Trace
@@ -48,7 +47,9 @@ def first_divergence(program: Program, a: Trace, b: Trace, names: tuple[str, str
     return None
 
 
-def verify(program: Program, ids: np.ndarray, backends: tuple[str, ...] = BACKENDS) -> tuple[dict[str, Trace], list[str]]:
+def verify(
+    program: Program, ids: np.ndarray, backends: tuple[str, ...] = BACKENDS
+) -> tuple[dict[str, Trace], list[str]]:
     """Run every backend; return the traces and the list of mismatch lines (empty = bit-exact)."""
     traces = {name: backend_runner(name)(program, ids) for name in backends}
     base = backends[0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from spikestack.compiler.ir import Program, QSpikingPop
 from spikestack.runtime.trace import Trace
 

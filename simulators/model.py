@@ -14,7 +14,6 @@ which no profile here gives per core). SANA-FE's own accuracy against silicon is
 from __future__ import annotations
 
 import numpy as np
-
 from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 

@@ -10,8 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "bispike-mlp.pt"
 
 
@@ -67,8 +65,10 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     print("spikestack demo: bispike-mlp (SpikeLM elastic bi-spikes) → NIR → loihi2 → reference + Lava → simulator")
     print(f"  float model BPC          {summary['float_bpc']:.4f}   ({summary['eval_tokens']} validation chars)")
-    print(f"  compiled (fixed point)   {summary['compiled_bpc']:.4f}   argmax agreement {summary['argmax_agreement']:.1%}")
-    print(f"  bit-exact torch/ref/Lava {'yes' if not problems else 'NO: ' + '; '.join(problems)}"
+    print(f"  compiled (fixed point)   {summary['compiled_bpc']:.4f}   "
+          f"argmax agreement {summary['argmax_agreement']:.1%}")
+    verdict = "yes" if not problems else "NO: " + "; ".join(problems)
+    print(f"  bit-exact torch/ref/Lava {verdict}"
           f"   ({verify_tokens} tokens x {program.steps} steps, every layer)")
     print(f"  cores                    {sim['cores']} on {sim['tiles']} tile(s)")
     print(f"  SOPs                     {sim['sops']:.4g} total, {sim['sops_per_token']:.4g} per token")

@@ -45,7 +45,7 @@ def partition(program: Program, target: Target) -> Program:
         cap = _capacity(pop.name, fan_in, target)
         n_cores = math.ceil(pop.size / cap)
         bounds = np.linspace(0, pop.size, n_cores + 1).round().astype(int)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
             cores.append(Core(index=len(cores), pop=pop.name, lo=int(lo), hi=int(hi),
                               synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits),
                               axons_in=fan_in))

@@ -34,7 +34,6 @@ from ..ir import (
     QProjection,
     QReadoutPop,
     QSpikingPop,
-    ReadoutPop,
     SpikingPop,
     frozen_array,
 )

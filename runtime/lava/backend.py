@@ -10,7 +10,6 @@ the pipelined run equals the reference executor's token-batched one, spike for s
 from __future__ import annotations
 
 import numpy as np
-
 from spikestack.compiler.ir import Program, QSpikingPop
 
 from ..reference import host_inputs, readout_logits
@@ -18,6 +17,9 @@ from ..trace import Trace
 
 
 def run(program: Program, ids: np.ndarray) -> Trace:
+    from . import prepare_lava_import
+
+    prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense

@@ -16,7 +16,6 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-
 from spikestack.runtime.neurons import BiSpikeTables, bispike_step
 
 

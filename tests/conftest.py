@@ -1,0 +1,47 @@
+"""Shared fixtures: small hand-built float graphs and compiled programs (no checkpoint needed)."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+from spikestack.models.nir.nodes import BiSpike, Embedding
+
+
+def make_nir_chain(seed: int = 0, vocab: int = 11, context: int = 2, emb: int = 3, hidden: int = 5,
+                   out: int = 7, steps: int = 4, levels: int = 1) -> nir.NIRGraph:
+    """Input → Embedding → Flatten → BiSpike → Affine → BiSpike → Affine → Output, random but seeded."""
+    rng = np.random.default_rng(seed)
+    d_in = context * emb
+    alpha = lambda: np.sort(rng.uniform(0.5, 2.0, steps))  # noqa: E731
+    nodes = {
+        "ids": nir.Input(input_type={"input": np.array([context])}),
+        "emb": Embedding(weight=rng.normal(0, 1.5, (vocab, emb)), context=context),
+        "flat": nir.Flatten(input_type={"input": np.array([context, emb])}, start_dim=0, end_dim=-1),
+        "s1": BiSpike(alpha=alpha(), levels=levels, reset_scale=0.25, shape=np.array([d_in])),
+        "fc1": nir.Affine(weight=rng.normal(0, 0.6, (hidden, d_in)), bias=rng.normal(0, 0.2, hidden)),
+        "s2": BiSpike(alpha=alpha(), levels=levels, reset_scale=0.25, shape=np.array([hidden])),
+        "head": nir.Affine(weight=rng.normal(0, 0.6, (out, hidden)), bias=rng.normal(0, 0.2, out)),
+        "out": nir.Output(output_type={"output": np.array([out])}),
+    }
+    names = list(nodes)
+    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:], strict=False)))
+    graph.metadata = {"spikestack.steps_per_token": steps}
+    return graph
+
+
+@pytest.fixture
+def nir_chain() -> nir.NIRGraph:
+    return make_nir_chain()
+
+
+@pytest.fixture
+def program(nir_chain):
+    from spikestack.compiler.pipeline import compile_graph
+
+    return compile_graph(nir_chain, "loihi2")
+
+
+@pytest.fixture
+def token_ids() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 11, size=(40, 2))

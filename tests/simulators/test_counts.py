@@ -1,0 +1,81 @@
+"""Simulator counts, energy and latency on a hand-built two-layer program (every number computed by hand)."""
+
+import numpy as np
+import pytest
+from spikestack.compiler.ir import Core, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop
+from spikestack.runtime.trace import Trace
+from spikestack.simulators.counts import count_events
+from spikestack.simulators.model import simulate
+from spikestack.simulators.profiles import Profile, available_profiles, load_profile
+
+
+def hand_program() -> Program:
+    a = QSpikingPop(name="a", size=2, levels=1, thresholds=np.array([[1], [1]]), carry=np.zeros((2, 3), int),
+                    carry_shift=12, amplitude=np.array([1, 1]), bias=np.zeros(2, int), state_unit=1.0,
+                    amplitude_unit=1.0)
+    b = QReadoutPop(name="b", size=3, state_unit=1.0, host_bias=np.zeros(3))
+    w = np.array([[2, 0], [0, 4], [6, 8]], np.int16)  # [dst, src]
+    cores = (Core(index=0, pop="a", lo=0, hi=2, synaptic_memory_bits=0, axons_in=0, chip=0, x=0, y=0, slot=0),
+             Core(index=1, pop="b", lo=0, hi=2, synaptic_memory_bits=32, axons_in=2, chip=0, x=1, y=0, slot=0),
+             Core(index=2, pop="b", lo=2, hi=3, synaptic_memory_bits=16, axons_in=2, chip=0, x=1, y=1, slot=0))
+    host = QHostInput(name="emb", table=np.zeros((4, 2), np.int32), context=1, unit=1.0)
+    return Program(target="hand", steps=2, state_bits=24, host_input=host, input_pop="a", populations=(a, b),
+                   projections=(QProjection(name="w", src="a", dst="b", weight=w, weight_exp=0, message_bits=2),),
+                   cores=cores)
+
+
+def hand_trace() -> Trace:
+    # one token, step 0: neuron 0 fires +1; step 1: neuron 0 fires -1 and neuron 1 fires +1
+    spikes = np.array([[[1, 0], [-1, 1]]], np.int8)
+    return Trace(spikes={"a": spikes}, readout=np.zeros((1, 3), np.int64), logits=np.zeros((1, 3)),
+                 inputs=np.zeros((1, 2), np.int64))
+
+
+def test_counts_by_hand():
+    c = count_events(hand_program(), hand_trace())
+    # neuron 0 has synapses in rows 0 (core 1) and 2 (core 2); neuron 1 in rows 1 (core 1) and 2 (core 2)
+    assert c.synaptic_ops[0].tolist() == [[0, 1, 1], [0, 2, 2]]
+    assert c.spikes_out[0].tolist() == [[1, 0, 0], [2, 0, 0]]
+    assert c.messages_out[0].tolist() == [[2, 0, 0], [4, 0, 0]]
+    # core 1 is 1 hop from core 0's tile, core 2 is 2 hops: 1 + 2 per spiking neuron
+    assert c.hops[0].tolist() == [[3, 0, 0], [6, 0, 0]]
+    assert c.max_hops[0].tolist() == [2, 2]
+    assert c.neuron_updates.tolist() == [2, 2, 1]
+
+
+PROFILE = Profile(name="unit", description="", assumption=False,
+                  energy_pj={"synaptic_op": 1.0, "neuron_update": 10.0, "spike_out": 100.0, "message": 1000.0,
+                             "hop": 10000.0},
+                  time_ns={"synaptic_op": 1.0, "neuron_update": 2.0, "spike_out": 3.0, "message": 4.0, "hop": 5.0},
+                  barrier_tiles=(1, 3), barrier_ns=(100.0, 300.0), path="")
+
+
+def test_energy_and_latency_by_hand():
+    r = simulate(hand_program(), hand_trace(), PROFILE)
+    # synops 6 ·1 + updates (5 neurons × 2 steps) ·10 + spikes 3 ·100 + messages 6 ·1000 + hops 9 ·10000 pJ
+    assert r["energy_j"] == pytest.approx((6 + 100 + 300 + 6000 + 90000) * 1e-12)
+    assert r["sops"] == 6 and r["messages"] == 6 and r["hops"] == 9 and r["tiles"] == 3
+    # step 0: core0 = 2 upd·2 + 1 spike·3 + 2 msg·4 = 15; core1 = 1·1 + 2·2 = 5; core2 = 1 + 2 = 3 → max 15
+    # step 1: core0 = 4 + 2·3 + 4·4 = 26 → max 26. Each step adds 2 hops·5 = 10 and barrier(3 tiles) = 300 ns
+    assert r["latency_s_per_step"] == pytest.approx(((15 + 10 + 300) + (26 + 10 + 300)) / 2 * 1e-9)
+    assert r["tokens_per_s"] == pytest.approx(1 / (2 * r["latency_s_per_step"]))
+    assert r["firing_rate"] == {"a": 0.75}
+
+
+def test_profiles_load_with_sources():
+    assert {"loihi1_sanafe_calibrated", "loihi1_davies2018_presilicon", "loihi2_assumed"} <= set(available_profiles())
+    p = load_profile("loihi1_sanafe_calibrated")
+    assert p.energy_pj["synaptic_op"] == 35.5 and p.time_ns["message"] == 5.1  # REFERENCE.md §6.1
+    assert p.barrier_time_ns(2) == 1000.0 and p.barrier_time_ns(100) == 1800.0
+    assert load_profile("loihi2_assumed").assumption
+
+
+def test_profile_without_source_is_rejected(tmp_path):
+    from spikestack.simulators.profiles import ProfileError
+
+    text = (load_profile("loihi1_sanafe_calibrated").path and
+            open(load_profile("loihi1_sanafe_calibrated").path).read())
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('source_hop = "mean of SANA-FE E-W 3.0', 'nosource = "x'))
+    with pytest.raises(ProfileError, match=r"\[energy_pj\] hop has no source_hop line"):
+        load_profile(str(bad))
