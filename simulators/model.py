@@ -17,11 +17,14 @@ import numpy as np
 from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 
+from .conventions import counting_conventions
 from .counts import Counts, count_events
-from .profiles import Profile
+from .profiles import Profile, load_profile
 
-PJ = 1e-12
-NS = 1e-9
+PJ = 1e-12  # J per pJ
+NS = 1e-9  # s per ns
+# Same-technology comparison with the ANN twin: 45 nm CMOS op energies (REFERENCE.md §7.3).
+SAME_TECH_PROFILES = ("horowitz45_int8", "horowitz45_fp32")
 
 
 def simulate(program: Program, trace: Trace, profile: Profile) -> dict:
@@ -48,14 +51,36 @@ def energy_breakdown_j(counts: Counts) -> dict[str, np.ndarray]:
     }
 
 
+def energy_by_kind_j(events: dict[str, np.ndarray], profile: Profile) -> dict[str, float]:
+    return {k: float(v.sum()) * profile.energy_pj[k] * PJ for k, v in events.items()}
+
+
+def ann_comparison(program: Program, trace: Trace, events: dict[str, np.ndarray], profile: Profile) -> dict:
+    """Energy per token of this SNN and of its ANN twin under the same 45 nm profiles (and this profile's [ann]).
+
+    Why: a Loihi SNN figure next to a 45 nm GPU-style MAC figure compares technologies, not networks; the
+    same-technology rows say how much of the gap is the network.
+    """
+    same_tech = [load_profile(name) for name in SAME_TECH_PROFILES]
+    if profile.ann_mac_pj is not None and profile.name not in SAME_TECH_PROFILES:
+        same_tech.append(profile)
+    macs = counting_conventions(program, trace, {})["ann_twin"]["macs_per_token"]
+    n_tok = trace.tokens
+    return {p.name: {"snn_energy_per_token_j": sum(energy_by_kind_j(events, p).values()) / n_tok,
+                     "ann_energy_per_token_j": macs * (p.ann_mac_pj or 0.0) * PJ,
+                     "ann_mac_pj": p.ann_mac_pj}
+            for p in same_tech}
+
+
 def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> dict:
     tiles = len({(c.chip, c.x, c.y) for c in program.cores})
-    latency = step_latency_s(counts, profile, tiles)
     per_token_events = energy_breakdown_j(counts)
-    energy_by_kind = {k: float(v.sum()) * profile.energy_pj[k] * PJ for k, v in per_token_events.items()}
+    energy_by_kind = energy_by_kind_j(per_token_events, profile)
     total_energy = sum(energy_by_kind.values())
     n_tok = trace.tokens
-    mean_step = float(latency.mean())
+    latency = step_latency_s(counts, profile, tiles) if profile.timing else None
+    mean_step = float(latency.mean()) if latency is not None else None
+    comparison = ann_comparison(program, trace, per_token_events, profile)
     per_core_synops = counts.synaptic_ops.mean((0, 1))
     return {
         "profile": profile.name,
@@ -75,9 +100,10 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         "energy_j": total_energy,
         "energy_per_token_j": total_energy / n_tok,
         "energy_breakdown_j": energy_by_kind,
+        "timing": profile.timing,
         "latency_s_per_step": mean_step,
-        "latency_s_per_step_max": float(latency.max()),
-        "tokens_per_s": 1.0 / (program.steps * mean_step),
+        "latency_s_per_step_max": float(latency.max()) if latency is not None else None,
+        "tokens_per_s": 1.0 / (program.steps * mean_step) if mean_step else None,
         "firing_rate": {k: round(v, 6) for k, v in trace.firing_rate().items()},
         "per_core": [
             {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y],
@@ -86,5 +112,8 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         ],
         "host_values_in_per_token": counts.host_values_in,
         "host_values_out_per_token": counts.host_values_out,
+        "counting_conventions": counting_conventions(
+            program, trace, {k: v["ann_mac_pj"] for k, v in comparison.items()}),
+        "ann_twin_comparison": comparison,
         "conventions": "sops = (non-zero event, non-zero synapse) pairs; energy dynamic only; see docs/simulator.md",
     }

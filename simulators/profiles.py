@@ -32,6 +32,8 @@ class Profile:
     barrier_tiles: tuple[int, ...]
     barrier_ns: tuple[float, ...]
     path: str
+    timing: bool = True  # False: the source gives no times (Horowitz), so the report leaves latency null
+    ann_mac_pj: float | None = None  # pJ per MAC of the ANN twin, where the source has one ([ann] section)
 
     def barrier_time_ns(self, tiles: int) -> float:
         """Barrier time for a step that spans `tiles` tiles, interpolated in the profile's table, flat beyond."""
@@ -56,6 +58,15 @@ def _section(data: dict, name: str, path: Path) -> dict[str, float]:
     return out
 
 
+def _ann_mac(data: dict, path: Path) -> float | None:
+    ann = data.get("ann")
+    if ann is None:
+        return None
+    if "mac" not in ann or "source_mac" not in ann:
+        raise ProfileError(f"{path}: [ann] needs mac and a source_mac line (every number needs a source)")
+    return float(ann["mac"])
+
+
 def load_profile(name_or_path: str) -> Profile:
     path = Path(name_or_path)
     if not path.suffix:
@@ -68,7 +79,10 @@ def load_profile(name_or_path: str) -> Profile:
     barrier = data.get("barrier_ns", {})
     if "source" not in barrier or len(barrier.get("tiles", [])) != len(barrier.get("time", [])) or not barrier["tiles"]:
         raise ProfileError(f"{path}: [barrier_ns] needs equal-length tiles/time lists and a source")
+    if "timing" in data and "source_timing" not in data:
+        raise ProfileError(f"{path}: timing = {data['timing']} has no source_timing line")
     return Profile(name=data.get("name", path.stem), description=data.get("description", ""),
                    assumption=bool(data.get("assumption", False)), energy_pj=_section(data, "energy_pj", path),
                    time_ns=_section(data, "time_ns", path), barrier_tiles=tuple(barrier["tiles"]),
-                   barrier_ns=tuple(float(x) for x in barrier["time"]), path=str(path))
+                   barrier_ns=tuple(float(x) for x in barrier["time"]), path=str(path),
+                   timing=bool(data.get("timing", True)), ann_mac_pj=_ann_mac(data, path))

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _or_na(value: float | None, scale: float, unit: str) -> str:
+    """Profiles without timing (Horowitz) report latency as null: say so instead of printing 0."""
+    return "n/a (profile has no timing)" if value is None else f"{value * scale:.4g}{unit}"
+
+
 def human_table(r: dict) -> str:
     assumption = " (ASSUMED constants: no public Loihi 2 figures)" if r["profile_is_assumption"] else ""
     rows = [
@@ -13,8 +18,8 @@ def human_table(r: dict) -> str:
         ("tokens x steps", f"{r['tokens']} x {r['steps_per_token']}"),
         ("synaptic ops per token", f"{r['sops_per_token']:.4g}"),
         ("energy per token", f"{r['energy_per_token_j'] * 1e6:.4g} uJ (dynamic)"),
-        ("latency per step", f"{r['latency_s_per_step'] * 1e6:.4g} us"),
-        ("tokens per second", f"{r['tokens_per_s']:.4g}"),
+        ("latency per step", _or_na(r["latency_s_per_step"], 1e6, " us")),
+        ("tokens per second", _or_na(r["tokens_per_s"], 1.0, "")),
         ("firing rate", ", ".join(f"{k} {v:.3f}" for k, v in r["firing_rate"].items())),
     ]
     width = max(len(k) for k, _ in rows)

@@ -79,3 +79,23 @@ def test_profile_without_source_is_rejected(tmp_path):
     bad.write_text(text.replace('source_hop = "mean of SANA-FE E-W 3.0', 'nosource = "x'))
     with pytest.raises(ProfileError, match=r"\[energy_pj\] hop has no source_hop line"):
         load_profile(str(bad))
+
+
+def test_horowitz_profiles_are_sourced_and_untimed():
+    int8, fp32 = load_profile("horowitz45_int8"), load_profile("horowitz45_fp32")
+    # REFERENCE.md §7.3: int8 add 0.03, mult 0.2; 32-bit int add 0.1, mult 3.1; fp32 add 0.9, mult 3.7 pJ
+    assert (int8.energy_pj["synaptic_op"], int8.ann_mac_pj, int8.energy_pj["neuron_update"]) == (0.03, 0.23, 3.5)
+    assert (fp32.energy_pj["synaptic_op"], fp32.ann_mac_pj, fp32.energy_pj["neuron_update"]) == (0.9, 4.6, 7.3)
+    assert not int8.timing and int8.energy_pj["hop"] == 0.0
+    assert load_profile("loihi1_sanafe_calibrated").timing
+
+
+def test_untimed_profile_reports_energy_without_latency():
+    r = simulate(hand_program(), hand_trace(), load_profile("horowitz45_fp32"))
+    # synops 6 × 0.9 + neuron updates 10 × 7.3 pJ; spikes, messages and hops cost nothing in this profile
+    assert r["energy_j"] == pytest.approx((6 * 0.9 + 10 * 7.3) * 1e-12)
+    assert r["latency_s_per_step"] is None and r["tokens_per_s"] is None and r["timing"] is False
+    # ANN twin: 6 MACs per token × 4.6 pJ; the SNN row under the same profile repeats energy_j (1 token)
+    row = r["ann_twin_comparison"]["horowitz45_fp32"]
+    assert row["ann_energy_per_token_j"] == pytest.approx(27.6e-12)
+    assert row["snn_energy_per_token_j"] == pytest.approx(r["energy_j"])
