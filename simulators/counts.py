@@ -3,7 +3,10 @@
 Conventions (REFERENCE.md §7): a synaptic op is one (non-zero incoming event, non-zero synapse) pair, so a
 graded or signed spike counts once per target synapse whatever its payload (NeuroBench's Effective ACs on
 binary spikes; counters that treat signed spikes as non-spikes undercount, §7.2). One message per (spiking
-neuron, destination core holding at least one of its synapses); it travels |Δx|+|Δy| tile hops (X-Y routing).
+neuron, destination core holding at least one of its synapses); it travels |Δx|+|Δy| tile hops (X-Y routing:
+all of Δx first, then Δy), and every directed mesh link it crosses is charged one message, so the busiest link's
+load bounds the step's serialisation (`model.step_latency_s`). Chips are not told apart in routing: cores on
+different chips route as if on one mesh (inter-chip links are not modelled).
 Every neuron of a core updates every step (our neurons all see input each step; inactive-compartment savings are
 not modelled). Host traffic: values written into the input population per step, values read from the readout
 per token.
@@ -28,12 +31,43 @@ class Counts:
     messages_out: np.ndarray  # [tokens, T, cores]
     hops: np.ndarray  # [tokens, T, cores]: Σ hops of messages leaving the core
     max_hops: np.ndarray  # [tokens, T]: longest route taken in the step
+    busiest_link: np.ndarray  # [tokens, T]: messages crossing the most loaded directed link in the step
+    links: tuple[tuple[int, int, int, int], ...]  # directed links (x0, y0, x1, y1) that carry traffic
+    link_messages: np.ndarray  # [links]: messages over all tokens and steps per link
     host_values_in: int  # per token
     host_values_out: int  # per token
 
 
 def core_slices(program: Program, pop: str) -> list[tuple[int, int, int]]:
     return [(c.index, c.lo, c.hi) for c in program.cores if c.pop == pop]
+
+
+def xy_route(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Directed links crossed from tile src to tile dst, X first then Y (dimension-order routing, §6.4)."""
+    (x, y), (x1, y1) = src, dst
+    links = []
+    while x != x1:
+        nx = x + (1 if x1 > x else -1)
+        links.append((x, y, nx, y))
+        x = nx
+    while y != y1:
+        ny = y + (1 if y1 > y else -1)
+        links.append((x, y, x, ny))
+        y = ny
+    return links
+
+
+def _route_incidence(program: Program) -> tuple[list[tuple[int, int, int, int]], dict[tuple[int, int], list[int]]]:
+    """Every link used by a (src core, dst core) pair of some projection, and each pair's link indices."""
+    index: dict[tuple[int, int, int, int], int] = {}
+    routes: dict[tuple[int, int], list[int]] = {}
+    cores = program.cores
+    for proj in program.projections:
+        for s, _, _ in core_slices(program, proj.src):
+            for d, _, _ in core_slices(program, proj.dst):
+                path = xy_route((cores[s].x, cores[s].y), (cores[d].x, cores[d].y))
+                routes[(s, d)] = [index.setdefault(link, len(index)) for link in path]
+    return list(index), routes
 
 
 def count_events(program: Program, trace: Trace) -> Counts:
@@ -43,6 +77,8 @@ def count_events(program: Program, trace: Trace) -> Counts:
     synops, spikes_out, msgs, hops = (np.zeros(shape, np.int64) for _ in range(4))
     max_hops = np.zeros((n_tok, steps), np.int64)
     xy = np.array([(c.x, c.y) for c in program.cores])
+    links, link_routes = _route_incidence(program)
+    link_load = np.zeros((n_tok, steps, len(links)), np.int64)
     for proj in program.projections:
         src = program.pop(proj.src)
         assert isinstance(src, QSpikingPop)
@@ -59,9 +95,14 @@ def count_events(program: Program, trace: Trace) -> Counts:
             dist = np.abs(xy[[c for c, _, _ in dst_cores]] - xy[core]).sum(1)  # tile hops to each dst core
             msgs[..., core] += per_dst.sum(-1)
             hops[..., core] += per_dst @ dist
+            incidence = np.zeros((len(dst_cores), len(links)), np.int64)  # [C_dst, links] on this core's routes
+            for j, (d, _, _) in enumerate(dst_cores):
+                incidence[j, np.asarray(link_routes[(core, d)], np.intp)] = 1
+            link_load += per_dst @ incidence
             used = per_dst > 0
             max_hops = np.maximum(max_hops, np.where(used, dist, 0).max(-1, initial=0))
     updates = np.array([c.hi - c.lo for c in program.cores], np.int64)
     return Counts(synaptic_ops=synops, neuron_updates=updates, spikes_out=spikes_out, messages_out=msgs,
-                  hops=hops, max_hops=max_hops, host_values_in=program.host_input.size * steps,
+                  hops=hops, max_hops=max_hops, busiest_link=link_load.max(-1, initial=0), links=tuple(links),
+                  link_messages=link_load.sum((0, 1)), host_values_in=program.host_input.size * steps,
                   host_values_out=program.populations[-1].size)

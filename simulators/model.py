@@ -3,7 +3,11 @@
 A core is one pipeline, so its work in a step adds serially: synaptic ops + neuron updates + spikes out +
 messages out, each times its per-event time. Cores run in parallel and the step ends at a barrier:
 
-    latency(step) = max_core(work) + longest route · t_hop + barrier(tiles used)
+    latency(step) = max_core(work) + max(longest route, busiest link load) · t_hop + barrier(tiles used)
+
+The network term is a lower bound: the last message over the busiest link cannot leave it before
+(load · t_hop), and the longest route takes (hops · t_hop). Adding the two would not be a lower bound (the
+busiest link may sit on a one-hop route), so the larger one is taken; queueing beyond that is not modelled.
 
 Layers run pipelined (the Lava backend's schedule), so a token costs T steps of throughput:
 tokens/s = 1 / (T · mean step latency). Energy is dynamic only: Σ counts × per-event energy (no static power,
@@ -36,7 +40,8 @@ def step_latency_s(counts: Counts, profile: Profile, tiles: int) -> np.ndarray:
     t = profile.time_ns
     work = (counts.synaptic_ops * t["synaptic_op"] + counts.neuron_updates * t["neuron_update"]
             + counts.spikes_out * t["spike_out"] + counts.messages_out * t["message"])
-    return (work.max(-1) + counts.max_hops * t["hop"] + profile.barrier_time_ns(tiles)) * NS
+    network = np.maximum(counts.max_hops, counts.busiest_link) * t["hop"]
+    return (work.max(-1) + network + profile.barrier_time_ns(tiles)) * NS
 
 
 def energy_breakdown_j(counts: Counts) -> dict[str, np.ndarray]:
@@ -96,6 +101,10 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         "spikes": int(counts.spikes_out.sum()),
         "messages": int(counts.messages_out.sum()),
         "hops": int(counts.hops.sum()),
+        "busiest_link_messages_per_step": float(counts.busiest_link.mean()),
+        "busiest_link_messages_per_step_max": int(counts.busiest_link.max(initial=0)),
+        "links": [{"link": list(link), "messages_per_step": float(n) / (n_tok * program.steps)}
+                  for link, n in zip(counts.links, counts.link_messages, strict=True)],
         "neuron_updates": int(counts.neuron_updates.sum()) * program.steps * n_tok,
         "energy_j": total_energy,
         "energy_per_token_j": total_energy / n_tok,

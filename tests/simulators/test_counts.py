@@ -40,7 +40,20 @@ def test_counts_by_hand():
     # core 1 is 1 hop from core 0's tile, core 2 is 2 hops: 1 + 2 per spiking neuron
     assert c.hops[0].tolist() == [[3, 0, 0], [6, 0, 0]]
     assert c.max_hops[0].tolist() == [2, 2]
+    # X-Y routing: core 0 (0,0) → core 1 (1,0) crosses link A = (0,0)→(1,0); → core 2 (1,1) crosses A then
+    # B = (1,0)→(1,1) (X first, never (0,0)→(0,1)). Step 0: 1 spike → A 2, B 1; step 1: 2 spikes → A 4, B 2
+    assert c.links == ((0, 0, 1, 0), (1, 0, 1, 1))
+    assert c.link_messages.tolist() == [6, 3]
+    assert c.busiest_link[0].tolist() == [2, 4]
     assert c.neuron_updates.tolist() == [2, 2, 1]
+
+
+def test_xy_route_goes_x_first_in_both_directions():
+    from spikestack.simulators.counts import xy_route
+
+    assert xy_route((2, 0), (0, 1)) == [(2, 0, 1, 0), (1, 0, 0, 0), (0, 0, 0, 1)]
+    assert xy_route((0, 2), (0, 0)) == [(0, 2, 0, 1), (0, 1, 0, 0)]
+    assert xy_route((3, 3), (3, 3)) == []
 
 
 PROFILE = Profile(name="unit", description="", assumption=False,
@@ -56,8 +69,9 @@ def test_energy_and_latency_by_hand():
     assert r["energy_j"] == pytest.approx((6 + 100 + 300 + 6000 + 90000) * 1e-12)
     assert r["sops"] == 6 and r["messages"] == 6 and r["hops"] == 9 and r["tiles"] == 3
     # step 0: core0 = 2 upd·2 + 1 spike·3 + 2 msg·4 = 15; core1 = 1·1 + 2·2 = 5; core2 = 1 + 2 = 3 → max 15
-    # step 1: core0 = 4 + 2·3 + 4·4 = 26 → max 26. Each step adds 2 hops·5 = 10 and barrier(3 tiles) = 300 ns
-    assert r["latency_s_per_step"] == pytest.approx(((15 + 10 + 300) + (26 + 10 + 300)) / 2 * 1e-9)
+    # step 1: core0 = 4 + 2·3 + 4·4 = 26 → max 26. Network: max(longest route 2, busiest link 2 | 4) · 5 ns
+    # = 10 | 20 ns; barrier(3 tiles) = 300 ns
+    assert r["latency_s_per_step"] == pytest.approx(((15 + 10 + 300) + (26 + 20 + 300)) / 2 * 1e-9)
     assert r["tokens_per_s"] == pytest.approx(1 / (2 * r["latency_s_per_step"]))
     assert r["firing_rate"] == {"a": 0.75}
 
@@ -99,3 +113,21 @@ def test_untimed_profile_reports_energy_without_latency():
     row = r["ann_twin_comparison"]["horowitz45_fp32"]
     assert row["ann_energy_per_token_j"] == pytest.approx(27.6e-12)
     assert row["snn_energy_per_token_j"] == pytest.approx(r["energy_j"])
+
+
+def test_every_hop_crosses_one_link(nir_chain, token_ids, tmp_path):
+    from pathlib import Path
+
+    from spikestack.compiler.pipeline import compile_graph
+    from spikestack.runtime.reference import run
+
+    # one core per tile and 2 neurons per core spread the tiny chain over the 4 x 4 mesh
+    text = Path("compiler/targets/generic.toml").read_text()
+    target = tmp_path / "spread.toml"
+    target.write_text(text.replace("max_neurons = 64", "max_neurons = 2").replace("cores_per_tile = 4",
+                                                                                  "cores_per_tile = 1"))
+    program = compile_graph(nir_chain, str(target))
+    c = count_events(program, run(program, token_ids))
+    assert c.hops.sum() > 0 and len(c.links) > 1
+    assert c.link_messages.sum() == c.hops.sum()  # a route of h hops charges h links, one message each
+    assert (c.busiest_link <= c.messages_out.sum(-1)).all()
