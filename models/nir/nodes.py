@@ -10,6 +10,7 @@ adding the class there. Graphs made only of standard nodes never need it and sta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +30,47 @@ def _as_int(value: Any, node: str, field_name: str) -> int:
     return int(arr)
 
 
+def _as_float(value: Any, node: str, field_name: str) -> float:
+    arr = np.asarray(value)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise NIRFormatError(f"{node}: field {field_name!r} must be one finite number, got {value!r}")
+    return float(arr)
+
+
+def _as_str(value: Any, node: str, field_name: str) -> str:
+    """Strings come back from HDF5 as str or bytes (REFERENCE.md §4.2); accept both, return str."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf8")
+    if not isinstance(value, str):
+        raise NIRFormatError(f"{node}: field {field_name!r} must be a string, got {value!r}")
+    return value
+
+
+def _as_array(value: Any, node: str, field_name: str, *, shape: tuple[int, ...] | None = None,
+              ndim: int | None = None, dtype: type = np.float64) -> np.ndarray:
+    """A finite numeric array of the given shape or rank; the error names node type and field."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise NIRFormatError(f"{node}: field {field_name!r} is not numeric: {value!r}") from None
+    if not np.all(np.isfinite(arr)):
+        raise NIRFormatError(f"{node}: field {field_name!r} holds NaN or inf")
+    if shape is not None and arr.shape != tuple(shape):
+        raise NIRFormatError(f"{node}: field {field_name!r} has shape {arr.shape}, expected {tuple(shape)}")
+    if ndim is not None and arr.ndim != ndim:
+        raise NIRFormatError(f"{node}: field {field_name!r} must have {ndim} dimension(s), got shape {arr.shape}")
+    return arr
+
+
+def _as_shape(value: Any, node: str, field_name: str = "shape") -> np.ndarray:
+    shape = _as_array(value, node, field_name, ndim=1, dtype=np.int64)
+    if shape.size == 0 or np.any(shape < 1):
+        raise NIRFormatError(f"{node}: field {field_name!r} must be a non-empty list of sizes >= 1, got {value!r}")
+    return shape
+
+
 @dataclass(eq=False)
 class _Extension(nir.NIRNode):
     """Base of our nodes: the namespaced type string and a reader that accepts it."""
@@ -45,6 +87,15 @@ class _Extension(nir.NIRNode):
         kwargs = dict(kwargs)
         if kwargs.pop("type", cls.type_name) != cls.type_name:
             raise NIRFormatError(f"{cls.type_name}.from_dict got another type: {kwargs.get('type')!r}")
+        # Name the missing or unknown field ourselves: the dataclass would raise a bare TypeError.
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        for name, f in fields.items():
+            no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if no_default and name not in kwargs:
+                raise NIRFormatError(f"{cls.type_name}: missing field {name!r}")
+        unknown = sorted(set(kwargs) - set(fields))
+        if unknown:
+            raise NIRFormatError(f"{cls.type_name}: unknown field {unknown[0]!r}")
         return cls(**kwargs)
 
 
@@ -121,10 +172,18 @@ class Embedding(_Extension):
 EXTENSION_NODES: tuple[type[_Extension], ...] = (BiSpike, Embedding)
 
 
+def all_extension_nodes() -> tuple[type[_Extension], ...]:
+    """Every spikestack node class: the two spine nodes here plus those of `neurons` and `ops`."""
+    from .neurons import NEURON_NODES
+    from .ops import OP_NODES
+
+    return EXTENSION_NODES + NEURON_NODES + OP_NODES
+
+
 def register() -> None:
     """Make stock `nir.read` accept our namespaced node types (idempotent)."""
     known = vars(nir.ir)["__all_ir"]
-    for cls in EXTENSION_NODES:
+    for cls in all_extension_nodes():
         if cls.type_name not in known:
             known.append(cls.type_name)
         vars(nir.ir)[cls.type_name] = cls
