@@ -90,6 +90,8 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
     return {
         "profile": profile.name,
         "profile_is_assumption": profile.assumption,
+        "profile_description": profile.description,
+        "profile_sources": dict(profile.sources),
         "target": program.target,
         "tokens": n_tok,
         "steps_per_token": program.steps,

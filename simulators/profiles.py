@@ -6,7 +6,7 @@ figures, REFERENCE.md §6.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class Profile:
     path: str
     timing: bool = True  # False: the source gives no times (Horowitz), so the report leaves latency null
     ann_mac_pj: float | None = None  # pJ per MAC of the ANN twin, where the source has one ([ann] section)
+    sources: dict[str, str] = field(default_factory=dict)  # "energy_pj.hop" → its source line, for reports
 
     def barrier_time_ns(self, tiles: int) -> float:
         """Barrier time for a step that spans `tiles` tiles, interpolated in the profile's table, flat beyond."""
@@ -55,6 +56,16 @@ def _section(data: dict, name: str, path: Path) -> dict[str, float]:
         if f"source_{event}" not in sec:
             raise ProfileError(f"{path}: [{name}] {event} has no source_{event} line (every number needs a source)")
         out[event] = float(sec[event])
+    return out
+
+
+def _sources(data: dict) -> dict[str, str]:
+    out = {f"{sec}.{k[len('source_'):]}": str(v) for sec in ("energy_pj", "time_ns", "ann")
+           for k, v in data.get(sec, {}).items() if k.startswith("source_")}
+    if "source" in data.get("barrier_ns", {}):
+        out["barrier_ns"] = str(data["barrier_ns"]["source"])
+    if "source_timing" in data:
+        out["timing"] = str(data["source_timing"])
     return out
 
 
@@ -85,4 +96,5 @@ def load_profile(name_or_path: str) -> Profile:
                    assumption=bool(data.get("assumption", False)), energy_pj=_section(data, "energy_pj", path),
                    time_ns=_section(data, "time_ns", path), barrier_tiles=tuple(barrier["tiles"]),
                    barrier_ns=tuple(float(x) for x in barrier["time"]), path=str(path),
-                   timing=bool(data.get("timing", True)), ann_mac_pj=_ann_mac(data, path))
+                   timing=bool(data.get("timing", True)), ann_mac_pj=_ann_mac(data, path),
+                   sources=_sources(data))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spikestack.errors import SpikestackError
+
+
+class ReportError(SpikestackError):
+    """A report cannot be written as asked (e.g. an unsupported format)."""
+
 
 def _or_na(value: float | None, scale: float, unit: str) -> str:
     """Profiles without timing (Horowitz) report latency as null: say so instead of printing 0."""
@@ -43,4 +49,72 @@ def plot_firing_rates(rates: dict[str, float], out: Path, title: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
+    return out
+
+
+def _md_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+
+
+def _conventions_rows(r: dict) -> list[tuple]:
+    c = r["counting_conventions"]
+    nb, paper, ann = c["neurobench"], c["paper"], c["ann_twin"]
+    return [
+        ("dataflow SOPs (this simulator)", f"{c['dataflow']['sops_per_token']:.4g}",
+         f"{r['energy_per_token_j']:.4g} ({r['profile']})", c["dataflow"]["why"]),
+        ("NeuroBench Dense", f"{nb['dense_per_token']:.4g}", "-", "every weight at every step"),
+        ("NeuroBench Effective_ACs", f"{nb['effective_acs_per_token']:.4g}", "-", nb["why"]),
+        ("NeuroBench Effective_MACs", f"{nb['effective_macs_per_token']:.4g}", "-", "steps holding levels |s| >= 2"),
+        ("paper SOP = fr*T*FLOPs", f"{paper['sops_per_token']:.4g}", f"{paper['energy_per_token_j']:.4g}",
+         paper["why"]),
+        ("ANN twin MACs", f"{ann['macs_per_token']:.4g}",
+         ", ".join(f"{v:.4g} ({k})" for k, v in ann["energy_per_token_j"].items()), ann["why"]),
+    ]
+
+
+def markdown_report(r: dict, plots: dict[str, Path] | None = None, base: Path | None = None) -> str:
+    """The report as Markdown: summary, energy breakdown, conventions side by side, ANN twin, sources, plots.
+
+    Why Markdown: it reads in a terminal, renders on any forge, and diffs cleanly between two runs.
+    """
+    lines = [f"# Simulation report: {r['target']} under {r['profile']}", ""]
+    if r["profile_is_assumption"]:
+        lines += ["**The profile is an ASSUMPTION**: no public per-event figures exist for this chip "
+                  "(REFERENCE.md §6.2).", ""]
+    lines += ["```", human_table(r), "```", "", "## Energy per token by event (dynamic only)", ""]
+    lines += _md_table(("event", "energy per token (J)"),
+                       [(k, f"{v / r['tokens']:.4g}") for k, v in r["energy_breakdown_j"].items()])
+    lines += ["", "## Counting conventions side by side (per token)", ""]
+    lines += _md_table(("convention", "ops per token", "energy per token (J)", "why it differs"),
+                       _conventions_rows(r))
+    lines += ["", "## SNN vs ANN twin, same technology (compute only, a lower bound)", ""]
+    lines += _md_table(("profile", "SNN J/token", "ANN twin J/token", "ANN pJ/MAC"),
+                       [(k, f"{v['snn_energy_per_token_j']:.4g}", f"{v['ann_energy_per_token_j']:.4g}",
+                         v["ann_mac_pj"]) for k, v in r["ann_twin_comparison"].items()])
+    busiest = sorted(r["per_core"], key=lambda c: -c["synaptic_ops_per_step"])[:8]
+    lines += ["", "## Busiest cores", ""]
+    lines += _md_table(("core", "layer", "tile (chip, x, y)", "neurons", "synaptic ops per step"),
+                       [(c["core"], c["layer"], tuple(c["tile"]), c["neurons"], f"{c['synaptic_ops_per_step']:.4g}")
+                        for c in busiest])
+    lines += ["", f"Busiest mesh link: {r['busiest_link_messages_per_step']:.4g} messages per step on average, "
+              f"{r['busiest_link_messages_per_step_max']} at most (X-Y routing).", "",
+              f"## Profile sources ({r['profile']})", ""]
+    lines += [f"- `{k}`: {v}" for k, v in r["profile_sources"].items()]
+    if plots:
+        lines += ["", "## Plots", ""]
+        for name, path in plots.items():
+            rel = Path(path).resolve().relative_to(base.resolve()) if base else Path(path)
+            lines += [f"![{name}]({rel.as_posix()})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(r: dict, out: Path, plots: dict[str, Path] | None = None) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in (".md", ".markdown"):
+        raise ReportError(f"{out}: --report writes Markdown only; name the file *.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = out.parent if plots and all(out.parent.resolve() in Path(p).resolve().parents for p in plots.values()) \
+        else None
+    out.write_text(markdown_report(r, plots, base))
     return out

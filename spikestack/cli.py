@@ -122,6 +122,15 @@ def simulate_artifact(art: Path, profile_name: str | None, tokens: int) -> dict:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     report = simulate_artifact(Path(args.artifact), args.profile, args.tokens)
+    plots = None
+    if args.plots:
+        from spikestack.simulators.plots import write_all
+
+        plots = write_all(report, Path(args.plots))
+    if args.report:
+        from spikestack.simulators.report import write_markdown
+
+        write_markdown(report, Path(args.report), plots)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -214,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", help="profile name or .toml (default: the target's)")
     s.add_argument("--tokens", type=int, default=1024)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
+    s.add_argument("--report", help="write a Markdown report (.md) with conventions side by side and sources")
     s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")

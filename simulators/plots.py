@@ -1,0 +1,107 @@
+"""Plots of a simulation report (the JSON of `simulators.model.report`), matplotlib with the Agg backend.
+
+They read only the documented JSON (docs/simulator.md), so a saved report can be re-plotted without the
+artifact. Each function writes one PNG and returns its path; `write_all` writes the standard set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .report import plot_firing_rates
+
+
+def _pyplot():
+    """Import pyplot on the Agg backend: reports are written on headless machines and in tests."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    _pyplot().close(fig)
+    return out
+
+
+def core_load_grid(r: dict, chip: int) -> np.ndarray:
+    """Synaptic ops per step summed over the cores of each tile of one chip, as a [y, x] grid (NaN: unused)."""
+    tiles = [c for c in r["per_core"] if c["tile"][0] == chip]
+    width = 1 + max((c["tile"][1] for c in r["per_core"]), default=0)
+    height = 1 + max((c["tile"][2] for c in r["per_core"]), default=0)
+    grid = np.full((height, width), np.nan)
+    for c in tiles:
+        _, x, y = c["tile"]
+        grid[y, x] = np.nan_to_num(grid[y, x]) + c["synaptic_ops_per_step"]
+    return grid
+
+
+def plot_core_heatmap(r: dict, out: Path) -> Path:
+    """Per-tile load on the mesh: the busiest tile sets the step latency (REFERENCE.md §7.6), so hot spots show
+    where re-placement would pay."""
+    plt = _pyplot()
+    chips = sorted({c["tile"][0] for c in r["per_core"]})
+    fig, axes = plt.subplots(1, len(chips), figsize=(4 * len(chips), 3), squeeze=False)
+    for ax, chip in zip(axes[0], chips, strict=True):
+        grid = core_load_grid(r, chip)
+        im = ax.imshow(grid, cmap="viridis", origin="lower")
+        for (y, x), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                ax.text(x, y, f"{v:.3g}", ha="center", va="center", color="w", fontsize=7)
+        ax.set_xlabel("tile x")
+        ax.set_ylabel("tile y")
+        ax.set_title(f"chip {chip}: synaptic ops per step")
+        fig.colorbar(im, ax=ax)
+    return _save(fig, out)
+
+
+def plot_energy_breakdown(r: dict, out: Path) -> Path:
+    """Energy per token by event kind under the report's profile: says which event to optimise first."""
+    plt = _pyplot()
+    kinds = list(r["energy_breakdown_j"])
+    per_token_uj = [r["energy_breakdown_j"][k] / r["tokens"] * 1e6 for k in kinds]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(kinds, per_token_uj, color="#b5654a")
+    ax.set_ylabel("energy per token (uJ)")
+    ax.set_title(f"energy breakdown, {r['profile']}")
+    ax.tick_params(axis="x", labelrotation=20)
+    return _save(fig, out)
+
+
+def plot_energy_vs_ann(r: dict, out: Path) -> Path:
+    """Energy per token of the SNN (this profile and 45 nm) against the ANN twin (45 nm), log scale: the
+    same-technology pairs separate the network's gain from the technology's."""
+    plt = _pyplot()
+    labels = [f"SNN\n{r['profile']}"]
+    values = [r["energy_per_token_j"]]
+    colors = ["#4a7ab5"]
+    for name, row in r["ann_twin_comparison"].items():
+        labels += [f"SNN\n{name}", f"ANN twin\n{name}"]
+        values += [row["snn_energy_per_token_j"], row["ann_energy_per_token_j"]]
+        colors += ["#7fa6d6", "#999999"]
+    fig, ax = plt.subplots(figsize=(1.4 * len(labels) + 1, 3.2))
+    ax.bar(range(len(values)), values, color=colors)
+    ax.set_xticks(range(len(values)), labels, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("energy per token (J, compute only)")
+    ax.set_title("energy per token: SNN vs ANN twin")
+    return _save(fig, out)
+
+
+def write_all(r: dict, out_dir: Path) -> dict[str, Path]:
+    """The four standard plots into out_dir; returns {name: path} for the Markdown report."""
+    out_dir = Path(out_dir)
+    return {
+        "firing_rate": plot_firing_rates(r["firing_rate"], out_dir / "firing_rate.png",
+                                         f"{r['target']}: firing rate per layer"),
+        "core_load": plot_core_heatmap(r, out_dir / "core_load.png"),
+        "energy_breakdown": plot_energy_breakdown(r, out_dir / "energy_breakdown.png"),
+        "energy_vs_ann": plot_energy_vs_ann(r, out_dir / "energy_vs_ann.png"),
+    }
