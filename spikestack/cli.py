@@ -140,6 +140,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from spikestack.simulators.sweep import format_table, sweep, write_table
+
+    if args.output and Path(args.output).suffix not in (".csv", ".json"):
+        raise SpikestackError(f"{args.output}: sweep output must end in .csv or .json")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    rows = sweep(Path(args.source), targets, profiles, args.tokens, _eval_windows, workers=args.workers)
+    if args.output:
+        write_table(rows, Path(args.output))
+    print(format_table(rows))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from spikestack.compiler import artifact
     from spikestack.runtime.verify import BACKENDS, verify
@@ -226,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
     s.add_argument("--report", help="write a Markdown report (.md) with conventions side by side and sources")
     s.set_defaults(fn=cmd_simulate)
+
+    s = sub.add_parser("sweep", help="targets x profiles table for one NIR file or checkpoint (compiled per target)")
+    s.add_argument("source")
+    s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
+    s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
+    s.add_argument("--tokens", type=int, default=256)
+    s.add_argument("--workers", type=int, default=2, help="parallel processes (at most 2)")
+    s.add_argument("-o", "--output", help="write the table as .csv or .json")
+    s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
     s.add_argument("artifact")

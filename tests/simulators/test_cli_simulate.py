@@ -32,3 +32,41 @@ def test_simulate_report_must_be_markdown(tmp_path, capsys):
     capsys.readouterr()
     assert main(["simulate", str(tmp_path / "art"), "--tokens", "4", "--report", str(tmp_path / "r.html")]) == 2
     assert "writes Markdown only" in capsys.readouterr().err
+
+
+def test_sweep_cross_product_with_a_target_that_does_not_fit(tmp_path, capsys):
+    from spikestack.compiler.pipeline import compile_graph
+    from spikestack.runtime.reference import run
+    from spikestack.simulators.model import simulate
+    from spikestack.simulators.profiles import load_profile
+
+    src = tmp_path / "tiny.nir"
+    nir.write(str(src), make_nir_chain(vocab=95))
+    out = tmp_path / "sweep.json"
+    assert main(["sweep", str(src), "--targets", "loihi2,loihi1", "--profiles",
+                 "loihi1_sanafe_calibrated,horowitz45_int8", "--tokens", "8", "-o", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["target"], r["profile"]) for r in rows] == [
+        ("loihi2", "loihi1_sanafe_calibrated"), ("loihi2", "horowitz45_int8"),
+        ("loihi1", "loihi1_sanafe_calibrated"), ("loihi1", "horowitz45_int8")]
+    # loihi1 carries binary spikes only: the ternary chain needs 9-bit payloads, a TargetLimitError per row
+    assert all("target loihi1 allows 1" in r["error"] and r["energy_per_token_j"] is None for r in rows[2:])
+    # a sweep row equals a direct simulation of the same program on the same tokens
+    from spikestack.cli import _eval_windows
+
+    program = compile_graph(src, "loihi2")
+    direct = simulate(program, run(program, _eval_windows(program, 8)[0]), load_profile("loihi1_sanafe_calibrated"))
+    assert rows[0]["energy_per_token_j"] == direct["energy_per_token_j"] and rows[0]["error"] == ""
+    assert rows[1]["latency_s_per_step"] is None  # Horowitz has no timing
+    assert "loihi1" in capsys.readouterr().out
+
+
+def test_sweep_writes_csv_and_rejects_other_suffixes(tmp_path, capsys):
+    src = tmp_path / "tiny.nir"
+    nir.write(str(src), make_nir_chain(vocab=95))
+    assert main(["sweep", str(src), "--profiles", "horowitz45_fp32", "--tokens", "4", "--workers", "1",
+                 "-o", str(tmp_path / "t.csv")]) == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0].startswith("target,profile,cores") and lines[1].startswith("loihi2,horowitz45_fp32,3,")
+    assert main(["sweep", str(src), "-o", str(tmp_path / "t.txt")]) == 2
+    assert "must end in .csv or .json" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""`spikestack sweep`: one source network × targets × profiles → one table (issue 7).
+
+Targets change the compiled program (partition, placement, payload widths), so each target is compiled from the
+source (a NIR file or a checkpoint) with the compiler's public `compile_graph`; the program runs once on the
+reference executor and every profile prices the same trace. A target the network does not fit yields rows whose
+`error` holds the TargetLimitError message, so one bad target does not hide the others.
+
+Each target's work is a pure, picklable function of (nir path, target, profiles, tokens, token function), run in
+a `ProcessPoolExecutor`; an engine such as Ray or Dask can map the same function across machines unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from spikestack.compiler.ir import Program
+
+from spikestack.errors import SpikestackError, TargetLimitError
+
+from .model import simulate
+from .profiles import load_profile
+
+MAX_WORKERS = 2  # the shared machine has 2 CPU cores (brief); more workers only thrash
+COLUMNS = ("target", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j", "latency_s_per_step",
+           "tokens_per_s", "neurobench_effective_acs_per_token", "paper_sops_per_token",
+           "ann_energy_per_token_j_fp32", "error")
+TokenFn = Callable[[Program, int], tuple[np.ndarray, np.ndarray]]  # (program, n) → (ids, targets)
+
+
+def _row(target: str, profile: str, r: dict | None, error: str = "") -> dict:
+    if r is None:
+        return {c: None for c in COLUMNS} | {"target": target, "profile": profile, "error": error}
+    conv = r["counting_conventions"]
+    return {"target": target, "profile": profile, "cores": r["cores"], "tiles": r["tiles"],
+            "sops_per_token": r["sops_per_token"], "energy_per_token_j": r["energy_per_token_j"],
+            "latency_s_per_step": r["latency_s_per_step"], "tokens_per_s": r["tokens_per_s"],
+            "neurobench_effective_acs_per_token": conv["neurobench"]["effective_acs_per_token"],
+            "paper_sops_per_token": conv["paper"]["sops_per_token"],
+            "ann_energy_per_token_j_fp32": conv["ann_twin"]["energy_per_token_j"].get("horowitz45_fp32"),
+            "error": ""}
+
+
+def sweep_target(nir_path: str, target: str, profiles: tuple[str, ...], tokens: int, token_fn: TokenFn) -> list[dict]:
+    """Rows for one target: compile, run once, price under every profile (or error rows if it does not fit)."""
+    from spikestack.compiler.pipeline import compile_graph
+    from spikestack.runtime.reference import run
+
+    try:
+        program = compile_graph(Path(nir_path), target)
+    except TargetLimitError as exc:
+        return [_row(target, p, None, str(exc)) for p in profiles]
+    ids, _ = token_fn(program, tokens)
+    trace = run(program, ids)
+    return [_row(target, p, simulate(program, trace, load_profile(p))) for p in profiles]
+
+
+def nir_source(source: Path, tmp: Path) -> Path:
+    """A NIR file for the source: itself, or the checkpoint exported once (not once per target)."""
+    if not source.exists():
+        raise SpikestackError(f"{source}: file not found")
+    if source.suffix not in (".pt", ".pth"):
+        return source
+    from spikestack.models.nir.export import export_checkpoint
+
+    out = tmp / f"{source.stem}.nir"
+    export_checkpoint(source, out)
+    return out
+
+
+def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, token_fn: TokenFn,
+          workers: int = MAX_WORKERS) -> list[dict]:
+    """The cross product targets × profiles as rows, targets in parallel processes (at most MAX_WORKERS)."""
+    from spikestack.compiler.targets import load_target
+
+    for t in targets:
+        load_target(t)  # fail fast on a misspelt target or profile, before any worker starts
+    for p in profiles:
+        load_profile(p)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(nir_source(Path(source), Path(tmp)))
+        n = max(1, min(workers, MAX_WORKERS, len(targets)))
+        args = [(path, t, tuple(profiles), tokens, token_fn) for t in targets]
+        if n == 1:
+            results = [sweep_target(*a) for a in args]
+        else:
+            with ProcessPoolExecutor(max_workers=n) as pool:
+                results = list(pool.map(sweep_target, *zip(*args, strict=True)))
+    return [row for rows in results for row in rows]
+
+
+def write_table(rows: list[dict], out: Path) -> Path:
+    """CSV or JSON by the file's suffix."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".json":
+        out.write_text(json.dumps(rows, indent=1))
+    elif out.suffix == ".csv":
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    else:
+        raise SpikestackError(f"{out}: sweep output must end in .csv or .json")
+    return out
+
+
+def format_table(rows: list[dict]) -> str:
+    """A fixed-width text table for the terminal (errors shortened to their first 60 characters)."""
+    shown = ("target", "profile", "cores", "sops_per_token", "energy_per_token_j", "tokens_per_s", "error")
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)[:60]
+
+    table = [list(shown)] + [[cell(r[c]) for c in shown] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
