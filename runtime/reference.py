@@ -2,9 +2,10 @@
 
 Tokens are independent (every state resets at a token's first step, REFERENCE.md §1.4), so the executor runs
 layer by layer over the whole batch: for each population, T calls of the neuron step from `runtime.neurons`,
-then one matmul of payloads by weight mantissas for the next population. The matmul runs in float64 BLAS and is
-exact: `quantize` bounds every partial sum below 2^24 ≪ 2^53. The host part (embedding lookup, readout
-scaling) runs in numpy here.
+then one matmul of payloads by weight mantissas for the next population. The matmul runs in float32 BLAS and is
+exact: `quantize` proves Σ_j |w_ij|·|payload_j| + |bias_i| <= state_max < 2^23 for every neuron, so every partial
+sum, in any summation order, is an integer below 2^24 and float32 represents it exactly (wider states fall back
+to float64, exact below 2^53). The host part (embedding lookup, readout scaling) runs in numpy here.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ def host_inputs(program: Program, ids: np.ndarray) -> np.ndarray:
     return table[ids].reshape(len(ids), -1)
 
 
-def synaptic_input(payload: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def synaptic_input(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> np.ndarray:
     """Σ_j w_ij · payload_j for [tokens, T, n_src] payloads → int64 [tokens, T, n_dst] (exact, see module doc)."""
-    out = payload.astype(np.float64) @ np.asarray(weight, dtype=np.float64).T
-    return np.rint(out).astype(np.int64)
+    dtype = np.float32 if state_bits <= 24 else np.float64
+    flat = payload.reshape(-1, payload.shape[-1]).astype(dtype)  # one 2-D GEMM, not one per token
+    out = flat @ np.asarray(weight, dtype=dtype).T
+    return out.astype(np.int64).reshape(*payload.shape[:-1], -1)
 
 
 def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
@@ -62,7 +65,7 @@ def run(program: Program, ids: np.ndarray) -> Trace:
             saturations[pop.name] = sat
             proj = next(p for p in program.projections if p.src == pop.name)
             payload = levels.astype(np.int64) * np.asarray(pop.amplitude, np.int64)[None, :, None]
-            current = synaptic_input(payload, proj.weight)
+            current = synaptic_input(payload, proj.weight, program.state_bits)
         else:
             acc = np.zeros((n_tok, pop.size), np.int64)
             sat = 0

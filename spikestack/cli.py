@@ -181,6 +181,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.is_dir():
+        from spikestack.compiler import artifact
+        from spikestack.compiler.inspect import inspect_artifact
+
+        print(inspect_artifact(artifact.load(path)))
+        return 0
+    if not path.exists():
+        raise SpikestackError(f"{path}: file not found")
+    try:
+        from spikestack.models.nir.inspect import inspect_nir
+    except ImportError:
+        raise SpikestackError(f"{path}: NIR inspection is not available in this build") from None
+    print(inspect_nir(path))
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from spikestack.compiler.targets import available_targets, load_target
 
@@ -261,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", default="The ")
     s.add_argument("--tokens", type=int, default=80)
     s.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("inspect", help="an artifact directory (cores, encodings, host ops) or a NIR file (nodes)")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("targets", help="list hardware targets")
     s.set_defaults(fn=cmd_targets)

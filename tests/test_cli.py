@@ -78,3 +78,14 @@ def test_exit_code_from_console_entry_point(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"spikestack: error: {tmp_path / 'missing'}: not an artifact "
                                                  "directory (missing)"]
+
+
+def test_inspect_artifact(nir_file, tmp_path, capsys):
+    art = tmp_path / "art"
+    main(["compile", str(nir_file), "--target", "generic", "-o", str(art)])
+    capsys.readouterr()
+    assert main(["inspect", str(art)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("target generic: 3 cores, 4 steps per token, 24-bit state")
+    assert "fc1         s1 → s2" in out and "graded" in out
+    assert "host traffic per token: 24 values in, 7 values out" in out

@@ -1,0 +1,47 @@
+"""`spikestack inspect ART`: what a compiled artifact holds, as a human table.
+
+Cores used and their load (neurons, synaptic memory, input axons, mesh position), the encoding chosen per
+projection, the host's share of the work and traffic, and the quantisation error summary from `quantize`.
+"""
+
+from __future__ import annotations
+
+from .ir import Program, QReadoutPop, QSpikingPop
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*map(str, r)) for r in rows]
+
+
+def inspect_artifact(program: Program) -> str:
+    lines = [f"target {program.target}: {len(program.cores)} cores, {program.steps} steps per token, "
+             f"{program.state_bits}-bit state"]
+    lines.append("")
+    lines += _table(
+        ["core", "layer", "neurons", "syn. memory bits", "axons in", "chip", "x,y", "slot"],
+        [[c.index, c.pop, f"{c.lo}..{c.hi - 1}", c.synaptic_memory_bits, c.axons_in, c.chip, f"{c.x},{c.y}", c.slot]
+         for c in program.cores])
+    lines.append("")
+    layers = program.report.get("layers", {})
+    encodings = program.report.get("encodings", {})
+    rows = []
+    for proj in program.projections:
+        q = layers.get(proj.name, {})
+        enc = encodings.get(proj.name, {})
+        rows.append([proj.name, f"{proj.src} → {proj.dst}", f"{proj.weight.shape[1]}x{proj.weight.shape[0]}",
+                     f"{enc.get('encoding', '?')} {proj.message_bits}b", q.get("weight_exp", ""),
+                     f"{q.get('max_abs_weight_error', float('nan')):.2e}", q.get("state_headroom_bits", "")])
+    lines += _table(["projection", "edge", "in x out", "encoding", "weight exp", "max |Δw|", "headroom bits"], rows)
+    lines.append("")
+    spiking = [p for p in program.populations if isinstance(p, QSpikingPop)]
+    readout = [p for p in program.populations if isinstance(p, QReadoutPop)]
+    host = program.host_input
+    lines.append(f"host ops: embedding lookup ({host.table.shape[0]} x {host.table.shape[1]}, context {host.context}) "
+                 f"→ {host.size} input currents per step into {program.input_pop!r}; readout scaling of "
+                 f"{', '.join(p.name for p in readout)} (÷T, + bias)")
+    lines.append(f"host traffic per token: {host.size * program.steps} values in, "
+                 f"{sum(p.size for p in readout)} values out")
+    lines.append(f"spiking layers: {', '.join(f'{p.name} (K={p.levels})' for p in spiking)}")
+    return "\n".join(lines)
