@@ -49,44 +49,59 @@ WHY = {
 }
 
 
-def _levels(trace: Trace, pop: str) -> np.ndarray:
-    return np.asarray(trace.spikes[pop])
+@dataclass(frozen=True, slots=True)
+class PopEvents:
+    """One pass over a population's levels, shared by every convention (the trace is the large array)."""
+
+    per_step: np.ndarray  # int64 [T, n]: non-zero events per step and neuron, summed over tokens
+    unit_step: np.ndarray  # bool [T]: every level of the step is in {-1, 0, 1} (NeuroBench's "is spiking")
+    slots: int  # tokens × T × n
 
 
-def dataflow_sops(program: Program, trace: Trace) -> dict[str, int]:
-    """Per projection: Σ over tokens and steps of (non-zero event, non-zero synapse) pairs."""
+def pop_events(trace: Trace) -> dict[str, PopEvents]:
     out = {}
-    for proj in program.projections:
-        events_per_src = (_levels(trace, proj.src) != 0).sum((0, 1))  # [n_src]: events over tokens × steps
-        fanout = (np.asarray(proj.weight) != 0).sum(0)  # [n_src]
-        out[proj.name] = int(events_per_src @ fanout)
+    for pop, levels in trace.spikes.items():
+        levels = np.asarray(levels)
+        nonzero = levels != 0
+        out[pop] = PopEvents(per_step=nonzero.sum(0), unit_step=~(np.abs(levels) > 1).any(axis=(0, 2)),
+                             slots=int(levels.size))
     return out
 
 
-def neurobench_synops(program: Program, trace: Trace) -> dict[str, int]:
+def _nonzero_fanout(weight: np.ndarray) -> np.ndarray:
+    return np.count_nonzero(np.asarray(weight), axis=0)  # [n_src]
+
+
+def dataflow_sops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, int]:
+    """Per projection: Σ over tokens and steps of (non-zero event, non-zero synapse) pairs."""
+    events = events or pop_events(trace)
+    return {p.name: int(events[p.src].per_step.sum(0) @ _nonzero_fanout(p.weight)) for p in program.projections}
+
+
+def neurobench_synops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, int]:
     """NeuroBench SynapticOperations over all tokens: Dense, Effective_ACs, Effective_MACs (REFERENCE.md §7.1).
 
     NeuroBench calls a layer once per step with the whole batch and classifies that call as spiking iff all its
     inputs are in {-1, 0, 1}; we classify per (projection, step) over all tokens the same way.
     """
+    events = events or pop_events(trace)
     dense = acs = macs = 0
     for proj in program.projections:
-        levels = _levels(trace, proj.src)  # [tokens, T, n_src]
-        nz_w = (np.asarray(proj.weight) != 0).sum(0)  # [n_src]
-        dense += int(np.asarray(proj.weight).size) * levels.shape[0] * levels.shape[1]
-        pairs_per_step = (levels != 0).sum(0) @ nz_w  # [T]
-        spiking_step = (np.abs(levels) <= 1).all(axis=(0, 2))  # [T]
-        acs += int(pairs_per_step[spiking_step].sum())
-        macs += int(pairs_per_step[~spiking_step].sum())
+        ev = events[proj.src]
+        dense += int(np.asarray(proj.weight).size) * trace.tokens * ev.per_step.shape[0]
+        pairs_per_step = ev.per_step @ _nonzero_fanout(proj.weight)  # [T]
+        acs += int(pairs_per_step[ev.unit_step].sum())
+        macs += int(pairs_per_step[~ev.unit_step].sum())
     return {"dense": dense, "effective_acs": acs, "effective_macs": macs}
 
 
-def paper_sops(program: Program, trace: Trace) -> dict[str, float]:
+def paper_sops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, float]:
     """Per projection: fr_l · T · FLOPs_l · tokens, fr_l the source layer's fraction of non-zero spikes."""
+    events = events or pop_events(trace)
     out = {}
     for proj in program.projections:
-        levels = _levels(trace, proj.src)
-        rate = float((levels != 0).mean())
+        ev = events[proj.src]
+        rate = float(ev.per_step.sum()) / ev.slots
         out[proj.name] = rate * program.steps * int(np.asarray(proj.weight).size) * trace.tokens
     return out
 
@@ -99,9 +114,10 @@ def ann_twin_macs_per_token(program: Program) -> int:
 def counting_conventions(program: Program, trace: Trace, ann_mac_pj: dict[str, float]) -> dict:
     """All conventions as one JSON-ready dict. `ann_mac_pj`: profile name → pJ per MAC for the ANN twin."""
     n_tok = trace.tokens
-    flow = dataflow_sops(program, trace)
-    nb = neurobench_synops(program, trace)
-    paper = paper_sops(program, trace)
+    events = pop_events(trace)
+    flow = dataflow_sops(program, trace, events)
+    nb = neurobench_synops(program, trace, events)
+    paper = paper_sops(program, trace, events)
     paper_sop = sum(paper.values())
     macs_real_input = 0  # every projection carries spikes; the host embedding is a lookup (WHY["paper"])
     paper_energy = (macs_real_input * PAPER_E_MAC_PJ + paper_sop * PAPER_E_AC_PJ) * PJ

@@ -17,11 +17,13 @@ which no profile here gives per core). SANA-FE's own accuracy against silicon is
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 
-from .conventions import counting_conventions
+from .conventions import ann_twin_macs_per_token, counting_conventions
 from .counts import Counts, count_events
 from .profiles import Profile, load_profile
 
@@ -60,17 +62,22 @@ def energy_by_kind_j(events: dict[str, np.ndarray], profile: Profile) -> dict[st
     return {k: float(v.sum()) * profile.energy_pj[k] * PJ for k, v in events.items()}
 
 
-def ann_comparison(program: Program, trace: Trace, events: dict[str, np.ndarray], profile: Profile) -> dict:
+@cache
+def same_tech_profiles() -> tuple[Profile, ...]:
+    """Loaded once per process: parsing the TOML files cost more than counting a 1,000-step run (bench)."""
+    return tuple(load_profile(name) for name in SAME_TECH_PROFILES)
+
+
+def ann_comparison(program: Program, n_tok: int, events: dict[str, np.ndarray], profile: Profile) -> dict:
     """Energy per token of this SNN and of its ANN twin under the same 45 nm profiles (and this profile's [ann]).
 
     Why: a Loihi SNN figure next to a 45 nm GPU-style MAC figure compares technologies, not networks; the
     same-technology rows say how much of the gap is the network.
     """
-    same_tech = [load_profile(name) for name in SAME_TECH_PROFILES]
+    same_tech = list(same_tech_profiles())
     if profile.ann_mac_pj is not None and profile.name not in SAME_TECH_PROFILES:
         same_tech.append(profile)
-    macs = counting_conventions(program, trace, {})["ann_twin"]["macs_per_token"]
-    n_tok = trace.tokens
+    macs = ann_twin_macs_per_token(program)
     return {p.name: {"snn_energy_per_token_j": sum(energy_by_kind_j(events, p).values()) / n_tok,
                      "ann_energy_per_token_j": macs * (p.ann_mac_pj or 0.0) * PJ,
                      "ann_mac_pj": p.ann_mac_pj}
@@ -85,7 +92,7 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
     n_tok = trace.tokens
     latency = step_latency_s(counts, profile, tiles) if profile.timing else None
     mean_step = float(latency.mean()) if latency is not None else None
-    comparison = ann_comparison(program, trace, per_token_events, profile)
+    comparison = ann_comparison(program, n_tok, per_token_events, profile)
     per_core_synops = counts.synaptic_ops.mean((0, 1))
     return {
         "profile": profile.name,
