@@ -55,6 +55,8 @@ def plot_core_heatmap(r: dict, out: Path) -> Path:
         for (y, x), v in np.ndenumerate(grid):
             if not np.isnan(v):
                 ax.text(x, y, f"{v:.3g}", ha="center", va="center", color="w", fontsize=7)
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_yticks(range(grid.shape[0]))
         ax.set_xlabel("tile x")
         ax.set_ylabel("tile y")
         ax.set_title(f"chip {chip}: synaptic ops per step")

@@ -54,7 +54,8 @@ def plot_firing_rates(rates: dict[str, float], out: Path, title: str) -> Path:
 
 def _md_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    # a "|" inside a cell (|s| >= 2) would split the column: escape it
+    return lines + ["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |" for row in rows]
 
 
 def _conventions_rows(r: dict) -> list[tuple]:
