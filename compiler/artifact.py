@@ -6,6 +6,7 @@ Layout of an artifact directory (version 1):
     manifest.json        format, version, target, steps, populations, projections, cores, report, and for every
                          array its file, dtype, shape and sha256; `content_sha256` hashes all of the above
     arrays/<name>.npy    one array per file (np.save is deterministic; npz embeds timestamps)
+    host/<name>.onnx     the host programs (compiler/passes/cut_host.py), run with onnxruntime
 
 Same program → byte-identical directory (sorted JSON keys, no timestamps). `save` writes into a temporary sibling
 directory and renames it into place, so a failure never leaves a half-written artifact. `load` checks the format,
@@ -28,7 +29,7 @@ import numpy as np
 
 from spikestack.errors import ArtifactError
 
-from .ir import Core, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop, frozen_array
+from .ir import Core, HostProgram, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop, frozen_array
 
 FORMAT = "spikestack-artifact"
 VERSION = 1
@@ -72,6 +73,10 @@ def save(program: Program, out_dir: str | Path) -> Path:
         ],
         "projections": [_split(p, f"proj.{p.name}", arrays) for p in program.projections],
         "cores": [asdict(c) for c in program.cores],
+        "host_programs": [
+            {"name": h.name, "file": f"host/{h.name}.onnx", "sha256": hashlib.sha256(h.onnx).hexdigest()}
+            for h in program.host_programs
+        ],
         "report": program.report,
     }
     blobs = {key: _npy_bytes(a) for key, a in arrays.items()}
@@ -88,6 +93,10 @@ def save(program: Program, out_dir: str | Path) -> Path:
         (tmp / "arrays").mkdir()
         for key, blob in blobs.items():
             (tmp / "arrays" / f"{key}.npy").write_bytes(blob)
+        if program.host_programs:
+            (tmp / "host").mkdir()
+        for h in program.host_programs:
+            (tmp / "host" / f"{h.name}.onnx").write_bytes(h.onnx)
         (tmp / "manifest.json").write_bytes(_canonical(manifest))
         os.chmod(tmp, 0o755)
         if out_dir.exists():
@@ -137,6 +146,19 @@ def _load_arrays(art_dir: Path, manifest: dict[str, Any]) -> dict[str, np.ndarra
     return arrays
 
 
+def _load_host_programs(art_dir: Path, manifest: dict[str, Any]) -> tuple[HostProgram, ...]:
+    hosts = []
+    for entry in manifest.get("host_programs", []):
+        path = art_dir / entry["file"]
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing host program")
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+            raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited host program)")
+        hosts.append(HostProgram(name=entry["name"], onnx=blob))
+    return tuple(hosts)
+
+
 def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     kwargs = {k: arrays[v["array"]] if isinstance(v, dict) and "array" in v else v for k, v in data.items()}
     return cls(**kwargs)
@@ -153,6 +175,7 @@ def load(art_dir: str | Path) -> Program:
             host_input=_build(QHostInput, manifest["host_input"], arrays), input_pop=manifest["input_pop"],
             populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
+            host_programs=_load_host_programs(art_dir, manifest),
         )
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None

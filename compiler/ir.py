@@ -151,6 +151,14 @@ class Core:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HostProgram:
+    """One host stage as a serialised ONNX model (see `compiler/passes/cut_host.py`)."""
+
+    name: str  # "encode" (ids → input currents) or "decode" (readout → logits)
+    onnx: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Program:
     target: str
     steps: int
@@ -160,10 +168,14 @@ class Program:
     populations: tuple[QSpikingPop | QReadoutPop, ...]
     projections: tuple[QProjection, ...]
     cores: tuple[Core, ...] = ()
+    host_programs: tuple[HostProgram, ...] = ()
     report: dict = field(default_factory=dict)  # quantisation error summary, encodings, host traffic
 
     def pop(self, name: str) -> QSpikingPop | QReadoutPop:
         return next(p for p in self.populations if p.name == name)
+
+    def host_program(self, name: str) -> bytes:
+        return next(h.onnx for h in self.host_programs if h.name == name)
 
     def incoming(self, pop: str) -> QProjection | None:
         return next((p for p in self.projections if p.dst == pop), None)

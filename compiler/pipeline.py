@@ -18,6 +18,7 @@ from spikestack.errors import CompileError
 
 from .from_nir import from_nir, read_nir
 from .ir import FloatGraph, Program
+from .passes.cut_host import cut_host
 from .passes.fold_amplitudes import fold_amplitudes
 from .passes.lower_spikes import lower_spikes
 from .passes.partition import partition
@@ -41,6 +42,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("lower_spikes", "signed levels → graded events; payload width checked against the target", lower_spikes),
     Pass("partition", "populations → cores under neuron, memory and axon limits", partition),
     Pass("place", "cores → mesh tiles along a serpentine so layer-to-layer traffic stays local", place),
+    Pass("cut_host", "embedding and readout scaling → ONNX host programs run by onnxruntime", cut_host),
 )
 PASS_NAMES = tuple(p.name for p in PIPELINE)
 
@@ -61,6 +63,8 @@ def to_jsonable(obj: Any) -> Any:
         return {k: to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, np.generic):
         return obj.item()
+    if isinstance(obj, bytes):
+        return {"bytes": len(obj)}
     return obj
 
 

@@ -5,27 +5,23 @@ layer by layer over the whole batch: for each population, T calls of the neuron 
 then one matmul of payloads by weight mantissas for the next population. The matmul runs in float32 BLAS and is
 exact: `quantize` proves Σ_j |w_ij|·|payload_j| + |bias_i| <= state_max < 2^23 for every neuron, so every partial
 sum, in any summation order, is an integer below 2^24 and float32 represents it exactly (wider states fall back
-to float64, exact below 2^53). The host part (embedding lookup, readout scaling) runs in numpy here.
+to float64, exact below 2^53). The host part (embedding lookup, readout scaling) runs as ONNX in onnxruntime
+(`runtime/host.py`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from spikestack.compiler.ir import Program, QReadoutPop, QSpikingPop
+from spikestack.compiler.ir import Program, QSpikingPop
 
+from . import host
 from .neurons import bispike_step, readout_step, tables_for
 from .trace import Trace
 
 
 def host_inputs(program: Program, ids: np.ndarray) -> np.ndarray:
-    """Token contexts [tokens, context] → input currents [tokens, n_in] in the first population's units."""
-    ids = np.asarray(ids, dtype=np.int64)
-    table = np.asarray(program.host_input.table, dtype=np.int64)
-    if ids.ndim != 2 or ids.shape[1] != program.host_input.context:
-        raise ValueError(f"inputs must be [tokens, {program.host_input.context}] ids, got shape {ids.shape}")
-    if ids.min(initial=0) < 0 or ids.max(initial=0) >= table.shape[0]:
-        raise ValueError(f"token ids must be in [0, {table.shape[0]})")
-    return table[ids].reshape(len(ids), -1)
+    """Token contexts [tokens, context] → input currents [tokens, n_in] (the host's `encode` program)."""
+    return host.encode(program, ids)
 
 
 def synaptic_input(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> np.ndarray:
@@ -37,9 +33,8 @@ def synaptic_input(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> 
 
 
 def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
-    out = program.populations[-1]
-    assert isinstance(out, QReadoutPop)
-    return acc * out.state_unit / program.steps + np.asarray(out.host_bias)
+    """Readout accumulators → logits (the host's `decode` program)."""
+    return host.decode(program, acc)
 
 
 def run(program: Program, ids: np.ndarray) -> Trace:
