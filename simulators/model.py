@@ -10,9 +10,10 @@ The network term is a lower bound: the last message over the busiest link cannot
 busiest link may sit on a one-hop route), so the larger one is taken; queueing beyond that is not modelled.
 
 Layers run pipelined (the Lava backend's schedule), so a token costs T steps of throughput:
-tokens/s = 1 / (T · mean step latency). Energy is dynamic only: Σ counts × per-event energy (no static power,
-which no profile here gives per core). SANA-FE's own accuracy against silicon is 12 % energy / 25 % latency
-(§7.5): claim nothing tighter.
+tokens/s = 1 / (T · mean step latency); the first token waits T + (number of populations) steps for the
+pipeline to fill (mean step latency assumed for the partly filled steps). Energy is dynamic only: Σ counts ×
+per-event energy (no static power, which no profile here gives per core). SANA-FE's own accuracy against
+silicon is 12 % energy / 25 % latency (§7.5): claim nothing tighter.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         "latency_s_per_step": mean_step,
         "latency_s_per_step_max": float(latency.max()) if latency is not None else None,
         "tokens_per_s": 1.0 / (program.steps * mean_step) if mean_step else None,
+        # Lava schedule (runtime/lava/backend.py): population k runs token 0's step t at step t + k + 1, so the
+        # first token's readout is complete after T + (number of populations) steps
+        "time_to_first_token_s": (program.steps + len(program.populations)) * mean_step if mean_step else None,
         "firing_rate": {k: round(v, 6) for k, v in trace.firing_rate().items()},
         "per_core": [
             {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y],

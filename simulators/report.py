@@ -18,6 +18,8 @@ def _or_na(value: float | None, scale: float, unit: str) -> str:
 
 def human_table(r: dict) -> str:
     assumption = " (ASSUMED constants: no public Loihi 2 figures)" if r["profile_is_assumption"] else ""
+    conv = r["counting_conventions"]
+    nb = conv["neurobench"]
     rows = [
         ("profile", f"{r['profile']}{assumption}"),
         ("target / cores / tiles", f"{r['target']} / {r['cores']} / {r['tiles']}"),
@@ -26,6 +28,14 @@ def human_table(r: dict) -> str:
         ("energy per token", f"{r['energy_per_token_j'] * 1e6:.4g} uJ (dynamic)"),
         ("latency per step", _or_na(r["latency_s_per_step"], 1e6, " us")),
         ("tokens per second", _or_na(r["tokens_per_s"], 1.0, "")),
+        ("time to first token", _or_na(r["time_to_first_token_s"], 1e6, " us")),
+        ("NeuroBench per token", f"Dense {nb['dense_per_token']:.4g}, "
+                                 f"Effective_ACs {nb['effective_acs_per_token']:.4g}, "
+                                 f"Effective_MACs {nb['effective_macs_per_token']:.4g}"),
+        ("paper fr*T*FLOPs per token", f"{conv['paper']['sops_per_token']:.4g} SOPs, "
+                                       f"{conv['paper']['energy_per_token_j'] * 1e6:.4g} uJ (45 nm fp32)"),
+        ("ANN twin per token", f"{conv['ann_twin']['macs_per_token']:.4g} MACs, " + ", ".join(
+            f"{v * 1e6:.4g} uJ ({k})" for k, v in conv["ann_twin"]["energy_per_token_j"].items())),
         ("firing rate", ", ".join(f"{k} {v:.3f}" for k, v in r["firing_rate"].items())),
     ]
     width = max(len(k) for k, _ in rows)

@@ -73,6 +73,8 @@ def test_energy_and_latency_by_hand():
     # = 10 | 20 ns; barrier(3 tiles) = 300 ns
     assert r["latency_s_per_step"] == pytest.approx(((15 + 10 + 300) + (26 + 20 + 300)) / 2 * 1e-9)
     assert r["tokens_per_s"] == pytest.approx(1 / (2 * r["latency_s_per_step"]))
+    # first token: T = 2 steps + 2 populations of pipeline fill = 4 mean steps
+    assert r["time_to_first_token_s"] == pytest.approx(4 * r["latency_s_per_step"])
     assert r["firing_rate"] == {"a": 0.75}
 
 
