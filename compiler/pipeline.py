@@ -18,6 +18,7 @@ from spikestack.errors import CompileError
 
 from .from_nir import from_nir, read_nir
 from .ir import FloatGraph, Program
+from .passes.check_neurons import check_neurons
 from .passes.cut_host import cut_host
 from .passes.fold_amplitudes import fold_amplitudes
 from .passes.lower_spikes import lower_spikes
@@ -36,6 +37,7 @@ class Pass:
 
 
 PIPELINE: tuple[Pass, ...] = (
+    Pass("check_neurons", "refuse neuron kinds the target cannot run, before any work", check_neurons),
     Pass("fold_amplitudes", "α_ref into weights: synapses stay static, per-step α rides in the payload",
          lambda g, t: fold_amplitudes(g)),
     Pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision", quantize),

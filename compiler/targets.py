@@ -14,6 +14,7 @@ import tomli
 from spikestack.errors import CompileError
 
 TARGET_DIR = Path(__file__).parent / "targets"
+NEURON_MODELS = ("cuba_lif", "programmable")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,7 @@ class Target:
     state_bits: int
     max_payload_bits: int  # 1 = binary spikes only
     decay_bits: int
+    neuron_models: tuple[str, ...]  # "cuba_lif" (fixed Loihi compartment), "programmable" (microcode)
     path: str
 
     @property
@@ -55,6 +57,15 @@ def _field(section: dict, key: str, path: Path, section_name: str) -> int:
     if not isinstance(value, int) or value <= 0:
         raise CompileError(f"{path}: [{section_name}] {key} must be a positive integer, got {value!r}")
     return value
+
+
+def _neuron_models(core: dict, path: Path) -> tuple[str, ...]:
+    models = core.get("neuron_models")
+    if not isinstance(models, list) or not models or not all(m in NEURON_MODELS for m in models):
+        raise CompileError(f"{path}: [core] neuron_models must be a non-empty list drawn from {NEURON_MODELS}")
+    if "source_neuron_models" not in core:
+        raise CompileError(f"{path}: [core] neuron_models has no source_neuron_models line")
+    return tuple(models)
 
 
 def load_target(name_or_path: str) -> Target:
@@ -87,5 +98,6 @@ def load_target(name_or_path: str) -> Target:
         state_bits=_field(num, "state_bits", path, "numerics"),
         max_payload_bits=_field(num, "max_payload_bits", path, "numerics"),
         decay_bits=_field(num, "decay_bits", path, "numerics"),
+        neuron_models=_neuron_models(core, path),
         path=str(path),
     )

@@ -74,7 +74,13 @@ def test_quantize_refuses_what_cannot_fit():
 def test_payload_bits_and_binary_target(program):
     s1 = program.pop("s1")
     assert payload_bits(s1) == int(max(s1.amplitude)).bit_length() + 1
-    msg = r"projection 'fc1': graded payload needs \d+ bits, target loihi1 allows 1"
+    msg = r"projection 'fc1': graded payload needs \d+ bits, target binary allows 1"
+    with pytest.raises(TargetLimitError, match=msg):
+        compile_graph(make_nir_chain(), replace(LOIHI2, max_payload_bits=1, name="binary"))
+
+
+def test_loihi1_refuses_the_bispike_neuron_by_name():
+    msg = r"layer 's1': the bi-spike neuron .* needs programmable neurons; target loihi1 offers only cuba_lif"
     with pytest.raises(TargetLimitError, match=msg):
         compile_graph(make_nir_chain(), "loihi1")
 
@@ -119,6 +125,6 @@ def test_verifier_rejects_odd_weights(program):
 
 def test_dump_after_writes_ir(nir_chain, tmp_path):
     compile_graph(nir_chain, "loihi2", dump_after="quantize", dump_dir=tmp_path)
-    assert (tmp_path / "002_quantize.json").read_text().startswith("{")
+    assert (tmp_path / "003_quantize.json").read_text().startswith("{")
     with pytest.raises(CompileError, match="no such pass"):
         compile_graph(nir_chain, "loihi2", dump_after="nonsense")
