@@ -4,6 +4,10 @@ Why a step chain: nirtorch traces with torch.fx and accepts only module calls an
 so we trace a module that calls the network's layers once, in order; the T-step loop and the mean over steps
 are not graph structure but the `steps_per_token`/`readout` metadata plus each BiSpike's α[T].
 Standard NIR nodes where they are exact (`Affine`, `Flatten`), extension nodes where NIR lacks a primitive.
+
+`export_any` is the CLI's entry: it dispatches on a checkpoint's `family` key to this module (BiSpikeMLP and
+its ANN twin), `export_spikegpt` and `export_spikellm`. The language-model exporters do not trace with
+nirtorch; `builder.py` says why.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikestack.errors import SpikestackError
+
 from ..bispike import RESET_SCALE, ElasticBiSpike
 from ..bispike_mlp import BiSpikeMLP
+from .builder import GraphBuilder, linear_node
 from .nodes import BiSpike, Embedding
+from .ops import GELU
 
 
 class _StepChain(nn.Module):
@@ -77,5 +85,56 @@ def export_checkpoint(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
 
     model, _ = load_checkpoint(ckpt_path)
     graph = bispike_mlp_to_nir(model)
+    nir.write(str(out_path), graph)
+    return graph
+
+
+def bispike_mlp_ann_to_nir(model: BiSpikeMLP) -> nir.NIRGraph:
+    """The ANN twin: emb → flatten → fc1 → GELU → fc2 → GELU → head, one step (its spike1 is the identity)."""
+    cfg = model.cfg
+    b = GraphBuilder()
+    b.add("input", nir.Input(input_type={"input": np.array([cfg.context])}))
+    b.add("emb", Embedding(weight=_np(model.emb.weight), context=cfg.context), "input")
+    x = b.add("flatten", nir.Flatten(input_type={"input": np.array([cfg.context, cfg.emb_dim])}, start_dim=0,
+                                     end_dim=-1), "emb")
+    x = b.add("gelu2", GELU(shape=[cfg.hidden]), b.add("fc1", linear_node(model.fc1), x))
+    x = b.add("gelu3", GELU(shape=[cfg.hidden]), b.add("fc2", linear_node(model.fc2), x))
+    head = b.add("head", linear_node(model.head), x)
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.vocab])}), head)
+    return b.graph({"spikestack.family": "bispike-mlp", "spikestack.steps_per_token": 1,
+                    "spikestack.readout": "mean_over_steps", "spikestack.vocab_size": cfg.vocab,
+                    "spikestack.time_axis": "steps", "spikestack.spiking": 0})
+
+
+def model_to_nir(family: str, ckpt_path: Path) -> nir.NIRGraph:
+    """Load a checkpoint of `family` and export it (spiking model or ANN twin)."""
+    if family == "bispike-mlp":
+        from ..bispike_mlp import load_checkpoint
+
+        model, _ = load_checkpoint(ckpt_path)
+        return bispike_mlp_to_nir(model) if model.cfg.spiking else bispike_mlp_ann_to_nir(model)
+    if family == "spikegpt":
+        from ..spikegpt import load_checkpoint as load_spikegpt
+        from .export_spikegpt import spikegpt_to_nir
+
+        return spikegpt_to_nir(load_spikegpt(ckpt_path)[0])
+    if family == "spikellm":
+        from ..spikellm import load_checkpoint as load_spikellm
+        from .export_spikellm import spikellm_to_nir
+
+        return spikellm_to_nir(load_spikellm(ckpt_path)[0])
+    raise SpikestackError(f"{ckpt_path}: no NIR exporter for model family {family!r} yet")
+
+
+def export_any(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
+    """Any shipped checkpoint → NIR file (stock `nir.write`), dispatching on its `family` key; returns the graph.
+
+    Errors (unknown family, unreadable checkpoint) are SpikestackError with the path in the message.
+    """
+    from ..registry import checkpoint_family
+
+    ckpt_path, out_path = Path(ckpt_path), Path(out_path)
+    graph = model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     nir.write(str(out_path), graph)
     return graph

@@ -187,6 +187,3 @@ def register() -> None:
         if cls.type_name not in known:
             known.append(cls.type_name)
         vars(nir.ir)[cls.type_name] = cls
-
-
-register()

@@ -74,6 +74,18 @@ class SiLU(_Elementwise):
 
 
 @dataclass(eq=False)
+class GELU(_Elementwise):
+    """y = x/2 · (1 + erf(x/√2)), the exact (erf) form BERT and SpikeLM use (REFERENCE.md §1.2)."""
+
+    type_name: ClassVar[str] = f"{NAMESPACE}.GELU"
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        from math import erf
+
+        return x / 2 * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+@dataclass(eq=False)
 class Product(_Elementwise):
     """y = x_1 ⊙ x_2 ⊙ … : the elementwise product of all inputs (gating), not NIR's sum."""
 
@@ -253,7 +265,7 @@ class RoPE(_Extension):
         return np.concatenate([lo * c - hi * s, hi * c + lo * s], axis=-1).reshape(x.shape)
 
 
-OP_NODES: tuple[type[_Extension], ...] = (Sigmoid, ReLU2, SiLU, Product, LayerNorm, RMSNorm, WKV, Attention, RoPE)
+OP_NODES: tuple[type[_Extension], ...] = (Sigmoid, ReLU2, SiLU, GELU, Product, LayerNorm, RMSNorm, WKV, Attention, RoPE)
 ORDERED_OPERAND_NODES: tuple[type[_Extension], ...] = (WKV, Attention)
 
 

@@ -11,6 +11,7 @@ import pytest
 from spikestack.models.nir.neurons import GIF, Quantizer
 from spikestack.models.nir.nodes import all_extension_nodes
 from spikestack.models.nir.ops import (
+    GELU,
     WKV,
     Attention,
     LayerNorm,
@@ -39,6 +40,7 @@ def _factories() -> dict[str, nir.NIRNode]:
         "sig": Sigmoid(shape=np.array([C])),
         "relu2": ReLU2(shape=np.array([C])),
         "silu": SiLU(shape=np.array([C])),
+        "gelu": GELU(shape=np.array([C])),
         "prod": Product(shape=np.array([C])),
         "wkv": WKV(time_decay=rng.normal(size=C), time_first=rng.normal(size=C), operands="sig,relu2"),
         "att": Attention(n_heads=2, n_kv_heads=1, head_dim=2, causal=1, scale=0.5, operands="rope,silu,prod"),
@@ -50,7 +52,8 @@ def _graph() -> nir.NIRGraph:
     nodes = {"in": nir.Input(input_type={"input": np.array([C])}), **_factories(),
              "out": nir.Output(output_type={"output": np.array([C])})}
     edges = [("in", "gif"), ("gif", "quant"), ("quant", "ln"), ("ln", "rms"), ("rms", "sig"), ("rms", "relu2"),
-             ("sig", "wkv"), ("relu2", "wkv"), ("wkv", "silu"), ("wkv", "prod"), ("silu", "prod"),
+             ("sig", "wkv"), ("relu2", "wkv"), ("wkv", "silu"), ("wkv", "gelu"), ("gelu", "prod"), ("wkv", "prod"),
+             ("silu", "prod"),
              ("wkv", "rope"), ("rope", "att"), ("silu", "att"), ("prod", "att"), ("att", "out")]
     return nir.NIRGraph(nodes=nodes, edges=edges)
 
@@ -105,6 +108,7 @@ def test_elementwise_and_norm_hand_values():
     assert Sigmoid(shape=[1]).reference(np.array([0.0]))[0] == 0.5
     np.testing.assert_array_equal(ReLU2(shape=[3]).reference(np.array([-2.0, 0.0, 3.0])), [0.0, 0.0, 9.0])
     assert SiLU(shape=[1]).reference(np.array([0.0]))[0] == 0.0
+    np.testing.assert_allclose(GELU(shape=[2]).reference(np.array([0.0, 1.0])), [0.0, 0.8413447460685429], rtol=1e-15)
     np.testing.assert_array_equal(Product(shape=[2]).reference(np.array([2.0, 3.0]), np.array([4.0, -1.0])),
                                   [8.0, -3.0])
     ln = LayerNorm(weight=np.array([2.0, 2.0]), bias=np.array([1.0, 1.0]), epsilon=0.0)

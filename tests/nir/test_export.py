@@ -1,0 +1,96 @@
+"""Export → write → read → import equals the original model, bit for bit in float64, for every shipped family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+from spikestack.models.nir.export import export_any
+from spikestack.models.nir.to_torch import nir_to_module, run_steps
+
+from spikestack.errors import SpikestackError
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _round_trip(name: str, tmp_path: Path) -> tuple[nir.NIRGraph, torch.nn.Module]:
+    path = tmp_path / f"{name}.nir"
+    graph = export_any(CHECKPOINTS / f"{name}.pt", path)
+    return graph, nir_to_module(path, dtype=torch.float64)
+
+
+def _ids(vocab: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, vocab, shape))
+
+
+@pytest.mark.parametrize("name", ["bispike-mlp", "bispike-mlp-ann"])
+def test_bispike_mlp_round_trip_is_exact(name, tmp_path):
+    from spikestack.models.bispike_mlp import load_checkpoint
+
+    graph, module = _round_trip(name, tmp_path)
+    model = load_checkpoint(CHECKPOINTS / f"{name}.pt")[0].double()
+    ids = _ids(model.cfg.vocab, (64, model.cfg.context))
+    steps = int(graph.metadata["spikestack.steps_per_token"])
+    with torch.no_grad():
+        assert torch.equal(run_steps(module, [ids] * steps).mean(0), model(ids))
+
+
+@pytest.mark.parametrize("name", ["spikegpt-char-2x64", "spikegpt-char-2x64-ann"])
+def test_spikegpt_round_trip_is_exact(name, tmp_path):
+    from spikestack.models.spikegpt import load_checkpoint
+
+    _, module = _round_trip(name, tmp_path)
+    model = load_checkpoint(CHECKPOINTS / f"{name}.pt")[0].double()
+    ids = _ids(model.cfg.vocab_size, (4, 24))
+    with torch.no_grad():
+        out = run_steps(module, [ids[:, t:t + 1] for t in range(ids.shape[1])]).transpose(0, 1)
+        state, expected = model.initial_state(4), []
+        for t in range(ids.shape[1]):
+            logits, state = model.step(ids[:, t], state)
+            expected.append(logits)
+        assert torch.equal(out, torch.stack(expected, 1))  # the recurrent form, same op order
+        assert torch.equal(out, model(ids))  # and the parallel (training) form
+
+
+def test_spikegpt_lif_is_standard_nir_with_its_threshold_test(tmp_path):
+    graph, _ = _round_trip("spikegpt-char-2x64", tmp_path)
+    back = nir.read(str(tmp_path / "spikegpt-char-2x64.nir"))
+    lif = back.nodes["blocks.0.lif1"]
+    assert type(lif) is nir.LIF and type(back.nodes["blocks.1.att_shift"]) is nir.Delay
+    for field, value in {"tau": 2.0, "r": 1.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0}.items():
+        np.testing.assert_array_equal(getattr(lif, field), np.full(64, value))
+    assert lif.metadata["spikestack.threshold_test"] == ">="
+    assert graph.nodes["blocks.0.att_wkv"].operands == "blocks.0.att_key,blocks.0.att_value"
+
+
+def test_spikellm_round_trip_is_exact_in_quant_mode(tmp_path):
+    from spikestack.models.spikellm import SpikeMode, load_checkpoint
+
+    graph, module = _round_trip("spikellm-char-tiny", tmp_path)
+    model = load_checkpoint(CHECKPOINTS / "spikellm-char-tiny.pt")[0].double()
+    ids = _ids(model.cfg.vocab_size, (3, 40))
+    with torch.no_grad():
+        out, _ = module(ids[..., None])
+        assert torch.equal(out, model(ids))
+        # SPIKE mode sums the K events through W before scaling: equal up to float rounding only
+        torch.testing.assert_close(out, model.set_mode(SpikeMode.SPIKE)(ids), rtol=0, atol=1e-12)
+    gifs = [n for n in graph.nodes.values() if type(n).__name__ == "GIF"]
+    assert len(gifs) == 7 * model.cfg.n_layers and {g.steps for g in gifs} == {2}
+
+
+def test_export_any_rejects_an_unknown_family(tmp_path):
+    path = tmp_path / "odd.pt"
+    torch.save({"family": "mystery", "config": {}, "state_dict": {}, "vocab": ""}, path)
+    with pytest.raises(SpikestackError, match="unknown checkpoint family 'mystery'"):
+        export_any(path, tmp_path / "odd.nir")
