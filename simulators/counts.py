@@ -78,7 +78,7 @@ def count_events(program: Program, trace: Trace) -> Counts:
     max_hops = np.zeros((n_tok, steps), np.int64)
     xy = np.array([(c.x, c.y) for c in program.cores])
     links, link_routes = _route_incidence(program)
-    link_load = np.zeros((n_tok, steps, len(links)), np.int64)
+    link_load = np.zeros((n_tok, steps, len(links)))  # float64: exact below 2^53 messages
     for proj in program.projections:
         src = program.pop(proj.src)
         assert isinstance(src, QSpikingPop)
@@ -88,21 +88,26 @@ def count_events(program: Program, trace: Trace) -> Counts:
         fanout = np.stack([nz[lo:hi].sum(0) for _, lo, hi in dst_cores], 1)  # [n_src, C_dst]
         synops[..., [c for c, _, _ in dst_cores]] += np.rint(events @ fanout).astype(np.int64)
         routes = (fanout > 0).astype(np.float64)
+        dst_idx = [c for c, _, _ in dst_cores]
+        incidence = {}  # src core → [C_dst, links]: 1 where the route to that dst core crosses the link
+        for core, _, _ in core_slices(program, proj.src):
+            incidence[core] = np.zeros((len(dst_cores), len(links)))
+            for j, d in enumerate(dst_idx):
+                incidence[core][j, link_routes[(core, d)]] = 1.0
         for core, lo, hi in core_slices(program, proj.src):
             ev = events[..., lo:hi]
             spikes_out[..., core] += ev.sum(-1).astype(np.int64)
-            per_dst = np.rint(ev @ routes[lo:hi]).astype(np.int64)  # [tok, T, C_dst] messages to each dst core
-            dist = np.abs(xy[[c for c, _, _ in dst_cores]] - xy[core]).sum(1)  # tile hops to each dst core
-            msgs[..., core] += per_dst.sum(-1)
-            hops[..., core] += per_dst @ dist
-            incidence = np.zeros((len(dst_cores), len(links)), np.int64)  # [C_dst, links] on this core's routes
-            for j, (d, _, _) in enumerate(dst_cores):
-                incidence[j, np.asarray(link_routes[(core, d)], np.intp)] = 1
-            link_load += per_dst @ incidence
-            used = per_dst > 0
-            max_hops = np.maximum(max_hops, np.where(used, dist, 0).max(-1, initial=0))
+            per_dst = ev @ routes[lo:hi]  # [tok, T, C_dst] messages to each dst core (exact small integers)
+            dist = np.abs(xy[dst_idx] - xy[core]).sum(1)  # tile hops to each dst core
+            msgs[..., core] += np.rint(per_dst.sum(-1)).astype(np.int64)
+            hops[..., core] += np.rint(per_dst @ dist.astype(np.float64)).astype(np.int64)
+            # float BLAS matmuls: numpy's int64 matmul has no BLAS path and dominated many-core runs (bench)
+            link_load += per_dst @ incidence[core]
+            if dist.max(initial=0) > 0:
+                max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0))
     updates = np.array([c.hi - c.lo for c in program.cores], np.int64)
+    busiest = np.rint(link_load.max(-1, initial=0)).astype(np.int64)
+    per_link = np.rint(link_load.sum((0, 1))).astype(np.int64)
     return Counts(synaptic_ops=synops, neuron_updates=updates, spikes_out=spikes_out, messages_out=msgs,
-                  hops=hops, max_hops=max_hops, busiest_link=link_load.max(-1, initial=0), links=tuple(links),
-                  link_messages=link_load.sum((0, 1)), host_values_in=program.host_input.size * steps,
-                  host_values_out=program.populations[-1].size)
+                  hops=hops, max_hops=max_hops, busiest_link=busiest, links=tuple(links), link_messages=per_link,
+                  host_values_in=program.host_input.size * steps, host_values_out=program.populations[-1].size)

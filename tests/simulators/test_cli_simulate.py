@@ -49,8 +49,8 @@ def test_sweep_cross_product_with_a_target_that_does_not_fit(tmp_path, capsys):
     assert [(r["target"], r["profile"]) for r in rows] == [
         ("loihi2", "loihi1_sanafe_calibrated"), ("loihi2", "horowitz45_int8"),
         ("loihi1", "loihi1_sanafe_calibrated"), ("loihi1", "horowitz45_int8")]
-    # loihi1 carries binary spikes only: the ternary chain needs 9-bit payloads, a TargetLimitError per row
-    assert all("target loihi1 allows 1" in r["error"] and r["energy_per_token_j"] is None for r in rows[2:])
+    # loihi1 cannot take the bi-spike chain (fixed CUBA-LIF neurons, binary payloads): a TargetLimitError per row
+    assert all("target loihi1" in r["error"] and r["energy_per_token_j"] is None for r in rows[2:])
     # a sweep row equals a direct simulation of the same program on the same tokens
     from spikestack.cli import _eval_windows
 
