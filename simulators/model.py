@@ -134,6 +134,10 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         ],
         "host_values_in_per_token": counts.host_values_in,
         "host_values_out_per_token": counts.host_values_out,
+        # host programs (compiler/passes/cut_host.py): encode gathers `context` embedding rows per token; decode
+        # is Cast, Mul, Div, Add per logit, i.e. 3 arithmetic ops. Not priced: no profile has a host figure
+        "host_ops_per_token": {"encode_values_gathered": program.host_input.size,
+                               "decode_arith_ops": 3 * program.populations[-1].size},
         "counting_conventions": counting_conventions(
             program, trace, {k: v["ann_mac_pj"] for k, v in comparison.items()}),
         "ann_twin_comparison": comparison,

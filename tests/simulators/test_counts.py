@@ -76,6 +76,9 @@ def test_energy_and_latency_by_hand():
     # first token: T = 2 steps + 2 populations of pipeline fill = 4 mean steps
     assert r["time_to_first_token_s"] == pytest.approx(4 * r["latency_s_per_step"])
     assert r["firing_rate"] == {"a": 0.75}
+    # host: 1 context × 2-wide rows gathered per token; 3 readout logits × (Mul, Div, Add)
+    assert r["host_ops_per_token"] == {"encode_values_gathered": 2, "decode_arith_ops": 9}
+    assert r["host_values_in_per_token"] == 2 * 2  # 2 input values written at each of T = 2 steps
 
 
 def test_profiles_load_with_sources():
