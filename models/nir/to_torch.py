@@ -83,7 +83,10 @@ class NIRModule(nn.Module):
         if len(inputs) != 1 or len(outputs) != 1:
             raise NIRFormatError(f"graph needs exactly one Input and one Output node, got {inputs} and {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
-        self.input_ndim = len(graph.nodes[self.input_name].input_type["input"])
+        input_shape = graph.nodes[self.input_name].input_type.get("input")
+        if input_shape is None:
+            raise NIRFormatError(f"node {self.input_name!r}: the Input node has no shape")
+        self.input_ndim = len(input_shape)
         self.preds: dict[str, list[str]] = {}
         for src, dst in graph.edges:
             self.preds.setdefault(dst, []).append(src)
