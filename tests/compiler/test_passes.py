@@ -4,6 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from spikestack.compiler.from_nir import from_nir
 from spikestack.compiler.passes.fold_amplitudes import fold_amplitudes
 from spikestack.compiler.passes.lower_spikes import payload_bits
@@ -112,9 +114,14 @@ def test_serpentine_and_place():
     assert serpentine(3, 2) == [(0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (0, 1)]
     prog = quantize(fold_amplitudes(from_nir(make_nir_chain(hidden=150))), LOIHI2)
     generic = load_target("generic")
-    placed = place(partition(prog, generic), generic).cores
-    # 4 cores per tile: cores 0-3 on tile (0,0), core 4 on tile (1,0)
-    assert [(c.x, c.y, c.slot) for c in placed[:5]] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (1, 0, 0)]
+    placed = place(partition(prog, generic), generic)
+    # cores: 0 = s1 (6 neurons), 1-3 = s2 slices of 50, 4 = head. Routes: s1 → each s2 core 6, each s2 core →
+    # head 50. Serpentine puts 0-3 on one tile and 4 on the next: 3·50 = 150 hop-routes. Min-cut keeps the three
+    # s2 cores with the head (4 per tile) and s1 alone one hop away: 3·6 = 18.
+    assert placed.report["placement"]["hop_weighted_routes"] == {"serpentine": 150, "mincut": 18}
+    tiles = {c.index: (c.x, c.y) for c in placed.cores}
+    assert tiles[1] == tiles[2] == tiles[3] == tiles[4] != tiles[0]
+    assert sorted(c.slot for c in placed.cores if (c.x, c.y) == tiles[4]) == [0, 1, 2, 3]
 
 
 def test_verifier_rejects_odd_weights(program):
@@ -128,3 +135,22 @@ def test_dump_after_writes_ir(nir_chain, tmp_path):
     assert (tmp_path / "003_quantize.json").read_text().startswith("{")
     with pytest.raises(CompileError, match="no such pass"):
         compile_graph(nir_chain, "loihi2", dump_after="nonsense")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), hidden=st.integers(1, 400), max_neurons=st.integers(8, 64))
+def test_placement_is_valid_and_never_worse_than_serpentine(seed, hidden, max_neurons):
+    from collections import Counter
+
+    from spikestack.compiler.passes.place import hop_cost, traffic_graph
+
+    target = replace(load_target("generic"), max_neurons=max_neurons)
+    prog = place(partition(quantize(fold_amplitudes(from_nir(make_nir_chain(seed=seed, hidden=hidden))), LOIHI2),
+                           target), target)
+    per_tile = Counter((c.chip, c.x, c.y) for c in prog.cores)
+    assert max(per_tile.values()) <= target.cores_per_tile
+    assert sorted((c.chip, c.x, c.y, c.slot) for c in prog.cores) == sorted(set((c.chip, c.x, c.y, c.slot)
+                                                                                for c in prog.cores))
+    costs = prog.report["placement"]["hop_weighted_routes"]
+    chosen = hop_cost(traffic_graph(prog), {c.index: (c.x, c.y) for c in prog.cores})
+    assert chosen == min(costs["serpentine"], costs["mincut"]) <= costs["serpentine"]
