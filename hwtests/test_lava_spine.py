@@ -48,3 +48,18 @@ def test_simulator_counts_match_lava_run():
     b = count_events(program, lava_backend.run(program, ids))
     np.testing.assert_array_equal(a.synaptic_ops, b.synaptic_ops)
     np.testing.assert_array_equal(a.messages_out, b.messages_out)
+
+
+def test_generation_on_lava_equals_reference():
+    from spikestack.demo import SHIPPED
+    from spikestack.models.bispike_mlp import load_checkpoint
+    from spikestack.models.data import load_corpus
+    from spikestack.models.nir.export import bispike_mlp_to_nir
+    from spikestack.runtime.generate import generate
+
+    model, _ = load_checkpoint(SHIPPED)
+    program = compile_graph(bispike_mlp_to_nir(model), "loihi2")
+    vocab = load_corpus().vocab
+    on_ref = generate(program, vocab, "def ", 3, reference.run)
+    on_lava = generate(program, vocab, "def ", 3, lava_backend.run)
+    assert on_lava == on_ref and len(on_ref[1]) == 3

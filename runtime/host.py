@@ -7,6 +7,8 @@ numpy, which `tests/runtime/test_host.py` proves identical.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from spikestack.compiler.ir import Program, QReadoutPop
 
@@ -21,6 +23,7 @@ def _check_ids(program: Program, ids: np.ndarray) -> np.ndarray:
     return ids
 
 
+@functools.lru_cache(maxsize=8)
 def _session(onnx_bytes: bytes):
     import onnxruntime as ort
 

@@ -175,9 +175,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    source = Path(args.checkpoint)
+    if source.is_dir():  # a compiled artifact: generate on a backend
+        from spikestack.compiler import artifact
+        from spikestack.models.data import load_corpus
+        from spikestack.runtime.generate import generate
+        from spikestack.runtime.verify import backend_runner
+
+        program = artifact.load(source)
+        _eval_windows(program, 1)  # checks the artifact's vocabulary is the shipped corpus's
+        text, _ = generate(program, load_corpus().vocab, args.prompt, args.tokens, backend_runner(args.backend))
+        print(text)
+        return 0
     from spikestack.models.registry import family_function
 
-    print(family_function(Path(args.checkpoint), "generate")(Path(args.checkpoint), args.prompt, args.tokens))
+    print(family_function(source, "generate")(source, args.prompt, args.tokens))
     return 0
 
 
@@ -274,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokens", type=int, default=32)
     s.set_defaults(fn=cmd_verify)
 
-    s = sub.add_parser("generate", help="greedy text from a float checkpoint")
-    s.add_argument("checkpoint")
+    s = sub.add_parser("generate", help="greedy text from a float checkpoint or a compiled artifact directory")
+    s.add_argument("checkpoint", help="checkpoint (.pt, float model) or artifact directory (compiled)")
+    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
+                   help="backend for an artifact")
     s.add_argument("--prompt", default="The ")
     s.add_argument("--tokens", type=int, default=80)
     s.set_defaults(fn=cmd_generate)

@@ -1,0 +1,34 @@
+"""Token-by-token generation from a compiled program on any backend.
+
+The spine network predicts the next character from a fixed context window, so generation slides the window:
+each new token is one run of the program (T steps) on the chosen backend, greedy argmax of the decoded logits.
+On Lava every token is one `run` of the process graph (≈ 1 s of start-up each on the CPU backend), so keep N small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from spikestack.compiler.ir import Program
+
+from .trace import Trace
+
+
+def generate(program: Program, vocab: str, prompt: str, n_tokens: int,
+             runner: Callable[[Program, np.ndarray], Trace]) -> tuple[str, list[int]]:
+    """Greedy continuation; returns the text (prompt included) and the generated ids."""
+    if len(vocab) != program.host_input.table.shape[0]:
+        raise ValueError(f"vocabulary has {len(vocab)} symbols, the artifact {program.host_input.table.shape[0]}")
+    index = {c: i for i, c in enumerate(vocab)}
+    pad = index.get(" ", 0)
+    ctx = program.host_input.context
+    ids = [pad] * ctx + [index.get(c, pad) for c in prompt]
+    generated = []
+    for _ in range(n_tokens):
+        window = np.array([ids[-ctx:]], dtype=np.int64)
+        nxt = int(np.argmax(runner(program, window).logits[0]))
+        ids.append(nxt)
+        generated.append(nxt)
+    return prompt + "".join(vocab[i] for i in generated), generated
