@@ -51,11 +51,12 @@ def test_simulator_counts_match_lava_run():
 
 
 def test_generation_on_lava_equals_reference():
-    from spikestack.demo import SHIPPED
     from spikestack.models.bispike_mlp import load_checkpoint
     from spikestack.models.data import load_corpus
     from spikestack.models.nir.export import bispike_mlp_to_nir
     from spikestack.runtime.generate import generate
+
+    from spikestack.demo import SHIPPED
 
     model, _ = load_checkpoint(SHIPPED)
     program = compile_graph(bispike_mlp_to_nir(model), "loihi2")
