@@ -6,7 +6,7 @@ are not graph structure but the `steps_per_token`/`readout` metadata plus each B
 Standard NIR nodes where they are exact (`Affine`, `Flatten`), extension nodes where NIR lacks a primitive.
 
 `export_any` is the CLI's entry: it dispatches on a checkpoint's `family` key to this module (BiSpikeMLP and
-its ANN twin), `export_spikegpt` and `export_spikellm`. The language-model exporters do not trace with
+its ANN twin), `export_spikegpt`, `export_spikellm` and `export_spikelm`. The language-model exporters do not trace with
 nirtorch; `builder.py` says why.
 """
 
@@ -123,6 +123,11 @@ def model_to_nir(family: str, ckpt_path: Path) -> nir.NIRGraph:
         from .export_spikellm import spikellm_to_nir
 
         return spikellm_to_nir(load_spikellm(ckpt_path)[0])
+    if family in ("spikelm-enc", "spikelm-dec"):
+        from ..spikelm import load_checkpoint as load_spikelm
+        from .export_spikelm import spikelm_to_nir
+
+        return spikelm_to_nir(load_spikelm(ckpt_path)[0])
     raise SpikestackError(f"{ckpt_path}: no NIR exporter for model family {family!r} yet")
 
 

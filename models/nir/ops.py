@@ -136,6 +136,22 @@ class RMSNorm(_Extension):
         return x / np.sqrt((x**2).mean(-1, keepdims=True) + self.epsilon) * self.weight
 
 
+@dataclass(eq=False)
+class PositionEmbedding(_Extension):
+    """y[p] = x[p] + weight[p]: a learned vector per 0-based token position p (BERT-style, SpikeLM §1.2)."""
+
+    type_name: ClassVar[str] = f"{NAMESPACE}.PositionEmbedding"
+    weight: np.ndarray  # [max positions, C]
+
+    def __post_init__(self) -> None:
+        self.weight = _as_array(self.weight, self.type_name, "weight", ndim=2)
+        _set_types(self, np.array(self.weight.shape[1:]))
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """x [L, C] → x + weight[:L]."""
+        return x + self.weight[: x.shape[0]]
+
+
 def _operand_list(node: _Extension, value: object, count: int) -> str:
     text = _as_str(value, node.type_name, "operands")
     names = text.split(",")
@@ -190,7 +206,9 @@ class Attention(_Extension):
         P_h = softmax(q_h k_hᵀ · scale + M),  M_ij = -inf where causal and j > i, else 0
         y_h = P_h v_h;  y = concat_h y_h  [L, H·d]
     Fields: ``n_heads`` H, ``n_kv_heads`` H_kv, ``head_dim`` d, ``causal`` 0/1, ``scale`` (1/sqrt(d) usually),
-    ``operands`` "q_source,k_source,v_source".
+    ``operands`` "q_source,k_source,v_source". Optional node metadata ``spikestack.kernel`` names the float
+    operation order of the exporting model, so an import can replay it bit for bit: ``sdpa`` (default, torch's
+    scaled_dot_product_attention) or ``explicit`` (q kᵀ / sqrt(d), masked_fill, softmax, then · v).
     """
 
     type_name: ClassVar[str] = f"{NAMESPACE}.Attention"
@@ -265,7 +283,8 @@ class RoPE(_Extension):
         return np.concatenate([lo * c - hi * s, hi * c + lo * s], axis=-1).reshape(x.shape)
 
 
-OP_NODES: tuple[type[_Extension], ...] = (Sigmoid, ReLU2, SiLU, GELU, Product, LayerNorm, RMSNorm, WKV, Attention, RoPE)
+OP_NODES: tuple[type[_Extension], ...] = (Sigmoid, ReLU2, SiLU, GELU, Product, LayerNorm, RMSNorm, PositionEmbedding,
+                                          WKV, Attention, RoPE)
 ORDERED_OPERAND_NODES: tuple[type[_Extension], ...] = (WKV, Attention)
 
 

@@ -14,6 +14,7 @@ export → import round trip is bit-exact in float64 (tested). Conventions share
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from spikestack.errors import NIRFormatError
 
 from .neurons import GIF, Quantizer
 from .nodes import BiSpike, Embedding
-from .ops import GELU, WKV, Attention, LayerNorm, Product, ReLU2, RMSNorm, RoPE, Sigmoid, SiLU
+from .ops import GELU, WKV, Attention, LayerNorm, PositionEmbedding, Product, ReLU2, RMSNorm, RoPE, Sigmoid, SiLU
 
 THRESHOLD_TEST_KEY = "spikestack.threshold_test"
 WKV_P0 = -1e30  # initial log-scale P of the stable WKV state (REFERENCE.md §3.1)
@@ -327,19 +328,49 @@ def _merge(x: Tensor) -> Tensor:
     return x.reshape(*x.shape[:-2], -1)
 
 
+ATTENTION_KERNEL_KEY = "spikestack.kernel"
+
+
 class AttentionModule(_Stateless):
+    """`Attention` in the exporting model's float operation order (node metadata `spikestack.kernel`)."""
+
     def __init__(self, node: Attention) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.causal, self.scale = node.n_heads, node.n_kv_heads, node.causal, node.scale
         self.operands = node.operands.split(",")
+        kernel = (node.metadata or {}).get(ATTENTION_KERNEL_KEY, "sdpa")
+        self.kernel = kernel.decode() if isinstance(kernel, bytes) else str(kernel)
+        if self.kernel not in ("sdpa", "explicit"):
+            raise NIRFormatError(f"{node.type_name}: metadata {ATTENTION_KERNEL_KEY!r} must be 'sdpa' or 'explicit', "
+                                 f"got {self.kernel!r}")
+
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        d = q.shape[-1]
+        scores = q @ k.transpose(-1, -2)
+        scores = scores / math.sqrt(d) if self.scale == 1 / math.sqrt(d) else scores * self.scale
+        if self.causal:
+            length = q.shape[-2]
+            future = torch.triu(torch.ones(length, length, dtype=torch.bool, device=q.device), diagonal=1)
+            scores = scores.masked_fill(future, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k, v = _heads(q, self.n_heads), _heads(k, self.n_kv_heads), _heads(v, self.n_kv_heads)
         if self.n_kv_heads != self.n_heads:
             repeat = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=-3), v.repeat_interleave(repeat, dim=-3)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=bool(self.causal), scale=self.scale)
-        return _merge(out)
+        if self.kernel == "explicit":
+            return _merge(self._explicit(q, k, v))
+        return _merge(F.scaled_dot_product_attention(q, k, v, is_causal=bool(self.causal), scale=self.scale))
+
+
+class PositionEmbeddingModule(_Stateless):
+    def __init__(self, node: PositionEmbedding) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(_t(node.weight))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.weight[: x.shape[-2]]
 
 
 class RoPEModule(_Stateless):
@@ -385,4 +416,5 @@ NODE_MAP: NodeMap = {
     WKV: WKVModule,
     Attention: AttentionModule,
     RoPE: RoPEModule,
+    PositionEmbedding: PositionEmbeddingModule,
 }

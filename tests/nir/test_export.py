@@ -94,3 +94,42 @@ def test_export_any_rejects_an_unknown_family(tmp_path):
     torch.save({"family": "mystery", "config": {}, "state_dict": {}, "vocab": ""}, path)
     with pytest.raises(SpikestackError, match="unknown checkpoint family 'mystery'"):
         export_any(path, tmp_path / "odd.nir")
+
+
+def _without_head(graph: nir.NIRGraph, head: str, width: int) -> nir.NIRGraph:
+    """The same graph ending at the head's input: the hidden state the model averages over steps."""
+    nodes = {n: node for n, node in graph.nodes.items() if n != head}
+    nodes["output"] = nir.Output(output_type={"output": np.array([width])})
+    edges = [(a, "output" if b == head else b) for a, b in graph.edges if a != head]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+@pytest.mark.parametrize("name", ["spikelm-dec-tiny", "spikelm-dec-tiny-ann"])
+def test_spikelm_decoder_round_trip(name, tmp_path):
+    spikelm = pytest.importorskip("spikestack.models.spikelm")
+    graph, module = _round_trip(name, tmp_path)
+    model = spikelm.load_checkpoint(CHECKPOINTS / f"{name}.pt")[0].double()
+    ids = _ids(model.cfg.vocab, (3, model.cfg.context))
+    steps = int(graph.metadata["spikestack.steps_per_token"])
+    hidden = nir_to_module(_without_head(graph, "lm_head", model.cfg.d_model), dtype=torch.float64)
+    with torch.no_grad():
+        # bit-exact up to the head; the model averages before its affine head, the graph after: rounding only
+        assert torch.equal(run_steps(hidden, [ids[..., None]] * steps).mean(0), model.backbone(ids))
+        torch.testing.assert_close(run_steps(module, [ids[..., None]] * steps).mean(0), model(ids), rtol=0,
+                                   atol=1e-12)
+
+
+def test_spikelm_encoder_exports_its_mlm_head():
+    spikelm = pytest.importorskip("spikestack.models.spikelm")
+    from spikestack.models.nir.export_spikelm import spikelm_to_nir
+
+    torch.manual_seed(0)
+    cfg = spikelm.SpikeLMConfig(vocab=11, context=8, d_model=8, heads=2, layers=1, ffn=16)
+    model = spikelm.SpikeLMEncoder(cfg).double().eval()
+    graph = spikelm_to_nir(model)
+    assert graph.metadata["spikestack.omitted"].startswith("cls_head")
+    ids = _ids(cfg.vocab + 1, (2, cfg.context))  # the [MASK] id is vocab
+    module = nir_to_module(graph, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(run_steps(module, [ids[..., None]] * cfg.steps).mean(0), model(ids)[0], rtol=0,
+                                   atol=1e-12)

@@ -15,6 +15,7 @@ from spikestack.models.nir.ops import (
     WKV,
     Attention,
     LayerNorm,
+    PositionEmbedding,
     Product,
     ReLU2,
     RMSNorm,
@@ -41,6 +42,7 @@ def _factories() -> dict[str, nir.NIRNode]:
         "relu2": ReLU2(shape=np.array([C])),
         "silu": SiLU(shape=np.array([C])),
         "gelu": GELU(shape=np.array([C])),
+        "pos": PositionEmbedding(weight=rng.normal(size=(3, C))),
         "prod": Product(shape=np.array([C])),
         "wkv": WKV(time_decay=rng.normal(size=C), time_first=rng.normal(size=C), operands="sig,relu2"),
         "att": Attention(n_heads=2, n_kv_heads=1, head_dim=2, causal=1, scale=0.5, operands="rope,silu,prod"),
@@ -51,7 +53,8 @@ def _factories() -> dict[str, nir.NIRNode]:
 def _graph() -> nir.NIRGraph:
     nodes = {"in": nir.Input(input_type={"input": np.array([C])}), **_factories(),
              "out": nir.Output(output_type={"output": np.array([C])})}
-    edges = [("in", "gif"), ("gif", "quant"), ("quant", "ln"), ("ln", "rms"), ("rms", "sig"), ("rms", "relu2"),
+    edges = [("in", "gif"), ("gif", "quant"), ("quant", "pos"), ("pos", "ln"), ("ln", "rms"), ("rms", "sig"),
+             ("rms", "relu2"),
              ("sig", "wkv"), ("relu2", "wkv"), ("wkv", "silu"), ("wkv", "gelu"), ("gelu", "prod"), ("wkv", "prod"),
              ("silu", "prod"),
              ("wkv", "rope"), ("rope", "att"), ("silu", "att"), ("prod", "att"), ("att", "out")]
@@ -113,6 +116,8 @@ def test_elementwise_and_norm_hand_values():
                                   [8.0, -3.0])
     ln = LayerNorm(weight=np.array([2.0, 2.0]), bias=np.array([1.0, 1.0]), epsilon=0.0)
     np.testing.assert_array_equal(ln.reference(np.array([1.0, 3.0])), [-1.0, 3.0])  # (±1)·2 + 1
+    pos = PositionEmbedding(weight=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    np.testing.assert_array_equal(pos.reference(np.zeros((2, 2))), [[1.0, 2.0], [3.0, 4.0]])
     rms = RMSNorm(weight=np.array([1.0, 3.0]), epsilon=0.0)
     np.testing.assert_array_equal(rms.reference(np.array([3.0, 4.0])), [3 / np.sqrt(12.5), 12 / np.sqrt(12.5)])
 

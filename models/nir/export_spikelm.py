@@ -1,0 +1,97 @@
+"""SpikeLM (models/spikelm.py, encoder or decoder) → NIR: one graph call = one spiking step t over a sequence.
+
+SpikeLM repeats the embedding T times and T acts as an outer batch axis (REFERENCE.md §1.2): step t of every
+layer sees only step t of the layer below, and T mixes only through each neuron's membrane (§1.4). So the
+graph is one step over the whole sequence (ids [..., L, 1]), the membranes are `BiSpike` state carried between
+the T calls, and the readout is the mean over steps (`spikestack.readout`). Input spikers (`SpikeLinear`) are
+`BiSpike` (reset_scale 0.25) → `nir.Affine`; the stateless K/V re-spikes are `BiSpike` with reset_scale 0, which
+makes u_t = x_t, i.e. no membrane (exact). Attention is `spikestack.Attention` with node metadata
+`spikestack.kernel: explicit` (SpikeLM's q kᵀ / √d, masked_fill, softmax, · v order).
+
+Lossy or approximate, and why:
+- The model averages the hidden state over T and then applies the head; the graph applies the head every step
+  and the readout averages the logits. Equal in exact arithmetic (the head is affine), different rounding:
+  ≤ 1e-12 in float64 (tested); everything before the head is bit-exact.
+- Encoder: only the MLM head is exported (NIR graphs here have one Output); the classification head, a mean
+  over positions then an Affine, is left out and noted in the metadata.
+"""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+from torch import nn
+
+from ..bispike import RESET_SCALE, ElasticBiSpike
+from ..spikelm import SpikeBlock, SpikeLinear, SpikeLMDecoder, StatelessBiSpike
+from .builder import GraphBuilder, linear_node, residual_node, to_numpy
+from .nodes import BiSpike, Embedding
+from .ops import GELU, Attention, LayerNorm, PositionEmbedding, default_scale
+from .torch_modules import ATTENTION_KERNEL_KEY
+
+
+def _layer_norm(m: nn.LayerNorm) -> LayerNorm:
+    return LayerNorm(weight=to_numpy(m.weight), bias=to_numpy(m.bias), epsilon=m.eps)
+
+
+def _spiker(b: GraphBuilder, name: str, m: nn.Module, src: str, width: int) -> str:
+    """ElasticBiSpike → BiSpike; StatelessBiSpike → BiSpike with reset_scale 0; Identity (ANN twin) → nothing."""
+    if isinstance(m, ElasticBiSpike):
+        return b.add(name, BiSpike(alpha=to_numpy(m.alpha), levels=m.levels, reset_scale=RESET_SCALE,
+                                   shape=np.array([width])), src)
+    if isinstance(m, StatelessBiSpike):
+        return b.add(name, BiSpike(alpha=to_numpy(m.alpha), levels=m.levels, reset_scale=0.0,
+                                   shape=np.array([width])), src)
+    return src
+
+
+def _spike_linear(b: GraphBuilder, name: str, m: SpikeLinear, src: str) -> str:
+    src = _spiker(b, f"{name}.spike", m.spike, src, m.linear.in_features)
+    return b.add(f"{name}.linear", linear_node(m.linear), src)
+
+
+def _block(b: GraphBuilder, i: int, block: SpikeBlock, h: str, heads: int, causal: bool) -> str:
+    p, att = f"backbone.blocks.{i}", block.attn
+    d = att.query.linear.out_features
+    q = _spike_linear(b, f"{p}.attn.query", att.query, h)
+    k = _spiker(b, f"{p}.attn.key_spike", att.key_spike, _spike_linear(b, f"{p}.attn.key", att.key, h), d)
+    v = _spiker(b, f"{p}.attn.value_spike", att.value_spike, _spike_linear(b, f"{p}.attn.value", att.value, h), d)
+    node = Attention(n_heads=heads, n_kv_heads=heads, head_dim=d // heads, causal=int(causal),
+                     scale=default_scale(d // heads), operands=f"{q},{k},{v}",
+                     metadata={ATTENTION_KERNEL_KEY: "explicit"})
+    a = b.add(f"{p}.attn.attention", node, q, k, v)
+    o = _spike_linear(b, f"{p}.attn.output", att.output, a)
+    h = b.add(f"{p}.norm1", _layer_norm(block.norm1), b.add(f"{p}.residual1", residual_node(d), h, o))
+    up = _spike_linear(b, f"{p}.ffn.up", block.ffn.up, h)
+    act = b.add(f"{p}.ffn.gelu", GELU(shape=[block.ffn.up.linear.out_features]), up)
+    down = _spike_linear(b, f"{p}.ffn.down", block.ffn.down, act)
+    return b.add(f"{p}.norm2", _layer_norm(block.norm2), b.add(f"{p}.residual2", residual_node(d), h, down))
+
+
+def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
+    """Input: ids [..., L, 1], L ≤ context; output: logits [..., L, vocab] of one step (readout: mean over T)."""
+    cfg, bb = model.cfg, model.backbone
+    decoder = isinstance(model, SpikeLMDecoder)
+    head = model.lm_head if decoder else model.mlm_head
+    b = GraphBuilder()
+    b.add("input", nir.Input(input_type={"input": np.array([1])}))
+    b.add("backbone.tok_emb", Embedding(weight=to_numpy(bb.tok_emb.weight), context=1), "input")
+    x = b.add("emb_flat", nir.Flatten(input_type={"input": np.array([1, cfg.d_model])}, start_dim=0, end_dim=-1),
+              "backbone.tok_emb")
+    x = b.add("backbone.pos_emb", PositionEmbedding(weight=to_numpy(bb.pos_emb.weight)), x)
+    h = b.add("backbone.emb_norm", _layer_norm(bb.emb_norm), x)
+    for i, block in enumerate(bb.blocks):
+        h = _block(b, i, block, h, cfg.heads, cfg.causal)
+    out = b.add("lm_head" if decoder else "mlm_head", linear_node(head), h)
+    b.add("output", nir.Output(output_type={"output": np.array([head.out_features])}), out)
+    metadata = {
+        "spikestack.family": "spikelm-dec" if decoder else "spikelm-enc",
+        "spikestack.time_axis": "steps",
+        "spikestack.steps_per_token": cfg.run_steps,
+        "spikestack.readout": "mean_over_steps",
+        "spikestack.vocab_size": cfg.vocab,
+        "spikestack.spiking": int(cfg.spiking),
+    }
+    if not decoder:
+        metadata["spikestack.omitted"] = "cls_head (mean over positions, then Affine)"
+    return b.graph(metadata)
