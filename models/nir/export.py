@@ -75,6 +75,7 @@ def bispike_mlp_to_nir(model: BiSpikeMLP) -> nir.NIRGraph:
         "spikestack.steps_per_token": cfg.steps,
         "spikestack.readout": "mean_over_steps",
         "spikestack.vocab_size": cfg.vocab,
+        "spikestack.time_axis": "steps",
     }
     return graph
 

@@ -87,6 +87,7 @@ def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
     metadata = {
         "spikestack.family": "spikelm-dec" if decoder else "spikelm-enc",
         "spikestack.time_axis": "steps",
+        "spikestack.input": "position",
         "spikestack.steps_per_token": cfg.run_steps,
         "spikestack.readout": "mean_over_steps",
         "spikestack.vocab_size": cfg.vocab,

@@ -7,10 +7,12 @@ Place in the picture (STYLE.md): the border where NIR files enter spikestack (im
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import h5py
 import nir
+import numpy as np
 from nir.serialization import hdf2dict
 
 from spikestack.errors import NIRFormatError
@@ -40,6 +42,20 @@ def _scan(group: h5py.Group, known: set[str], path: Path, prefix: str = "") -> N
             raise NIRFormatError(f"{path}: node {prefix + name!r} ({node_type}): {type(exc).__name__}: {exc}") from None
 
 
+def check_finite(graph: nir.NIRGraph, prefix: str = "") -> None:
+    """Every floating-point array field of every node is finite. Our nodes check themselves on construction;
+    stock NIR nodes accept NaN silently, so this names the node and field for them."""
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            check_finite(node, f"{prefix}{name}.")
+            continue
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name, None)
+            floating = isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+            if floating and not np.isfinite(value).all():
+                raise NIRFormatError(f"node {prefix + name!r}: field {f.name!r} holds NaN or inf")
+
+
 def read_graph(path: str | Path) -> nir.NIRGraph:
     """Stock `nir.read` after `register()`, with node-named errors; also checks WKV/Attention operands."""
     path = Path(path)
@@ -60,6 +76,7 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
         raise NIRFormatError(f"{path}: malformed NIR graph ({type(exc).__name__}: {exc})") from None
     try:
         check_operands(graph)
+        check_finite(graph)
     except NIRFormatError as exc:
         raise NIRFormatError(f"{path}: {exc}") from None
     return graph

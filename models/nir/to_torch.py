@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from spikestack.errors import NIRFormatError
 
-from .io import read_graph
+from .io import check_finite, read_graph
 from .ops import check_operands
 from .torch_modules import NODE_MAP, NodeMap
 
@@ -74,6 +74,7 @@ class NIRModule(nn.Module):
         super().__init__()
         node_map = NODE_MAP if node_map is None else node_map
         check_operands(graph)
+        check_finite(graph)
         unknown_edge = [e for e in graph.edges if e[0] not in graph.nodes or e[1] not in graph.nodes]
         if unknown_edge:
             raise NIRFormatError(f"edge {unknown_edge[0]}: names a node that is not in the graph (sub-graph "
@@ -159,3 +160,25 @@ def run_steps(module: nn.Module, inputs: Iterable[Tensor]) -> Tensor:
         y, state = module(x, state)
         outputs.append(y)
     return torch.stack(outputs)
+
+
+def run_tokens(module: NIRModule, ids: Tensor) -> Tensor:
+    """Token ids [B, L] → logits [B, L, vocab] for any exported family, by its graph metadata.
+
+    `spikestack.time_axis`: `tokens` (SpikeGPT) feeds one token per call; `sequence` (SpikeLLM) the whole
+    sequence in one call; `steps` runs `spikestack.steps_per_token` calls and averages them. `spikestack.input`:
+    `position` (one id per token position: SpikeLM) or `window` (default; the graph input is a context window,
+    BiSpikeMLP: `ids` [B, context] → [B, vocab]).
+    """
+    axis = module.metadata.get("spikestack.time_axis", "steps")
+    axis = axis.decode() if isinstance(axis, bytes) else str(axis)
+    if axis == "tokens":
+        return run_steps(module, [ids[:, t:t + 1] for t in range(ids.shape[1])]).transpose(0, 1)
+    if axis == "sequence":
+        return module(ids[..., None])[0]
+    if axis != "steps":
+        raise NIRFormatError(f"graph metadata 'spikestack.time_axis' is {axis!r}; expected tokens, sequence or steps")
+    steps = int(module.metadata.get("spikestack.steps_per_token", 1))
+    kind = module.metadata.get("spikestack.input", "window")
+    x = ids[..., None] if (kind.decode() if isinstance(kind, bytes) else str(kind)) == "position" else ids
+    return run_steps(module, [x] * steps).mean(0)

@@ -133,3 +133,19 @@ def test_spikelm_encoder_exports_its_mlm_head():
     with torch.no_grad():
         torch.testing.assert_close(run_steps(module, [ids[..., None]] * cfg.steps).mean(0), model(ids)[0], rtol=0,
                                    atol=1e-12)
+
+
+@pytest.mark.parametrize("path", sorted(CHECKPOINTS.glob("*.pt")), ids=lambda p: p.stem)
+def test_every_shipped_checkpoint_exports_reads_inspects_and_runs(path, tmp_path):
+    from spikestack.models.nir.inspect import inspect_nir
+    from spikestack.models.nir.to_torch import run_tokens
+
+    out = tmp_path / f"{path.stem}.nir"
+    graph = export_any(path, out)
+    assert sorted(nir.read(str(out)).nodes) == sorted(graph.nodes)
+    assert f"{len(graph.nodes)} nodes, {len(graph.edges)} edges" in inspect_nir(out)
+    vocab = int(graph.metadata["spikestack.vocab_size"])
+    window = 8 if graph.metadata["spikestack.family"] == "bispike-mlp" else 5
+    with torch.no_grad():
+        logits = run_tokens(nir_to_module(out), _ids(vocab, (2, window)))
+    assert logits.shape[0] == 2 and logits.shape[-1] == vocab and torch.isfinite(logits).all()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import nir
+import numpy as np
 import pytest
 from spikestack.models.nir.export import export_any
 from spikestack.models.nir.inspect import inspect_nir
@@ -73,3 +74,19 @@ def test_unknown_type_and_missing_file(bispike_file, tmp_path):
     with pytest.raises(NIRFormatError, match="file not found"):
         read_graph(tmp_path / "nope.nir")
     assert isinstance(nir.read(str(bispike_file)).nodes["fc2"], nir.Affine)
+
+
+def test_nan_in_a_standard_node_and_shape_mismatch_are_named(tmp_path):
+    nan_path = tmp_path / "nan.nir"
+    weight = np.array([[1.0, np.nan]])
+    nir.write(str(nan_path), nir.NIRGraph.from_list(nir.Affine(weight=weight, bias=np.zeros(1))))
+    with pytest.raises(NIRFormatError, match=r"node 'affine': field 'weight' holds NaN or inf"):
+        read_graph(nan_path)
+    bad_path = tmp_path / "mismatch.nir"
+    graph = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+                                "fc": nir.Linear(weight=np.ones((2, 4))),
+                                "out": nir.Output(output_type={"output": np.array([2])})},
+                         edges=[("in", "fc"), ("fc", "out")], type_check=False)
+    nir.write(str(bad_path), graph)
+    with pytest.raises(NIRFormatError, match=r"type mismatch: in.output: \[\[3\]\] -> fc.input: \[\[4\]\]"):
+        read_graph(bad_path)
