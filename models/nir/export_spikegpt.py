@@ -22,7 +22,7 @@ from ..spikegpt import Block, ChannelMix, SpikeGPT, TimeMix
 from .builder import GraphBuilder, linear_node, residual_node, to_numpy
 from .nodes import Embedding
 from .ops import WKV, LayerNorm, Product, ReLU2, Sigmoid
-from .torch_modules import THRESHOLD_TEST_KEY
+from .torch_standard import THRESHOLD_TEST_KEY
 
 
 def _layer_norm(m: nn.LayerNorm) -> LayerNorm:

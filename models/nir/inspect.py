@@ -15,7 +15,7 @@ import numpy as np
 from .io import read_graph
 from .neurons import GIF, Quantizer
 from .nodes import BiSpike
-from .torch_modules import THRESHOLD_TEST_KEY
+from .torch_standard import THRESHOLD_TEST_KEY
 
 NOT_PARAMETERS = {"delay"}  # float arrays that are timing, not learned values
 
