@@ -16,14 +16,6 @@ from spikestack.errors import SpikestackError
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _round_trip(name: str, tmp_path: Path) -> tuple[nir.NIRGraph, torch.nn.Module]:
     path = tmp_path / f"{name}.nir"
     graph = export_any(CHECKPOINTS / f"{name}.pt", path)

@@ -107,3 +107,15 @@ def test_unmapped_type_names_the_node():
                          edges=[("in", "sumpool2d"), ("sumpool2d", "out")], type_check=False)
     with pytest.raises(NIRFormatError, match="node 'sumpool2d': type SumPool2d has no torch mapping"):
         nir_to_module(graph)
+
+
+def test_nested_graph_node_runs_with_its_own_state(tmp_path):
+    one = np.ones(1)
+    inner = nir.NIRGraph.from_list(nir.Scale(scale=2 * one), nir.IF(r=one, v_threshold=one, v_reset=0 * one))
+    outer = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([1])}), "block": inner,
+                                "out": nir.Output(output_type={"output": np.array([1])})},
+                         edges=[("in", "block"), ("block", "out")])
+    nir.write(str(tmp_path / "nested.nir"), outer)
+    module = nir_to_module(tmp_path / "nested.nir", dtype=torch.float64)
+    # IF sees 2x = 0.8 per step: v = 0.8, 1.6 spike → 0, 0.8, 1.6 spike
+    np.testing.assert_array_equal(_steps(module, [[0.4]] * 4), [[0], [1], [0], [1]])
