@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from spikestack.models.nir.export import export_any
-from spikestack.models.nir.to_torch import nir_to_module, run_steps
+from spikestack.models.nir.to_torch import nir_to_module, run_steps, run_tokens
 
 from spikestack.errors import SpikestackError
 
@@ -46,7 +46,7 @@ def test_spikegpt_round_trip_is_exact(name, tmp_path):
     model = load_checkpoint(CHECKPOINTS / f"{name}.pt")[0].double()
     ids = _ids(model.cfg.vocab_size, (4, 24))
     with torch.no_grad():
-        out = run_steps(module, [ids[:, t:t + 1] for t in range(ids.shape[1])]).transpose(0, 1)
+        out = run_tokens(module, ids)  # one token per call, by the graph's time-axis metadata
         state, expected = model.initial_state(4), []
         for t in range(ids.shape[1]):
             logits, state = model.step(ids[:, t], state)
@@ -73,7 +73,7 @@ def test_spikellm_round_trip_is_exact_in_quant_mode(tmp_path):
     model = load_checkpoint(CHECKPOINTS / "spikellm-char-tiny.pt")[0].double()
     ids = _ids(model.cfg.vocab_size, (3, 40))
     with torch.no_grad():
-        out, _ = module(ids[..., None])
+        out = run_tokens(module, ids)  # the whole sequence in one call
         assert torch.equal(out, model(ids))
         # SPIKE mode sums the K events through W before scaling: equal up to float rounding only
         torch.testing.assert_close(out, model.set_mode(SpikeMode.SPIKE)(ids), rtol=0, atol=1e-12)
@@ -130,7 +130,6 @@ def test_spikelm_encoder_exports_its_mlm_head():
 @pytest.mark.parametrize("path", sorted(CHECKPOINTS.glob("*.pt")), ids=lambda p: p.stem)
 def test_every_shipped_checkpoint_exports_reads_inspects_and_runs(path, tmp_path):
     from spikestack.models.nir.inspect import inspect_nir
-    from spikestack.models.nir.to_torch import run_tokens
 
     out = tmp_path / f"{path.stem}.nir"
     graph = export_any(path, out)
