@@ -12,18 +12,18 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 
 def main() -> None:
     from spikestack.compiler.pipeline import compile_graph
-    from spikestack.demo import SHIPPED
     from spikestack.models.bispike_mlp import evaluation_set, load_checkpoint
     from spikestack.models.nir.export import bispike_mlp_to_nir
     from spikestack.runtime import reference
     from spikestack.runtime.lava import backend as lava_backend
     from spikestack.runtime.verify import first_divergence
+
+    from spikestack.demo import SHIPPED
 
     torch.set_num_threads(1)
     model, _ = load_checkpoint(SHIPPED)

@@ -29,11 +29,25 @@ import numpy as np
 
 from spikestack.errors import ArtifactError
 
-from .ir import Core, HostProgram, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop, frozen_array
+from .ir import (
+    Core,
+    HostProgram,
+    Program,
+    QHostInput,
+    QLIFPop,
+    QProjection,
+    QReadoutPop,
+    QSpikeInput,
+    QSpikingPop,
+    frozen_array,
+)
 
 FORMAT = "spikestack-artifact"
 VERSION = 1
-_POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop}
+_POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
+_POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
+_HOST_TYPES = {"embedding": QHostInput, "spikes": QSpikeInput}
+_HOST_KINDS = {cls: kind for kind, cls in _HOST_TYPES.items()}
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -65,11 +79,11 @@ def save(program: Program, out_dir: str | Path) -> Path:
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "target": program.target, "steps": program.steps,
-        "state_bits": program.state_bits, "input_pop": program.input_pop,
-        "host_input": _split(program.host_input, "host_input", arrays),
+        "state_bits": program.state_bits, "input_pop": program.input_pop, "timing": program.timing,
+        "host_input": {"kind": _HOST_KINDS[type(program.host_input)],
+                       **_split(program.host_input, "host_input", arrays)},
         "populations": [
-            {"kind": "bispike" if isinstance(p, QSpikingPop) else "readout", **_split(p, f"pop.{p.name}", arrays)}
-            for p in program.populations
+            {"kind": _POP_KINDS[type(p)], **_split(p, f"pop.{p.name}", arrays)} for p in program.populations
         ],
         "projections": [_split(p, f"proj.{p.name}", arrays) for p in program.projections],
         "cores": [asdict(c) for c in program.cores],
@@ -172,7 +186,8 @@ def load(art_dir: str | Path) -> Program:
         pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
         return Program(
             target=manifest["target"], steps=manifest["steps"], state_bits=manifest["state_bits"],
-            host_input=_build(QHostInput, manifest["host_input"], arrays), input_pop=manifest["input_pop"],
+            host_input=_build(_HOST_TYPES[manifest["host_input"].pop("kind")], manifest["host_input"], arrays),
+            input_pop=manifest["input_pop"], timing=manifest["timing"],
             populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
             host_programs=_load_host_programs(art_dir, manifest),

@@ -16,7 +16,16 @@ from spikestack.models.nir.nodes import BiSpike, Embedding, register
 
 from spikestack.errors import NIRFormatError
 
-from .ir import FloatGraph, FloatProjection, HostEmbedding, ReadoutPop, SpikingPop, frozen_array
+from .ir import (
+    FloatGraph,
+    FloatProjection,
+    HostEmbedding,
+    HostSpikeInput,
+    LIFPop,
+    ReadoutPop,
+    SpikingPop,
+    frozen_array,
+)
 
 KNOWN_TYPES = set(vars(nir.ir)["__all_ir"]) | {BiSpike.type_name, Embedding.type_name}
 
@@ -91,9 +100,15 @@ def _affine(name: str, node: nir.NIRNode) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def from_nir(graph: nir.NIRGraph) -> FloatGraph:
-    """Lower a NIR graph to the float IR."""
+DEFAULT_DT = 1e-4  # s; the Euler step NIR's own Lava bridge uses (REFERENCE.md §5.6)
+DEFAULT_SAMPLE_STEPS = 100  # steps per input sample of a foreign (LIF) graph unless the graph or caller says
+
+
+def from_nir(graph: nir.NIRGraph, *, dt: float | None = None, steps: int | None = None) -> FloatGraph:
+    """Lower a NIR graph to the float IR: bi-spike token graphs, or foreign Input → (Affine → LIF)+ → Output."""
     order = _chain(graph)
+    if any(isinstance(graph.nodes[n], nir.LIF) for n in order):
+        return _from_lif_chain(graph, order, dt, steps)
     steps = int(graph.metadata.get("spikestack.steps_per_token", 0)) if graph.metadata else 0
     host: HostEmbedding | None = None
     pops: list[SpikingPop | ReadoutPop] = []
@@ -154,3 +169,56 @@ def from_nir(graph: nir.NIRGraph) -> FloatGraph:
 def _projection(pending: tuple[str, np.ndarray, np.ndarray], src: str, dst: str) -> FloatProjection:
     name, weight, bias = pending
     return FloatProjection(name=name, src=src, dst=dst, weight=frozen_array(weight), bias=frozen_array(bias))
+
+
+def _lif_fields(name: str, node: nir.LIF, size: int) -> dict[str, np.ndarray]:
+    out = {}
+    for field_name in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
+        value = np.broadcast_to(_finite(name, field_name, getattr(node, field_name)), (size,))
+        out[field_name] = frozen_array(value)
+    if np.any(out["tau"] <= 0):
+        raise NIRFormatError(f"node {name!r}: field 'tau' must be positive")
+    return out
+
+
+def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, steps: int | None) -> FloatGraph:
+    """Input → Affine → LIF → (Affine → LIF)* → Output; the host sends the input's binary events each step."""
+    meta = graph.metadata or {}
+    dt = float(dt if dt is not None else meta.get("spikestack.dt", DEFAULT_DT))
+    steps = int(steps if steps is not None else meta.get("spikestack.steps_per_sample", DEFAULT_SAMPLE_STEPS))
+    if dt <= 0 or steps < 1:
+        raise NIRFormatError(f"dt must be > 0 and steps >= 1, got dt={dt}, steps={steps}")
+    host: HostSpikeInput | None = None
+    pops: list[LIFPop] = []
+    projs: list[FloatProjection] = []
+    pending: tuple[str, np.ndarray, np.ndarray] | None = None
+    for name in order:
+        node = graph.nodes[name]
+        if isinstance(node, nir.Input):
+            host = HostSpikeInput(name=name, size=int(np.prod(node.input_type["input"])))
+        elif isinstance(node, (nir.Affine, nir.Linear)):
+            if pending is not None:
+                raise NIRFormatError(f"node {name!r}: two Affine nodes in a row; fold them before export")
+            weight, bias = _affine(name, node)
+            src_size = pops[-1].size if pops else host.size if host else 0
+            if weight.shape[1] != src_size:
+                raise NIRFormatError(f"node {name!r}: weight has {weight.shape[1]} inputs, its source has {src_size}")
+            pending = (name, weight, bias)
+        elif isinstance(node, nir.LIF):
+            if pending is None:
+                raise NIRFormatError(f"node {name!r}: every LIF must be fed by an Affine or Linear node")
+            size = pending[1].shape[0]
+            src = pops[-1].name if pops else host.name  # type: ignore[union-attr]
+            projs.append(_projection(pending, src, name))
+            pending = None
+            pops.append(LIFPop(name=name, size=size, **_lif_fields(name, node, size)))
+        elif isinstance(node, nir.Output):
+            if pending is not None or not pops:
+                raise NIRFormatError(f"node {name!r}: the output of a LIF graph must be fed by a LIF node")
+        else:
+            raise NIRFormatError(
+                f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet (Affine, Linear, LIF)")
+    if host is None or not pops:
+        raise NIRFormatError("LIF graph needs an Input node and at least one Affine → LIF pair")
+    return FloatGraph(host_input=host, input_pop=None, populations=tuple(pops), projections=tuple(projs),
+                      steps=steps, timing="delayed", dt=dt)

@@ -52,6 +52,29 @@ class SpikingPop:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HostSpikeInput:
+    """Binary input events written by the host every step (foreign NIR graphs: Input → Affine → LIF …)."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LIFPop:
+    """NIR `LIF`: τ dv/dt = (v_leak - v) + R·I, spike when v > v_threshold, reset to v_reset (REFERENCE.md §4.1).
+
+    Discretised by forward Euler with step dt (the backend's choice in NIR; `compile_graph(dt=...)`)."""
+
+    name: str
+    size: int
+    tau: np.ndarray  # [n], seconds
+    r: np.ndarray  # [n]
+    v_leak: np.ndarray  # [n]
+    v_threshold: np.ndarray  # [n]
+    v_reset: np.ndarray  # [n]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadoutPop:
     """Non-spiking accumulators: sum of input over a token's T steps; the host divides by T and adds the bias."""
 
@@ -70,13 +93,19 @@ class FloatProjection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FloatGraph:
-    host_input: HostEmbedding
-    input_pop: str  # the population the host feeds
-    populations: tuple[SpikingPop | ReadoutPop, ...]  # topological order
-    projections: tuple[FloatProjection, ...]
-    steps: int  # T steps per token
+    """`timing`: "token" = T steps per token, layers see the same step (bi-spike nets; Lava runs them pipelined);
+    "delayed" = a sample of `steps` steps in which every projection delays by one step (Loihi's and Lava's Dense
+    semantics; used for foreign LIF graphs, which run on Lava's stock LIF)."""
 
-    def pop(self, name: str) -> SpikingPop | ReadoutPop:
+    host_input: HostEmbedding | HostSpikeInput
+    input_pop: str | None  # the population the host writes currents into (None: the host sends events)
+    populations: tuple[SpikingPop | LIFPop | ReadoutPop, ...]  # topological order
+    projections: tuple[FloatProjection, ...]
+    steps: int  # T steps per token, or steps per sample
+    timing: str = "token"
+    dt: float = 1.0  # Euler step for LIF populations, seconds
+
+    def pop(self, name: str) -> SpikingPop | LIFPop | ReadoutPop:
         return next(p for p in self.populations if p.name == name)
 
 
@@ -100,6 +129,27 @@ class QSpikingPop:
     bias: np.ndarray  # int64 [n], added to the input every step
     state_unit: float  # real value of one state LSB (a power of two), for reports and the fake-quant model
     amplitude_unit: float  # 2^-p: one payload LSB in the folded frame (real spike = payload · unit · α_ref)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QLIFPop:
+    """Lava's fixed_pt CUBA-LIF (`lava/proc/lif/models.py`, REFERENCE.md §5.4), the step in
+    `spikestack.runtime.neurons.lif_step`; binary spikes out."""
+
+    name: str
+    size: int
+    du: int  # 12-bit current decay; 4095 makes u equal this step's input (NIR LIF has no synaptic current)
+    dv: int  # 12-bit voltage decay, round(dt/τ · 4096)
+    vth: int  # 17-bit threshold mantissa; effective threshold vth << 6
+    bias_mant: np.ndarray  # int32 [n], 13-bit signed
+    bias_exp: np.ndarray  # int32 [n], 0..7
+    state_unit: float  # real value of one v LSB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QSpikeInput:
+    name: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,15 +213,16 @@ class Program:
     target: str
     steps: int
     state_bits: int
-    host_input: QHostInput
-    input_pop: str
-    populations: tuple[QSpikingPop | QReadoutPop, ...]
+    host_input: QHostInput | QSpikeInput
+    input_pop: str | None
+    populations: tuple[QSpikingPop | QLIFPop | QReadoutPop, ...]
     projections: tuple[QProjection, ...]
     cores: tuple[Core, ...] = ()
     host_programs: tuple[HostProgram, ...] = ()
     report: dict = field(default_factory=dict)  # quantisation error summary, encodings, host traffic
+    timing: str = "token"  # see FloatGraph
 
-    def pop(self, name: str) -> QSpikingPop | QReadoutPop:
+    def pop(self, name: str) -> QSpikingPop | QLIFPop | QReadoutPop:
         return next(p for p in self.populations if p.name == name)
 
     def host_program(self, name: str) -> bytes:

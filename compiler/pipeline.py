@@ -71,12 +71,13 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_after: str | None = None,
-                  dump_dir: Path | None = None) -> Program:
+                  dump_dir: Path | None = None, dt: float | None = None, steps: int | None = None) -> Program:
+    """NIR graph or file → mapped program. `dt` (s) and `steps` (per sample) apply to foreign LIF graphs."""
     target = load_target(target) if isinstance(target, str) else target
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise CompileError(f"--dump-after {dump_after!r}: no such pass; passes are {', '.join(PASS_NAMES)}")
     nir_graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
-    ir: Any = from_nir(nir_graph)
+    ir: Any = from_nir(nir_graph, dt=dt, steps=steps)
     verify_float(ir)
     done: list[str] = ["from_nir"]
     for p in PIPELINE:

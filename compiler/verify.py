@@ -9,7 +9,7 @@ import numpy as np
 
 from spikestack.errors import CompileError
 
-from .ir import FloatGraph, Program, QReadoutPop, QSpikingPop, ReadoutPop, SpikingPop
+from .ir import FloatGraph, LIFPop, Program, QLIFPop, QReadoutPop, QSpikingPop, ReadoutPop, SpikingPop
 
 
 def verify_float(graph: FloatGraph) -> None:
@@ -19,20 +19,26 @@ def verify_float(graph: FloatGraph) -> None:
     if graph.steps < 1:
         raise CompileError(f"steps per token must be >= 1, got {graph.steps}")
     sizes = {p.name: p.size for p in graph.populations}
+    if graph.input_pop is None:  # the host sends events through a projection
+        sizes[graph.host_input.name] = graph.host_input.size
     for proj in graph.projections:
         if proj.src not in sizes or proj.dst not in sizes:
             raise CompileError(f"projection {proj.name!r} joins unknown populations {proj.src!r} → {proj.dst!r}")
         if proj.weight.shape != (sizes[proj.dst], sizes[proj.src]):
             raise CompileError(f"projection {proj.name!r}: weight {proj.weight.shape} ≠ "
                                f"({sizes[proj.dst]}, {sizes[proj.src]})")
-        if not isinstance(graph.pop(proj.src), SpikingPop):
+        if proj.src != graph.host_input.name and not isinstance(graph.pop(proj.src), (SpikingPop, LIFPop)):
             raise CompileError(f"projection {proj.name!r}: source {proj.src!r} does not spike")
     for pop in graph.populations:
         if isinstance(pop, SpikingPop) and pop.alpha.shape != (graph.steps,):
             raise CompileError(f"layer {pop.name!r}: alpha has shape {pop.alpha.shape}, expected ({graph.steps},)")
-    if graph.host_input.size != sizes[graph.input_pop]:
+    if graph.timing == "delayed":
+        if not all(isinstance(p, LIFPop) for p in graph.populations):
+            raise CompileError("delayed-timing graphs hold only LIF populations")
+        return
+    if graph.input_pop is None or graph.host_input.size != sizes[graph.input_pop]:
         raise CompileError(f"host input has {graph.host_input.size} values, {graph.input_pop!r} has "
-                           f"{sizes[graph.input_pop]} neurons")
+                           f"{sizes.get(graph.input_pop or '', 0)} neurons")
     if not isinstance(graph.populations[-1], ReadoutPop):
         raise CompileError("the last population must be the readout")
 
@@ -52,6 +58,9 @@ def verify_program(program: Program) -> None:
                 raise CompileError(f"layer {pop.name!r}: thresholds must be non-negative and ascending in level")
             if np.abs(pop.bias).max(initial=0) > smax or np.abs(pop.thresholds).max() > smax:
                 raise CompileError(f"layer {pop.name!r}: bias/threshold outside the {program.state_bits}-bit state")
+        elif isinstance(pop, QLIFPop):
+            if not (0 <= pop.du < 4096 and 0 <= pop.dv < 4096 and 0 < pop.vth < (1 << 17)):
+                raise CompileError(f"layer {pop.name!r}: du/dv must be 12-bit and vth 17-bit")
         elif not isinstance(pop, QReadoutPop):
             raise CompileError(f"layer {pop.name!r}: unknown population type {type(pop).__name__}")
     for proj in program.projections:

@@ -61,3 +61,44 @@ def tables_for(pop, state_max: int) -> BiSpikeTables:  # pop: compiler.ir.QSpiki
     """The runtime's view of a compiled population's tables."""
     return BiSpikeTables(thresholds=np.asarray(pop.thresholds, np.int64), carry=np.asarray(pop.carry, np.int64),
                          carry_shift=int(pop.carry_shift), levels=int(pop.levels), state_max=state_max)
+
+
+class LIFFields(NamedTuple):
+    du: int
+    dv: int
+    vth: int
+    bias: np.ndarray  # int64 [n]: bias_mant << bias_exp (Lava's effective bias)
+
+
+DECAY_SHIFT = 12  # Lava fixed_pt LIF (lava/proc/lif/models.py; REFERENCE.md §5.4)
+ACT_SHIFT = 6
+UV_HALF_RANGE = 1 << 23  # 24-bit u and v
+
+
+def lif_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
+    mant = np.asarray(bias_mant, np.int64)
+    exp = np.asarray(bias_exp, np.int64)
+    return np.where(exp >= 0, mant << np.maximum(exp, 0), mant >> np.maximum(-exp, 0))
+
+
+def _decay(x: np.ndarray, keep: int) -> np.ndarray:
+    """x · keep / 2^12 truncated toward zero, as Lava does (sign · (|x·keep| >> 12))."""
+    prod = x.astype(np.int64) * keep
+    return np.sign(prod) * (np.abs(prod) >> DECAY_SHIFT)
+
+
+def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, f: LIFFields
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of Lava's fixed_pt LIF (PyLifModelBitAcc), bit for bit. Returns (u, v, spikes as int64 0/1).
+
+        u ← trunc(u · (4096 - du - 1) / 4096) + (a_in << 6), wrapped to 24 bits (Loihi 1's ds_offset = 1)
+        v ← clip(trunc(v · (4096 - dv) / 4096) + u + bias, ±(2^23 - 1));  s = v > vth << 6;  v[s] = 0
+    """
+    u = _decay(u, (1 << DECAY_SHIFT) - (f.du + 1)) + (a_in.astype(np.int64) << ACT_SHIFT)
+    u = np.where(u > UV_HALF_RANGE, u - 2 * UV_HALF_RANGE, u)
+    u = np.where(u <= -UV_HALF_RANGE, u + 2 * UV_HALF_RANGE, u)
+    v = _decay(v, (1 << DECAY_SHIFT) - f.dv) + u + f.bias
+    v = np.clip(v, -UV_HALF_RANGE + 1, UV_HALF_RANGE - 1)
+    s = v > (f.vth << ACT_SHIFT)
+    v = np.where(s, 0, v)
+    return u, v, s.astype(np.int64)

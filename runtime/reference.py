@@ -12,10 +12,10 @@ to float64, exact below 2^53). The host part (embedding lookup, readout scaling)
 from __future__ import annotations
 
 import numpy as np
-from spikestack.compiler.ir import Program, QSpikingPop
+from spikestack.compiler.ir import Program, QLIFPop, QSpikingPop
 
 from . import host
-from .neurons import bispike_step, readout_step, tables_for
+from .neurons import LIFFields, bispike_step, lif_bias, lif_step, readout_step, tables_for
 from .trace import Trace
 
 
@@ -38,6 +38,9 @@ def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
 
 
 def run(program: Program, ids: np.ndarray) -> Trace:
+    """Token programs take token contexts [tokens, context]; delayed (LIF) programs binary events (see run_delayed)."""
+    if program.timing == "delayed":
+        return run_delayed(program, ids)
     inputs = host_inputs(program, ids)
     n_tok, steps = inputs.shape[0], program.steps
     current = np.broadcast_to(inputs[:, None, :], (n_tok, steps, inputs.shape[1]))  # same input every step
@@ -70,3 +73,43 @@ def run(program: Program, ids: np.ndarray) -> Trace:
             saturations[pop.name] = sat
     return Trace(spikes=spikes, readout=acc, logits=readout_logits(program, acc), inputs=inputs,
                  saturations=saturations)
+
+
+def check_spike_inputs(program: Program, spikes_in: np.ndarray) -> np.ndarray:
+    """Foreign (delayed-timing) programs take binary input events [samples, steps, n_in]."""
+    x = np.asarray(spikes_in)
+    want = (program.steps, program.host_input.size)
+    if x.ndim != 3 or x.shape[1:] != want:
+        raise ValueError(f"inputs must be [samples, {want[0]}, {want[1]}] binary events, got shape {x.shape}")
+    if not np.isin(x, (0, 1)).all():
+        raise ValueError("input events must be 0 or 1 (binary spikes)")
+    return x.astype(np.int64)
+
+
+def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
+    """Delayed timing: every projection delays by one step (Lava's Dense), layers advance together in time.
+
+    At step t, population k integrates W_k · (its source's events of step t-1); the host's events of step t-1
+    feed the first population. All states start at zero for each sample.
+    """
+    x = check_spike_inputs(program, spikes_in)
+    n_s, steps = x.shape[0], program.steps
+    pops = [p for p in program.populations if isinstance(p, QLIFPop)]
+    fields = {p.name: LIFFields(du=p.du, dv=p.dv, vth=p.vth, bias=lif_bias(p.bias_mant, p.bias_exp)) for p in pops}
+    weights = {p.name: np.asarray(program.incoming(p.name).weight, np.float32) for p in pops}
+    u = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
+    v = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
+    last = {program.host_input.name: np.zeros((n_s, program.host_input.size), np.int64)}
+    last |= {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
+    spikes = {p.name: np.zeros((n_s, steps, p.size), np.int8) for p in pops}
+    for t in range(steps):
+        new = {}
+        for p in pops:
+            src = program.incoming(p.name).src
+            a_in = (last[src].astype(np.float32) @ weights[p.name].T).astype(np.int64)  # exact: |sum| < 2^15
+            u[p.name], v[p.name], new[p.name] = lif_step(u[p.name], v[p.name], a_in, fields[p.name])
+            spikes[p.name][:, t] = new[p.name]
+        last = {program.host_input.name: x[:, t], **new}
+    counts = spikes[pops[-1].name].sum(1).astype(np.int64)
+    return Trace(spikes=spikes, readout=counts, logits=counts.astype(np.float64), inputs=x,
+                 saturations={p.name: 0 for p in pops})

@@ -73,6 +73,8 @@ class FakeQuantNet(torch.nn.Module):
 
 def run(program: Program, ids: np.ndarray) -> Trace:
     """The fake-quant model as a backend: spikes converted back to integer levels, readout to LSB counts."""
+    if program.timing != "token":
+        raise ValueError("the torch fake-quant model covers token (bi-spike) programs only")
     net = FakeQuantNet(program)
     logits, spikes = net(torch.as_tensor(np.asarray(ids, dtype=np.int64)))
     out = program.populations[-1]

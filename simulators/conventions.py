@@ -58,9 +58,13 @@ class PopEvents:
     slots: int  # tokens × T × n
 
 
-def pop_events(trace: Trace) -> dict[str, PopEvents]:
+def pop_events(trace: Trace, program: Program | None = None) -> dict[str, PopEvents]:
+    """Per source: its events. Host-written binary events (foreign LIF programs) count as a source too."""
     out = {}
-    for pop, levels in trace.spikes.items():
+    sources = dict(trace.spikes)
+    if program is not None and np.asarray(trace.inputs).ndim == 3:
+        sources[program.host_input.name] = trace.inputs
+    for pop, levels in sources.items():
         levels = np.asarray(levels)
         nonzero = levels != 0
         out[pop] = PopEvents(per_step=nonzero.sum(0), unit_step=~(np.abs(levels) > 1).any(axis=(0, 2)),
@@ -74,7 +78,7 @@ def _nonzero_fanout(weight: np.ndarray) -> np.ndarray:
 
 def dataflow_sops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, int]:
     """Per projection: Σ over tokens and steps of (non-zero event, non-zero synapse) pairs."""
-    events = events or pop_events(trace)
+    events = events or pop_events(trace, program)
     return {p.name: int(events[p.src].per_step.sum(0) @ _nonzero_fanout(p.weight)) for p in program.projections}
 
 
@@ -84,7 +88,7 @@ def neurobench_synops(program: Program, trace: Trace, events: dict[str, PopEvent
     NeuroBench calls a layer once per step with the whole batch and classifies that call as spiking iff all its
     inputs are in {-1, 0, 1}; we classify per (projection, step) over all tokens the same way.
     """
-    events = events or pop_events(trace)
+    events = events or pop_events(trace, program)
     dense = acs = macs = 0
     for proj in program.projections:
         ev = events[proj.src]
@@ -97,7 +101,7 @@ def neurobench_synops(program: Program, trace: Trace, events: dict[str, PopEvent
 
 def paper_sops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, float]:
     """Per projection: fr_l · T · FLOPs_l · tokens, fr_l the source layer's fraction of non-zero spikes."""
-    events = events or pop_events(trace)
+    events = events or pop_events(trace, program)
     out = {}
     for proj in program.projections:
         ev = events[proj.src]
@@ -114,7 +118,7 @@ def ann_twin_macs_per_token(program: Program) -> int:
 def counting_conventions(program: Program, trace: Trace, ann_mac_pj: dict[str, float]) -> dict:
     """All conventions as one JSON-ready dict. `ann_mac_pj`: profile name → pJ per MAC for the ANN twin."""
     n_tok = trace.tokens
-    events = pop_events(trace)
+    events = pop_events(trace, program)
     flow = dataflow_sops(program, trace, events)
     nb = neurobench_synops(program, trace, events)
     paper = paper_sops(program, trace, events)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from spikestack.compiler.ir import Program, QSpikingPop
+from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 
 
@@ -79,10 +79,10 @@ def count_events(program: Program, trace: Trace) -> Counts:
     xy = np.array([(c.x, c.y) for c in program.cores])
     links, link_routes = _route_incidence(program)
     link_load = np.zeros((n_tok, steps, len(links)))  # float64: exact below 2^53 messages
+    pop_names = {p.name for p in program.populations}
     for proj in program.projections:
-        src = program.pop(proj.src)
-        assert isinstance(src, QSpikingPop)
-        events = (trace.spikes[proj.src] != 0).astype(np.float64)  # [tok, T, n_src]
+        from_host = proj.src not in pop_names  # host-written events: synaptic ops on chip, no on-chip messages
+        events = ((trace.inputs if from_host else trace.spikes[proj.src]) != 0).astype(np.float64)  # [tok, T, n]
         nz = np.asarray(proj.weight) != 0  # [n_dst, n_src]
         dst_cores = core_slices(program, proj.dst)
         fanout = np.stack([nz[lo:hi].sum(0) for _, lo, hi in dst_cores], 1)  # [n_src, C_dst]

@@ -15,11 +15,22 @@ from pathlib import Path
 from spikestack.errors import SpikestackError, VerificationError
 
 EXIT_USER_ERROR = 2
+DEFAULT_VERIFY_BACKENDS = "torch,reference,lava"
+
+
+INPUT_EVENT_RATE = 0.2  # fraction of input channels active per step for foreign (LIF) artifacts
+INPUT_SEED = 0
 
 
 def _eval_windows(program, n_tokens: int):
-    """The first n_tokens (context, next char) pairs of the pydoc validation split, for the artifact's context."""
+    """Token artifacts: the first n_tokens (context, next char) pairs of the pydoc validation split.
+    Foreign LIF artifacts (delayed timing): n_tokens samples of seeded Bernoulli input events, no targets."""
     import numpy as np
+
+    if program.timing == "delayed":
+        rng = np.random.default_rng(INPUT_SEED)
+        shape = (n_tokens, program.steps, program.host_input.size)
+        return (rng.random(shape) < INPUT_EVENT_RATE).astype(np.int64), None
 
     from spikestack.models.data import load_corpus
 
@@ -53,17 +64,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from spikestack.models.registry import checkpoint_family
 
-    family = checkpoint_family(Path(args.checkpoint))
-    if family != "bispike-mlp":
-        raise SpikestackError(f"{args.checkpoint}: NIR export of family {family!r} is not implemented yet")
-    from spikestack.models.nir.export import export_checkpoint
+    checkpoint_family(Path(args.checkpoint))  # one clear line for a missing or foreign file
+    from spikestack.models.nir.export import export_any
 
-    graph = export_checkpoint(Path(args.checkpoint), Path(args.output))
+    graph = export_any(Path(args.checkpoint), Path(args.output))
     print(f"wrote {args.output}: {len(graph.nodes)} nodes")
     return 0
 
 
-def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None):
+def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None, *, dt: float | None = None,
+               steps: int | None = None):
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
 
@@ -81,13 +91,15 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
             export_checkpoint(source, nir_path)
             program = compile_graph(nir_path, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump")
     else:
-        program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump")
+        program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
+                                dt=dt, steps=steps)
     artifact.save(program, out)
     return program
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after)
+    program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
+                         steps=args.steps)
     print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
           f"{len(program.populations)} layers")
     return 0
@@ -102,8 +114,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     trace = backend_runner(args.backend)(program, ids)
     if args.trace:
         trace.save(args.trace)
-    print(json.dumps({"backend": args.backend, "tokens": trace.tokens, "bpc": round(_bpc(trace.logits, targets), 4),
-                      "firing_rate": trace.firing_rate(), "saturations": trace.saturations}, indent=1))
+    result = {"backend": args.backend, "tokens": trace.tokens, "firing_rate": trace.firing_rate(),
+              "saturations": trace.saturations}
+    if targets is not None:
+        result["bpc"] = round(_bpc(trace.logits, targets), 4)
+    else:
+        result["output_spike_counts"] = trace.readout.tolist()
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -163,6 +180,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if unknown or len(backends) < 2:
         raise SpikestackError(f"--backends needs two or more of {', '.join(BACKENDS)}, got {args.backends!r}")
     program = artifact.load(args.artifact)
+    if program.timing == "delayed" and "torch" in backends:
+        if args.backends != DEFAULT_VERIFY_BACKENDS:
+            raise SpikestackError("the torch fake-quant model covers token (bi-spike) programs only; "
+                                  "use --backends reference,lava for LIF artifacts")
+        backends = tuple(b for b in backends if b != "torch")
     ids, _ = _eval_windows(program, args.tokens)
     traces, problems = verify(program, ids, backends)
     if problems:
@@ -253,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--dump-after", choices=PASS_NAMES, help="write the IR after this pass next to the artifact")
+    s.add_argument("--dt", type=float, help="Euler step in seconds for foreign LIF graphs (default: graph "
+                   "metadata spikestack.dt, else 1e-4)")
+    s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("run", help="run an artifact on the validation text")
@@ -282,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
     s.add_argument("artifact")
-    s.add_argument("--backends", default="torch,reference,lava")
+    s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
     s.add_argument("--tokens", type=int, default=32)
     s.set_defaults(fn=cmd_verify)
 

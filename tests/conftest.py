@@ -45,3 +45,21 @@ def program(nir_chain):
 @pytest.fixture
 def token_ids() -> np.ndarray:
     return np.random.default_rng(1).integers(0, 11, size=(40, 2))
+
+
+def make_lif_graph(seed: int = 0, n_in: int = 10, hidden: int = 12, out: int = 4, steps: int = 40,
+                   tau: tuple[float, float] = (1e-3, 2e-3)) -> nir.NIRGraph:
+    """A foreign NIR graph of plain primitives: Input → Affine → LIF → Linear → LIF → Output."""
+    rng = np.random.default_rng(seed)
+    lif = lambda n, t, leak: nir.LIF(tau=np.full(n, t), r=np.ones(n), v_leak=np.full(n, leak),  # noqa: E731
+                                     v_threshold=np.ones(n), v_reset=np.zeros(n))
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type={"input": np.array([n_in])}),
+        nir.Affine(weight=rng.normal(0, 3, (hidden, n_in)), bias=rng.normal(0, 2, hidden)),
+        lif(hidden, tau[0], 0.0),
+        nir.Linear(weight=rng.normal(0, 3, (out, hidden))),
+        lif(out, tau[1], 0.2),
+        nir.Output(output_type={"output": np.array([out])}),
+    )
+    graph.metadata = {"spikestack.steps_per_sample": steps}
+    return graph

@@ -89,3 +89,21 @@ def test_inspect_artifact(nir_file, tmp_path, capsys):
     assert out.startswith("target generic: 3 cores, 4 steps per token, 24-bit state")
     assert "fc1         s1 → s2" in out and "graded" in out
     assert "host traffic per token: 24 values in, 7 values out" in out
+
+
+def test_foreign_lif_graph_through_the_cli(tmp_path, capsys):
+    from tests.conftest import make_lif_graph
+
+    path = tmp_path / "lif.nir"
+    nir.write(str(path), make_lif_graph(steps=20))
+    art = tmp_path / "art"
+    assert main(["compile", str(path), "--target", "loihi1", "-o", str(art)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(art), "--tokens", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["output_spike_counts"]) == 3 and set(out["firing_rate"]) == {"lif", "lif_1"}
+    assert main(["simulate", str(art), "--json", "--tokens", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sops"] > 0 and report["target"] == "loihi1"
+    assert main(["verify", str(art), "--backends", "torch,reference"]) == 2
+    assert "covers token (bi-spike) programs only" in _one_line_error(capsys)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from spikestack.errors import TargetLimitError
 
-from ..ir import FloatGraph, SpikingPop
+from ..ir import FloatGraph, LIFPop, SpikingPop
 from ..targets import Target
 
-REQUIRED_MODEL = {SpikingPop: "programmable"}
+REQUIRED_MODEL = {SpikingPop: "programmable", LIFPop: "cuba_lif"}
+KIND = {SpikingPop: "bi-spike neuron (multiplicative reset, per-step thresholds)", LIFPop: "LIF neuron"}
 
 
 def check_neurons(graph: FloatGraph, target: Target) -> FloatGraph:
@@ -20,6 +21,6 @@ def check_neurons(graph: FloatGraph, target: Target) -> FloatGraph:
         needed = REQUIRED_MODEL.get(type(pop))
         if needed and needed not in target.neuron_models:
             raise TargetLimitError(
-                f"layer {pop.name!r}: the bi-spike neuron (multiplicative reset, per-step thresholds) needs "
+                f"layer {pop.name!r}: the {KIND[type(pop)]} needs "
                 f"{needed} neurons; target {target.name} offers only {', '.join(target.neuron_models)}")
     return graph

@@ -20,7 +20,8 @@ def fold_amplitudes(graph: FloatGraph) -> FloatGraph:
     by_name = {p.name: p for p in pops}
     projections = []
     for proj in graph.projections:
-        src = by_name[proj.src]
-        assert isinstance(src, SpikingPop) and src.alpha_ref is not None  # verify_float guarantees it
-        projections.append(replace(proj, weight=frozen_array(proj.weight * src.alpha_ref)))
+        src = by_name.get(proj.src)
+        if isinstance(src, SpikingPop) and src.alpha_ref is not None:
+            proj = replace(proj, weight=frozen_array(proj.weight * src.alpha_ref))
+        projections.append(proj)  # LIF and host sources emit unit spikes: nothing to fold
     return replace(graph, populations=pops, projections=tuple(projections))

@@ -25,9 +25,13 @@ def payload_bits(pop: QSpikingPop) -> int:
 def lower_spikes(program: Program, target: Target) -> Program:
     projections = []
     encodings = {}
+    names = {p.name for p in program.populations}
     for proj in program.projections:
-        src = program.pop(proj.src)
-        assert isinstance(src, QSpikingPop)
+        src = program.pop(proj.src) if proj.src in names else None
+        if not isinstance(src, QSpikingPop):  # LIF neurons and host inputs emit binary events
+            projections.append(replace(proj, message_bits=0))
+            encodings[proj.name] = {"encoding": "binary", "payload_bits": 1}
+            continue
         bits = payload_bits(src)
         if bits > target.max_payload_bits:
             raise TargetLimitError(

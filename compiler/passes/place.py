@@ -44,7 +44,7 @@ def traffic_graph(program: Program) -> nx.Graph:
     cores_of = {p.name: [c for c in program.cores if c.pop == p.name] for p in program.populations}
     for proj in program.projections:
         nz = np.asarray(proj.weight) != 0
-        for src in cores_of[proj.src]:
+        for src in cores_of.get(proj.src, []):  # host-fed projections have no source core
             for dst in cores_of[proj.dst]:
                 routes = int(nz[dst.lo:dst.hi, src.lo:src.hi].any(0).sum())
                 if routes:

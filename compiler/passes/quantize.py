@@ -83,6 +83,10 @@ def state_bound(x_max: np.ndarray, carry: np.ndarray | None, carry_shift: int, s
 
 
 def quantize(graph: FloatGraph, target: Target) -> Program:
+    if graph.timing == "delayed":
+        from .quantize_lif import quantize_lif
+
+        return quantize_lif(graph, target)
     state_max = target.state_max
     host = graph.host_input
     peak = float(np.abs(host.table).max()) or 1.0

@@ -10,13 +10,15 @@ the pipelined run equals the reference executor's token-batched one, spike for s
 from __future__ import annotations
 
 import numpy as np
-from spikestack.compiler.ir import Program, QSpikingPop
+from spikestack.compiler.ir import Program, QLIFPop, QSpikingPop
 
 from ..reference import host_inputs, readout_logits
 from ..trace import Trace
 
 
 def run(program: Program, ids: np.ndarray) -> Trace:
+    if program.timing == "delayed":
+        return run_delayed(program, ids)
     from . import prepare_lava_import
 
     prepare_lava_import()
@@ -68,3 +70,54 @@ def run(program: Program, ids: np.ndarray) -> Trace:
         host.stop()
     return Trace(spikes=spikes, readout=readout, logits=readout_logits(program, readout), inputs=inputs,
                  saturations=saturations)
+
+
+def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
+    """Foreign LIF programs on Lava's *stock* LIF (PyLifModelBitAcc) and Dense: one Lava run per sample.
+
+    Reference step t is Lava step t+1: the host process sends the events of step t at Lava step t+1, and each
+    Dense delivers them one step later, which is the delayed timing the reference executor defines.
+    """
+    from . import prepare_lava_import
+
+    prepare_lava_import()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.lif.models import PyLifModelBitAcc
+    from lava.proc.lif.process import LIF
+
+    from ..reference import check_spike_inputs
+    from .procs.host_input import HostInput, PyHostInputFixed
+    from .procs.logger import EventLogger, PyEventLoggerFixed
+
+    x = check_spike_inputs(program, spikes_in)
+    steps = program.steps
+    pops = [p for p in program.populations if isinstance(p, QLIFPop)]
+    spikes = {p.name: np.zeros((x.shape[0], steps, p.size), np.int8) for p in pops}
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
+        LIF: PyLifModelBitAcc, HostInput: PyHostInputFixed, EventLogger: PyEventLoggerFixed})
+    for sample in range(x.shape[0]):
+        host = HostInput(data=x[sample])
+        outs = {program.host_input.name: host.s_out}
+        loggers = {}
+        for p in pops:
+            proj = program.incoming(p.name)
+            dense = Dense(weights=np.asarray(proj.weight, np.int32), num_message_bits=proj.message_bits,
+                          weight_exp=proj.weight_exp, num_weight_bits=8, name=proj.name)
+            lif = LIF(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth, bias_mant=np.asarray(p.bias_mant),
+                      bias_exp=np.asarray(p.bias_exp), name=p.name)
+            outs[proj.src].connect(dense.s_in)
+            dense.a_out.connect(lif.a_in)
+            loggers[p.name] = EventLogger(size=p.size, steps=steps, name=f"{p.name}_log")
+            lif.s_out.connect(loggers[p.name].a_in)
+            outs[p.name] = lif.s_out
+        host.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+        try:
+            for name, logger in loggers.items():
+                spikes[name][sample] = logger.log.get().astype(np.int8)
+        finally:
+            host.stop()
+    counts = spikes[pops[-1].name].sum(1).astype(np.int64)
+    return Trace(spikes=spikes, readout=counts, logits=counts.astype(np.float64), inputs=x,
+                 saturations={p.name: 0 for p in pops})

@@ -42,3 +42,27 @@ def test_saturation_is_counted_and_clipped():
     assert u.tolist() == [100, -99] and sat.tolist() == [True, False]
     acc, sat = readout_step(np.array([90]), np.array([20]), 1, 100)
     assert acc.tolist() == [100] and sat.tolist() == [True]
+
+
+def test_lif_step_matches_lava_documented_case():
+    """REFERENCE.md §5.4 (measured on Lava): weight 10, vth 15 → v = 640 after one spike, fires on the second."""
+    from spikestack.runtime.neurons import LIFFields, lif_step
+
+    f = LIFFields(du=4095, dv=0, vth=15, bias=np.zeros(1, np.int64))
+    u = v = np.zeros(1, np.int64)
+    u, v, s = lif_step(u, v, np.array([10]), f)
+    assert (int(u[0]), int(v[0]), int(s[0])) == (640, 640, 0)  # 10 << 6; 640 <= 15 << 6 = 960
+    u, v, s = lif_step(u, v, np.array([10]), f)
+    assert (int(u[0]), int(s[0]), int(v[0])) == (640, 1, 0)  # 1280 > 960: spike, reset
+
+
+def test_lif_decay_truncates_toward_zero_and_u_wraps():
+    from spikestack.runtime.neurons import LIFFields, lif_step
+
+    f = LIFFields(du=2047, dv=2048, vth=1 << 16, bias=np.array([3, 3]))
+    # u: ±100·(4096-2048)/4096 = ±50; v: ±101·2048/4096 = ±50.5 → ±50 (toward zero); v = ±50 + ±50 + 3
+    u, v, _ = lif_step(np.array([100, -100]), np.array([101, -101]), np.zeros(2, np.int64), f)
+    assert u.tolist() == [50, -50] and v.tolist() == [103, -97]
+    big = LIFFields(du=4095, dv=0, vth=1 << 16, bias=np.zeros(1, np.int64))
+    u, _, _ = lif_step(np.zeros(2, np.int64), np.zeros(2, np.int64), np.array([1 << 17, (1 << 17) + 1]), big)
+    assert u.tolist() == [1 << 23, (1 << 23) + 64 - (1 << 24)]  # Lava wraps only values > 2^23

@@ -1,0 +1,104 @@
+"""quantize (LIF graphs): NIR LIF populations → Lava's fixed_pt CUBA-LIF fields (REFERENCE.md §5.4).
+
+Forward Euler with step dt turns τ dv/dt = (v_leak - v) + R·I into v ← (1 - dt/τ)·v + (dt/τ)·(R·I + v_leak).
+Lava's LIF computes u ← u·(4096 - du - 1) >> 12 + (a_in << 6) and v ← v·(4096 - dv) >> 12 + u + bias, spike if
+v > vth << 6, then v ← 0. So, per population:
+
+* du = 4095: u is exactly this step's input (NIR's LIF has no synaptic current state);
+* dv = round(dt/τ · 4096) (τ must be uniform in the population: Lava's dv is one register);
+* weights W·R·dt/τ → even 8-bit mantissas m ≈ W_eff / 2^(e-1), so one v LSB is δ = 2^(e-1) / 64;
+* vth = round(v_threshold / 2^(e-1)) (17 bits; uniform per population);
+* bias (Affine bias and v_leak, per step): round((dt/τ)(R·b + v_leak) / δ) = mant · 2^exp, mant 13-bit signed.
+
+Refused with the node and field named: v_reset ≠ 0 (Lava resets to 0), dt/τ > 1, non-uniform τ or threshold,
+input sums beyond a_in's 16 bits (Lava's LIF a_in is int16) or u's 24 bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spikestack.errors import CompileError, TargetLimitError
+
+from ..ir import FloatGraph, LIFPop, Program, QLIFPop, QProjection, QSpikeInput, frozen_array
+from ..targets import Target
+from .quantize import WEIGHT_MANTISSA_MAX, _pow2_at_least
+
+DECAY_UNITY = 4096  # 2^12: Lava's decay resolution (REFERENCE.md §5.4)
+DU_NO_CURRENT = 4095  # with Lava's ds_offset 1, u keeps nothing of its past (lava/proc/lif/models.py)
+VTH_MAX = (1 << 17) - 1  # 17-bit threshold mantissa (REFERENCE.md §5.4)
+BIAS_MANT_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa (lava/proc/lif/models.py)
+BIAS_EXP_MAX = 7  # 3-bit bias exponent
+A_IN_MAX = (1 << 15) - 1  # Lava's fixed_pt LIF types a_in as int16
+ACT_SHIFT = 6  # a_in << 6 and vth << 6 (REFERENCE.md §5.4)
+
+
+def _uniform(pop: LIFPop, field: str) -> float:
+    values = np.asarray(getattr(pop, field))
+    if not np.allclose(values, values[0]):
+        raise CompileError(f"node {pop.name!r}: field {field!r} must be the same for all neurons of a population "
+                           f"(Lava's LIF holds one value), got {np.unique(values)[:4]}…")
+    return float(values[0])
+
+
+def _bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    exp = np.zeros(bias_int.shape, np.int32)
+    mant = bias_int.astype(np.int64)
+    while np.any(np.abs(mant) > BIAS_MANT_MAX) and exp.max() < BIAS_EXP_MAX:
+        big = np.abs(mant) > BIAS_MANT_MAX
+        exp[big] += 1
+        mant = np.round(bias_int / 2.0**exp).astype(np.int64)
+    return mant.astype(np.int32), exp
+
+
+def quantize_lif(graph: FloatGraph, target: Target) -> Program:
+    state_max = target.state_max
+    qpops: list[QLIFPop] = []
+    qprojs: list[QProjection] = []
+    report: dict = {"layers": {}}
+    for pop in graph.populations:
+        assert isinstance(pop, LIFPop)
+        proj = next(p for p in graph.projections if p.dst == pop.name)
+        if np.any(np.asarray(pop.v_reset) != 0):
+            raise CompileError(f"node {pop.name!r}: field 'v_reset' must be 0 (Lava's LIF resets to 0)")
+        ratio = graph.dt / _uniform(pop, "tau")
+        if ratio > 1:
+            raise CompileError(f"node {pop.name!r}: dt/tau = {ratio:.3g} > 1; forward Euler needs dt <= tau")
+        dv = min(round(ratio * DECAY_UNITY), DECAY_UNITY - 1)
+        w_eff = proj.weight * (np.asarray(pop.r) * ratio)[:, None]
+        peak = float(np.abs(w_eff).max()) or 1.0
+        e = _pow2_at_least(peak / WEIGHT_MANTISSA_MAX)
+        m = (2 * np.clip(np.round(w_eff / 2.0**e), -WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MAX)).astype(np.int16)
+        step = 2.0 ** (e - 1)  # real value of one mantissa unit in v
+        unit = step / 2**ACT_SHIFT
+        row_sum = int(np.abs(m.astype(np.int64)).sum(1).max(initial=0))
+        if row_sum > A_IN_MAX or row_sum << ACT_SHIFT > state_max:
+            raise TargetLimitError(f"layer {pop.name!r}: worst-case input {row_sum} exceeds Lava LIF's 16-bit a_in "
+                                   f"({A_IN_MAX}) or the {target.state_bits}-bit current")
+        vth = round(_uniform(pop, "v_threshold") / step)
+        if not 0 < vth <= VTH_MAX:
+            raise TargetLimitError(f"layer {pop.name!r}: threshold mantissa {vth} outside Lava's 17-bit (1..{VTH_MAX})")
+        bias_real = ratio * (np.asarray(pop.r) * proj.bias + np.asarray(pop.v_leak))
+        mant, exp = _bias(np.round(bias_real / unit))
+        if np.any(np.abs(mant) > BIAS_MANT_MAX):
+            raise TargetLimitError(
+                f"layer {pop.name!r}: bias needs more than Lava's 13-bit mantissa and 3-bit exponent")
+        qpops.append(QLIFPop(name=pop.name, size=pop.size, du=DU_NO_CURRENT, dv=dv, vth=vth,
+                             bias_mant=frozen_array(mant), bias_exp=frozen_array(exp), state_unit=unit))
+        qprojs.append(QProjection(name=proj.name, src=proj.src, dst=proj.dst, weight=frozen_array(m),
+                                  weight_exp=0, message_bits=0))
+        effective = m.astype(np.float64) * step
+        report["layers"][proj.name] = {
+            "weight_exp": e - 1,
+            "max_abs_weight_error": float(np.abs(effective - w_eff).max()),
+            "mean_abs_weight_error": float(np.abs(effective - w_eff).mean()),
+            "dv": dv, "dv_error": abs(dv / DECAY_UNITY - ratio),
+            "threshold_error": abs(vth * step - _uniform(pop, "v_threshold")),
+            "state_headroom_bits": round(math.log2(state_max / max(row_sum << ACT_SHIFT, 1)), 2),
+        }
+    host = graph.host_input
+    return Program(target=target.name, steps=graph.steps, state_bits=target.state_bits,
+                   host_input=QSpikeInput(name=host.name, size=host.size), input_pop=None,
+                   populations=tuple(qpops), projections=tuple(qprojs), report=report, timing="delayed")
