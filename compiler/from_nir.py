@@ -107,7 +107,7 @@ DEFAULT_SAMPLE_STEPS = 100  # steps per input sample of a foreign (LIF) graph un
 def from_nir(graph: nir.NIRGraph, *, dt: float | None = None, steps: int | None = None) -> FloatGraph:
     """Lower a NIR graph to the float IR: bi-spike token graphs, or foreign Input → (Affine → LIF)+ → Output."""
     order = _chain(graph)
-    if any(isinstance(graph.nodes[n], nir.LIF) for n in order):
+    if any(isinstance(graph.nodes[n], NEURON_NODES) for n in order):
         return _from_lif_chain(graph, order, dt, steps)
     steps = int(graph.metadata.get("spikestack.steps_per_token", 0)) if graph.metadata else 0
     host: HostEmbedding | None = None
@@ -171,13 +171,32 @@ def _projection(pending: tuple[str, np.ndarray, np.ndarray], src: str, dst: str)
     return FloatProjection(name=name, src=src, dst=dst, weight=frozen_array(weight), bias=frozen_array(bias))
 
 
-def _lif_fields(name: str, node: nir.LIF, size: int) -> dict[str, np.ndarray]:
-    out = {}
-    for field_name in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
-        value = np.broadcast_to(_finite(name, field_name, getattr(node, field_name)), (size,))
-        out[field_name] = frozen_array(value)
-    if np.any(out["tau"] <= 0):
-        raise NIRFormatError(f"node {name!r}: field 'tau' must be positive")
+NEURON_NODES = (nir.LIF, nir.CubaLIF, nir.IF)
+
+
+def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
+    """Any of NIR's LIF, CubaLIF, IF → the fields of LIFPop (see its docstring for the mapping)."""
+
+    def field(attr: str, default: float | None = None) -> np.ndarray:
+        value = getattr(node, attr, None)
+        if value is None:
+            if default is None:
+                raise NIRFormatError(f"node {name!r}: field {attr!r} is missing")
+            value = default
+        return frozen_array(np.broadcast_to(_finite(name, attr, value), (size,)))
+
+    if isinstance(node, nir.CubaLIF):
+        out = {"kind": "CubaLIF", "tau": field("tau_mem"), "tau_syn": field("tau_syn"), "w_in": field("w_in")}
+    elif isinstance(node, nir.IF):
+        out = {"kind": "IF", "tau": frozen_array(np.full(size, np.inf)), "tau_syn": frozen_array(np.zeros(size)),
+               "w_in": frozen_array(np.ones(size))}
+    else:
+        out = {"kind": "LIF", "tau": field("tau"), "tau_syn": frozen_array(np.zeros(size)),
+               "w_in": frozen_array(np.ones(size))}
+    out |= {"r": field("r"), "v_threshold": field("v_threshold"), "v_reset": field("v_reset", 0.0),
+            "v_leak": field("v_leak", 0.0) if not isinstance(node, nir.IF) else frozen_array(np.zeros(size))}
+    if np.any(out["tau"] <= 0) or np.any(out["tau_syn"] < 0):
+        raise NIRFormatError(f"node {name!r}: time constants must be positive")
     return out
 
 
@@ -204,9 +223,9 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
             if weight.shape[1] != src_size:
                 raise NIRFormatError(f"node {name!r}: weight has {weight.shape[1]} inputs, its source has {src_size}")
             pending = (name, weight, bias)
-        elif isinstance(node, nir.LIF):
+        elif isinstance(node, NEURON_NODES):
             if pending is None:
-                raise NIRFormatError(f"node {name!r}: every LIF must be fed by an Affine or Linear node")
+                raise NIRFormatError(f"node {name!r}: every neuron node must be fed by an Affine or Linear node")
             size = pending[1].shape[0]
             src = pops[-1].name if pops else host.name  # type: ignore[union-attr]
             projs.append(_projection(pending, src, name))
@@ -214,10 +233,11 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
             pops.append(LIFPop(name=name, size=size, **_lif_fields(name, node, size)))
         elif isinstance(node, nir.Output):
             if pending is not None or not pops:
-                raise NIRFormatError(f"node {name!r}: the output of a LIF graph must be fed by a LIF node")
+                raise NIRFormatError(f"node {name!r}: the output of a LIF graph must be fed by a neuron node")
         else:
             raise NIRFormatError(
-                f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet (Affine, Linear, LIF)")
+                f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet "
+                f"(Affine, Linear, LIF, CubaLIF, IF)")
     if host is None or not pops:
         raise NIRFormatError("LIF graph needs an Input node and at least one Affine → LIF pair")
     return FloatGraph(host_input=host, input_pop=None, populations=tuple(pops), projections=tuple(projs),

@@ -61,17 +61,24 @@ class HostSpikeInput:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LIFPop:
-    """NIR `LIF`: τ dv/dt = (v_leak - v) + R·I, spike when v > v_threshold, reset to v_reset (REFERENCE.md §4.1).
+    """NIR's LIF, CubaLIF and IF in one form (REFERENCE.md §4.1), spike when v > v_threshold, reset to v_reset:
+
+        CubaLIF: τ_syn dI/dt = -I + w_in·S;  τ_mem dv/dt = (v_leak - v) + R·I
+        LIF:     no synaptic state (I = S, tau_syn = 0, w_in = 1)
+        IF:      dv/dt = R·I (no leak: tau = inf, leak-free input gain 1 instead of 1/τ)
 
     Discretised by forward Euler with step dt (the backend's choice in NIR; `compile_graph(dt=...)`)."""
 
     name: str
+    kind: str  # "LIF", "CubaLIF" or "IF": the NIR node type, for messages
     size: int
-    tau: np.ndarray  # [n], seconds
+    tau: np.ndarray  # [n], seconds; inf for IF
     r: np.ndarray  # [n]
     v_leak: np.ndarray  # [n]
     v_threshold: np.ndarray  # [n]
     v_reset: np.ndarray  # [n]
+    tau_syn: np.ndarray  # [n], seconds; 0 = no synaptic current state
+    w_in: np.ndarray  # [n]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,11 +13,13 @@ from tests.conftest import make_lif_graph
 pytestmark = pytest.mark.lava
 
 
-@pytest.mark.parametrize("seed,target", [(0, "loihi1"), (5, "generic")])
-def test_stock_lava_lif_equals_reference(seed, target):
-    program = compile_graph(make_lif_graph(seed=seed, hidden=20, steps=30), target)
+@pytest.mark.parametrize("seed,target,second", [(0, "loihi1", "LIF"), (5, "generic", "LIF"),
+                                                (1, "loihi1", "CubaLIF"), (2, "loihi2", "IF")])
+def test_stock_lava_lif_equals_reference(seed, target, second):
+    program = compile_graph(make_lif_graph(seed=seed, hidden=20, steps=30, second=second), target)
     x = (np.random.default_rng(seed).random((2, 30, 10)) < 0.3).astype(np.int64)
     ref, lava = reference.run(program, x), lava_backend.run(program, x)
     assert first_divergence(program, ref, lava, ("reference", "lava")) is None
-    assert int(ref.spikes["lif"].sum()) > 10 and int(ref.spikes["lif_1"].sum()) > 0  # real activity compared
+    last = program.populations[-1].name
+    assert int(ref.spikes["lif"].sum()) > 10 and int(ref.spikes[last].sum()) > 0  # real activity compared
     np.testing.assert_array_equal(ref.readout, lava.readout)

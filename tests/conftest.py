@@ -48,17 +48,24 @@ def token_ids() -> np.ndarray:
 
 
 def make_lif_graph(seed: int = 0, n_in: int = 10, hidden: int = 12, out: int = 4, steps: int = 40,
-                   tau: tuple[float, float] = (1e-3, 2e-3)) -> nir.NIRGraph:
-    """A foreign NIR graph of plain primitives: Input → Affine → LIF → Linear → LIF → Output."""
+                   tau: tuple[float, float] = (1e-3, 2e-3), second: str = "LIF") -> nir.NIRGraph:
+    """A foreign NIR graph of plain primitives: Input → Affine → LIF → Linear → LIF|CubaLIF|IF → Output."""
     rng = np.random.default_rng(seed)
     lif = lambda n, t, leak: nir.LIF(tau=np.full(n, t), r=np.ones(n), v_leak=np.full(n, leak),  # noqa: E731
                                      v_threshold=np.ones(n), v_reset=np.zeros(n))
+    last = {
+        "LIF": lif(out, tau[1], 0.2),
+        "CubaLIF": nir.CubaLIF(tau_syn=np.full(out, 5e-4), tau_mem=np.full(out, tau[1]), r=np.ones(out),
+                               v_leak=np.full(out, 0.2), v_threshold=np.ones(out), v_reset=np.zeros(out),
+                               w_in=np.full(out, 30.0)),
+        "IF": nir.IF(r=np.full(out, 3000.0), v_threshold=np.ones(out), v_reset=np.zeros(out)),
+    }[second]
     graph = nir.NIRGraph.from_list(
         nir.Input(input_type={"input": np.array([n_in])}),
         nir.Affine(weight=rng.normal(0, 3, (hidden, n_in)), bias=rng.normal(0, 2, hidden)),
         lif(hidden, tau[0], 0.0),
         nir.Linear(weight=rng.normal(0, 3, (out, hidden))),
-        lif(out, tau[1], 0.2),
+        last,
         nir.Output(output_type={"output": np.array([out])}),
     )
     graph.metadata = {"spikestack.steps_per_sample": steps}

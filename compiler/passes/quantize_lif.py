@@ -1,12 +1,14 @@
-"""quantize (LIF graphs): NIR LIF populations → Lava's fixed_pt CUBA-LIF fields (REFERENCE.md §5.4).
+"""quantize (LIF graphs): NIR LIF, CubaLIF and IF populations → Lava's fixed_pt CUBA-LIF fields (REFERENCE.md §5.4).
 
-Forward Euler with step dt turns τ dv/dt = (v_leak - v) + R·I into v ← (1 - dt/τ)·v + (dt/τ)·(R·I + v_leak).
-Lava's LIF computes u ← u·(4096 - du - 1) >> 12 + (a_in << 6) and v ← v·(4096 - dv) >> 12 + u + bias, spike if
-v > vth << 6, then v ← 0. So, per population:
+Forward Euler with step dt turns τ dv/dt = (v_leak - v) + R·I into v ← (1 - dt/τ)·v + (dt/τ)·(R·I + v_leak)
+(IF: v ← v + dt·R·I; CubaLIF adds I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S). Lava's LIF computes
+u ← u·(4096 - du - 1) >> 12 + (a_in << 6) and v ← v·(4096 - dv) >> 12 + u + bias, spike if v > vth << 6, then
+v ← 0. So, per population (`_euler` gives the three per-step coefficients):
 
-* du = 4095: u is exactly this step's input (NIR's LIF has no synaptic current state);
-* dv = round(dt/τ · 4096) (τ must be uniform in the population: Lava's dv is one register);
-* weights W·R·dt/τ → even 8-bit mantissas m ≈ W_eff / 2^(e-1), so one v LSB is δ = 2^(e-1) / 64;
+* du = round(dt/τ_syn · 4096) - 1 for CubaLIF; 4095 for LIF and IF, so u is exactly this step's input;
+* dv = round(dt/τ · 4096), 0 for IF (τ must be uniform in the population: Lava's dv is one register);
+* weights W·w_in·R·(v input gain)·(synaptic fraction) → even 8-bit mantissas m ≈ W_eff / 2^(e-1), so one v
+  LSB is δ = 2^(e-1) / 64;
 * vth = round(v_threshold / 2^(e-1)) (17 bits; uniform per population);
 * bias (Affine bias and v_leak, per step): round((dt/τ)(R·b + v_leak) / δ) = mant · 2^exp, mant 13-bit signed.
 
@@ -27,7 +29,6 @@ from ..targets import Target
 from .quantize import WEIGHT_MANTISSA_MAX, _pow2_at_least
 
 DECAY_UNITY = 4096  # 2^12: Lava's decay resolution (REFERENCE.md §5.4)
-DU_NO_CURRENT = 4095  # with Lava's ds_offset 1, u keeps nothing of its past (lava/proc/lif/models.py)
 VTH_MAX = (1 << 17) - 1  # 17-bit threshold mantissa (REFERENCE.md §5.4)
 BIAS_MANT_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa (lava/proc/lif/models.py)
 BIAS_EXP_MAX = 7  # 3-bit bias exponent
@@ -41,6 +42,28 @@ def _uniform(pop: LIFPop, field: str) -> float:
         raise CompileError(f"node {pop.name!r}: field {field!r} must be the same for all neurons of a population "
                            f"(Lava's LIF holds one value), got {np.unique(values)[:4]}…")
     return float(values[0])
+
+
+def _euler(pop: LIFPop, dt: float) -> tuple[float, float, float]:
+    """(v decay per step, v input gain per step, synaptic input fraction per step) under forward Euler.
+
+    LIF/CubaLIF: v ← (1 - dt/τ)·v + (dt/τ)·(v_leak + R·I); IF: v ← v + dt·R·I.
+    CubaLIF: I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S, which Lava's u holds scaled by the v input gain.
+    LIF/IF: I = S (keep_syn = 1, so du = 4095 and u is this step's input only).
+    """
+    tau = _uniform(pop, "tau")
+    if pop.kind == "IF":
+        decay_v, gain_v = 0.0, dt
+    else:
+        decay_v = gain_v = dt / tau
+        if decay_v > 1:
+            raise CompileError(f"node {pop.name!r}: dt/tau = {decay_v:.3g} > 1; forward Euler needs dt <= tau")
+    keep_syn = 1.0
+    if pop.kind == "CubaLIF":
+        keep_syn = dt / _uniform(pop, "tau_syn")
+        if keep_syn > 1:
+            raise CompileError(f"node {pop.name!r}: dt/tau_syn = {keep_syn:.3g} > 1; forward Euler needs dt <= tau_syn")
+    return decay_v, gain_v, keep_syn
 
 
 def _bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +86,13 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         proj = next(p for p in graph.projections if p.dst == pop.name)
         if np.any(np.asarray(pop.v_reset) != 0):
             raise CompileError(f"node {pop.name!r}: field 'v_reset' must be 0 (Lava's LIF resets to 0)")
-        ratio = graph.dt / _uniform(pop, "tau")
-        if ratio > 1:
-            raise CompileError(f"node {pop.name!r}: dt/tau = {ratio:.3g} > 1; forward Euler needs dt <= tau")
-        dv = min(round(ratio * DECAY_UNITY), DECAY_UNITY - 1)
-        w_eff = proj.weight * (np.asarray(pop.r) * ratio)[:, None]
+        decay_v, gain_v, keep_syn = _euler(pop, graph.dt)
+        dv = min(round(decay_v * DECAY_UNITY), DECAY_UNITY - 1)
+        du = round(keep_syn * DECAY_UNITY) - 1  # Lava keeps u·(4096 - du - 1)/4096 (ds_offset 1)
+        if keep_syn < 1 and np.any(np.asarray(proj.bias) != 0):
+            raise CompileError(f"node {proj.name!r}: field 'bias' must be 0 before a {pop.kind} (a constant synaptic "
+                               f"current has no Lava field); fold it into the neuron's v_leak")
+        w_eff = proj.weight * (np.asarray(pop.r) * np.asarray(pop.w_in) * gain_v * keep_syn)[:, None]
         peak = float(np.abs(w_eff).max()) or 1.0
         e = _pow2_at_least(peak / WEIGHT_MANTISSA_MAX)
         m = (2 * np.clip(np.round(w_eff / 2.0**e), -WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MAX)).astype(np.int16)
@@ -80,12 +105,12 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         vth = round(_uniform(pop, "v_threshold") / step)
         if not 0 < vth <= VTH_MAX:
             raise TargetLimitError(f"layer {pop.name!r}: threshold mantissa {vth} outside Lava's 17-bit (1..{VTH_MAX})")
-        bias_real = ratio * (np.asarray(pop.r) * proj.bias + np.asarray(pop.v_leak))
+        bias_real = gain_v * np.asarray(pop.r) * proj.bias + decay_v * np.asarray(pop.v_leak)
         mant, exp = _bias(np.round(bias_real / unit))
         if np.any(np.abs(mant) > BIAS_MANT_MAX):
             raise TargetLimitError(
                 f"layer {pop.name!r}: bias needs more than Lava's 13-bit mantissa and 3-bit exponent")
-        qpops.append(QLIFPop(name=pop.name, size=pop.size, du=DU_NO_CURRENT, dv=dv, vth=vth,
+        qpops.append(QLIFPop(name=pop.name, size=pop.size, du=du, dv=dv, vth=vth,
                              bias_mant=frozen_array(mant), bias_exp=frozen_array(exp), state_unit=unit))
         qprojs.append(QProjection(name=proj.name, src=proj.src, dst=proj.dst, weight=frozen_array(m),
                                   weight_exp=0, message_bits=0))
@@ -94,7 +119,7 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
             "weight_exp": e - 1,
             "max_abs_weight_error": float(np.abs(effective - w_eff).max()),
             "mean_abs_weight_error": float(np.abs(effective - w_eff).mean()),
-            "dv": dv, "dv_error": abs(dv / DECAY_UNITY - ratio),
+            "du": du, "dv": dv, "dv_error": abs(dv / DECAY_UNITY - decay_v),
             "threshold_error": abs(vth * step - _uniform(pop, "v_threshold")),
             "state_headroom_bits": round(math.log2(state_max / max(row_sum << ACT_SHIFT, 1)), 2),
         }

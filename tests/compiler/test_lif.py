@@ -78,3 +78,24 @@ def test_bad_inputs_for_lif_programs():
         reference.run(p, np.zeros((2, 10)))
     with pytest.raises(ValueError, match="must be 0 or 1"):
         reference.run(p, np.full((1, 40, 10), 2))
+
+
+def test_cubalif_and_if_fields_by_hand():
+    # CubaLIF: dt/τ_syn = 1e-4/5e-4 = 0.2 → du = round(0.2·4096) - 1 = 818; dt/τ_mem = 0.05 → dv = 205
+    p = compile_graph(make_lif_graph(second="CubaLIF"), "loihi1")
+    out = p.populations[1]
+    assert (out.du, out.dv) == (818, 205)
+    # IF: no leak → dv = 0, du = 4095; input gain dt·R = 1e-4·3000 = 0.3 per unit weight
+    p = compile_graph(make_lif_graph(second="IF"), "loihi1")
+    out = p.populations[1]
+    assert (out.du, out.dv) == (4095, 0)
+    w = make_lif_graph(second="IF").nodes["linear"].weight * 0.3
+    step = 2.0 ** p.report["layers"]["linear"]["weight_exp"]
+    np.testing.assert_allclose(p.projections[1].weight * step, w, atol=step)
+
+
+def test_cubalif_refuses_an_affine_bias():
+    g = make_lif_graph(second="CubaLIF")
+    g.nodes["linear"] = nir.Affine(weight=g.nodes["linear"].weight, bias=np.ones(4))
+    with pytest.raises(CompileError, match=r"node 'linear': field 'bias' must be 0 before a CubaLIF"):
+        compile_graph(g, "loihi1")
