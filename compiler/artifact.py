@@ -43,7 +43,7 @@ from .ir import (
 )
 
 FORMAT = "spikestack-artifact"
-VERSION = 1
+VERSION = 2  # 2: host programs, LIF populations, spike inputs, timing
 _POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
 _POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
 _HOST_TYPES = {"embedding": QHostInput, "spikes": QSpikeInput}

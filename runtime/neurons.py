@@ -41,10 +41,14 @@ def bispike_step(
         half = np.int64(1) << (tables.carry_shift - 1)
         u = ((u.astype(np.int64) * factor + half) >> tables.carry_shift) + x
     saturated = np.abs(u) > tables.state_max
-    u = np.clip(u, -tables.state_max, tables.state_max)
+    np.minimum(u, tables.state_max, out=u)
+    np.maximum(u, -tables.state_max, out=u)
     theta = tables.thresholds[t]
-    s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
-    return u, s.astype(np.int64), saturated
+    if tables.levels == 1:  # the ternary case, without the [..., K] intermediate (hot path of the executor)
+        s = (u > theta[0]).astype(np.int64) - (u < -theta[0])
+    else:
+        s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
+    return u, s.astype(np.int64, copy=False), saturated
 
 
 def readout_step(

@@ -62,7 +62,7 @@ def run(program: Program, ids: np.ndarray) -> Trace:
             spikes[pop.name] = levels
             saturations[pop.name] = sat
             proj = next(p for p in program.projections if p.src == pop.name)
-            payload = levels.astype(np.int64) * np.asarray(pop.amplitude, np.int64)[None, :, None]
+            payload = levels * np.asarray(pop.amplitude, np.float32)[None, :, None]  # exact small integers
             current = synaptic_input(payload, proj.weight, program.state_bits)
         else:
             acc = np.zeros((n_tok, pop.size), np.int64)
