@@ -22,7 +22,6 @@ SIZES = [(256, 4), (1024, 4), (2048, 6), (4096, 6), (4096, 14)]  # (width, hidde
 def one(width: int, layers: int) -> dict:
     import nir
     import numpy as np
-
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.models.nir.nodes import BiSpike, Embedding
