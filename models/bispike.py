@@ -71,9 +71,10 @@ class ElasticBiSpike(nn.Module):
         self.last_spikes: torch.Tensor | None = None  # s of the latest forward, for firing-rate reports
 
     def _init_alpha(self, t: int, u: torch.Tensor) -> None:
-        if self.training and float(self.alpha[t]) == 1.0:
-            with torch.no_grad():
-                self.alpha[t] = torch.clamp(2.0 * u.abs().mean(), min=ALPHA_FLOOR)
+        if self.training and float(self.alpha.detach()[t]) == 1.0:
+            # through .data: earlier steps of this forward already used α, so an in-place write on the
+            # parameter itself would invalidate their autograd records when α is learnable
+            self.alpha.data[t] = torch.clamp(2.0 * u.detach().abs().mean(), min=ALPHA_FLOOR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != self.steps:

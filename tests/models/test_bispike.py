@@ -58,3 +58,11 @@ def test_shipped_checkpoints_reproduce_their_card():
     torch.set_num_threads(1)
     assert evaluate(ckpt / "bispike-mlp.pt")["val_bpc"] == pytest.approx(2.5546, rel=0.02)
     assert evaluate(ckpt / "bispike-mlp-ann.pt")["val_bpc"] == pytest.approx(2.3458, rel=0.02)
+
+
+def test_learnable_alpha_trains_from_the_first_batch():
+    torch.manual_seed(0)
+    n = ElasticBiSpike(steps=3, learnable_alpha=True).train()
+    x = torch.randn(3, 16, 8, requires_grad=True)
+    n(x).pow(2).sum().backward()  # the first forward initialises α in place; autograd must still work
+    assert n.alpha.grad is not None and torch.all(n.alpha.detach() != 1.0)
