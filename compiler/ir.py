@@ -176,7 +176,9 @@ class QProjection:
     dst: str
     weight: np.ndarray  # int16 [n_dst, n_src]
     weight_exp: int  # Lava Dense weight_exp (we keep 0 and fold the exponent into the destination's unit)
-    message_bits: int  # graded payload width; 0 until lower_spikes
+    message_bits: int  # graded payload width; 0 for binary events
+    encoding: str = "graded"  # compiler/encodings.py: graded, unary or bitserial (binary sources: graded, 0 bits)
+    gain: np.ndarray | None = None  # int64 [T]: per-step input gain at the destination (binary encodings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

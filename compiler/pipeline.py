@@ -16,6 +16,7 @@ import numpy as np
 
 from spikestack.errors import CompileError
 
+from .encodings import ENCODINGS
 from .from_nir import from_nir, read_nir
 from .ir import FloatGraph, Program
 from .passes.check_neurons import check_neurons
@@ -29,22 +30,34 @@ from .targets import Target, load_target
 from .verify import verify_float, verify_program
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompileOptions:
+    """User choices that passes read (typed, never environment variables)."""
+
+    encoding: str | None = None  # force one spike encoding on every bi-spike edge (None: the cost model picks)
+
+
 @dataclass(frozen=True, slots=True)
 class Pass:
     name: str
     why: str
-    run: Callable[[Any, Target], Any]
+    run: Callable[[Any, Target, CompileOptions], Any]
 
 
 PIPELINE: tuple[Pass, ...] = (
-    Pass("check_neurons", "refuse neuron kinds the target cannot run, before any work", check_neurons),
+    Pass("check_neurons", "refuse neuron kinds the target cannot run, before any work",
+         lambda g, t, o: check_neurons(g, t)),
     Pass("fold_amplitudes", "α_ref into weights: synapses stay static, per-step α rides in the payload",
-         lambda g, t: fold_amplitudes(g)),
-    Pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision", quantize),
-    Pass("lower_spikes", "signed levels → graded events; payload width checked against the target", lower_spikes),
-    Pass("partition", "populations → cores under neuron, memory and axon limits", partition),
-    Pass("place", "cores → mesh tiles along a serpentine so layer-to-layer traffic stays local", place),
-    Pass("cut_host", "embedding and readout scaling → ONNX host programs run by onnxruntime", cut_host),
+         lambda g, t, o: fold_amplitudes(g)),
+    Pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision",
+         lambda g, t, o: quantize(g, t)),
+    Pass("lower_spikes", "signed levels → graded, unary or bit-serial events, chosen per edge by a cost model",
+         lambda p, t, o: lower_spikes(p, t, encoding=o.encoding)),
+    Pass("partition", "populations → cores under neuron, memory and axon limits", lambda p, t, o: partition(p, t)),
+    Pass("place", "cores → mesh tiles (min-cut or serpentine) minimising hop-weighted traffic",
+         lambda p, t, o: place(p, t)),
+    Pass("cut_host", "embedding and readout scaling → ONNX host programs run by onnxruntime",
+         lambda p, t, o: cut_host(p, t)),
 )
 PASS_NAMES = tuple(p.name for p in PIPELINE)
 
@@ -71,18 +84,22 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_after: str | None = None,
-                  dump_dir: Path | None = None, dt: float | None = None, steps: int | None = None) -> Program:
+                  dump_dir: Path | None = None, dt: float | None = None, steps: int | None = None,
+                  encoding: str | None = None) -> Program:
     """NIR graph or file → mapped program. `dt` (s) and `steps` (per sample) apply to foreign LIF graphs."""
     target = load_target(target) if isinstance(target, str) else target
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise CompileError(f"--dump-after {dump_after!r}: no such pass; passes are {', '.join(PASS_NAMES)}")
+    if encoding is not None and encoding not in ENCODINGS:
+        raise CompileError(f"--encoding {encoding!r}: choose from {', '.join(ENCODINGS)}")
+    options = CompileOptions(encoding=encoding)
     nir_graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
     ir: Any = from_nir(nir_graph, dt=dt, steps=steps)
     verify_float(ir)
     done: list[str] = ["from_nir"]
     for p in PIPELINE:
         try:
-            ir = p.run(ir, target)
+            ir = p.run(ir, target, options)
             _verify(ir)
         except CompileError as exc:
             if "passes run:" in str(exc) or type(exc) is not CompileError:

@@ -12,7 +12,8 @@ to float64, exact below 2^53). The host part (embedding lookup, readout scaling)
 from __future__ import annotations
 
 import numpy as np
-from spikestack.compiler.ir import Program, QLIFPop, QSpikingPop
+from spikestack.compiler.encodings import plane_scales, to_planes
+from spikestack.compiler.ir import Program, QLIFPop, QProjection, QSpikingPop
 
 from . import host
 from .neurons import LIFFields, bispike_step, lif_bias, lif_step, readout_step, tables_for
@@ -30,6 +31,24 @@ def synaptic_input(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> 
     flat = payload.reshape(-1, payload.shape[-1]).astype(dtype)  # one 2-D GEMM, not one per token
     out = flat @ np.asarray(weight, dtype=dtype).T
     return out.astype(np.int64).reshape(*payload.shape[:-1], -1)
+
+
+def projection_input(levels: np.ndarray, pop: QSpikingPop, proj: QProjection, state_bits: int) -> np.ndarray:
+    """The destination's synaptic input from a bi-spike population, computed the way the encoding carries it.
+
+    graded: W · (s · amplitude[t]). unary / bitserial: the binary planes of `compiler/encodings.py`, each through
+    W, summed with their ±1 / ±2^b scales, times the per-step gain — literally what the hardware would do, so
+    tests can prove every encoding equal to the graded (unlowered) one.
+    """
+    if proj.encoding == "graded":
+        payload = levels * np.asarray(pop.amplitude, np.float32)[None, :, None]  # exact small integers
+        return synaptic_input(payload, proj.weight, state_bits)
+    planes = to_planes(levels, proj.encoding, pop.levels)  # [tok, T, P, n_src]
+    scales = plane_scales(proj.encoding, pop.levels)
+    total = np.zeros((*levels.shape[:2], proj.weight.shape[0]), np.int64)
+    for p, scale in enumerate(scales):
+        total += scale * synaptic_input(planes[:, :, p], proj.weight, state_bits)
+    return total * np.asarray(proj.gain, np.int64)[None, :, None]
 
 
 def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
@@ -62,8 +81,7 @@ def run(program: Program, ids: np.ndarray) -> Trace:
             spikes[pop.name] = levels
             saturations[pop.name] = sat
             proj = next(p for p in program.projections if p.src == pop.name)
-            payload = levels * np.asarray(pop.amplitude, np.float32)[None, :, None]  # exact small integers
-            current = synaptic_input(payload, proj.weight, program.state_bits)
+            current = projection_input(levels, pop, proj, program.state_bits)
         else:
             acc = np.zeros((n_tok, pop.size), np.int64)
             sat = 0

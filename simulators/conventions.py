@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 
@@ -77,9 +78,17 @@ def _nonzero_fanout(weight: np.ndarray) -> np.ndarray:
 
 
 def dataflow_sops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, int]:
-    """Per projection: Σ over tokens and steps of (non-zero event, non-zero synapse) pairs."""
+    """Per projection: Σ over tokens and steps of (event, non-zero synapse) pairs, events counted in the
+    projection's encoding (one per non-zero graded spike, |s| unary, popcount(|s|) bit-serial)."""
     events = events or pop_events(trace, program)
-    return {p.name: int(events[p.src].per_step.sum(0) @ _nonzero_fanout(p.weight)) for p in program.projections}
+    out = {}
+    for p in program.projections:
+        if p.encoding == "graded":
+            per_neuron = events[p.src].per_step.sum(0)
+        else:
+            per_neuron = events_per_spike(trace.spikes[p.src], p.encoding).sum((0, 1))
+        out[p.name] = int(per_neuron @ _nonzero_fanout(p.weight))
+    return out
 
 
 def neurobench_synops(program: Program, trace: Trace, events: dict[str, PopEvents] | None = None) -> dict[str, int]:

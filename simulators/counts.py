@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.ir import Program
 from spikestack.runtime.trace import Trace
 
@@ -82,7 +83,10 @@ def count_events(program: Program, trace: Trace) -> Counts:
     pop_names = {p.name for p in program.populations}
     for proj in program.projections:
         from_host = proj.src not in pop_names  # host-written events: synaptic ops on chip, no on-chip messages
-        events = ((trace.inputs if from_host else trace.spikes[proj.src]) != 0).astype(np.float64)  # [tok, T, n]
+        # binary messages per neuron and step in this projection's encoding: 1 per non-zero graded spike,
+        # |s| unary events, popcount(|s|) bit-serial events (compiler/encodings.py)
+        levels = trace.inputs if from_host else trace.spikes[proj.src]
+        events = events_per_spike(levels, proj.encoding).astype(np.float64)  # [tok, T, n]
         nz = np.asarray(proj.weight) != 0  # [n_dst, n_src]
         dst_cores = core_slices(program, proj.dst)
         fanout = np.stack([nz[lo:hi].sum(0) for _, lo, hi in dst_cores], 1)  # [n_src, C_dst]

@@ -27,17 +27,18 @@ from .model import simulate
 from .profiles import load_profile
 
 MAX_WORKERS = 2  # the shared machine has 2 CPU cores (brief); more workers only thrash
-COLUMNS = ("target", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j", "latency_s_per_step",
-           "tokens_per_s", "neurobench_effective_acs_per_token", "paper_sops_per_token",
+COLUMNS = ("target", "encoding", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j",
+           "latency_s_per_step", "tokens_per_s", "neurobench_effective_acs_per_token", "paper_sops_per_token",
            "ann_energy_per_token_j_fp32", "error")
 TokenFn = Callable[[Program, int], tuple[np.ndarray, np.ndarray]]  # (program, n) → (ids, targets)
 
 
-def _row(target: str, profile: str, r: dict | None, error: str = "") -> dict:
+def _row(target: str, encoding: str, profile: str, r: dict | None, error: str = "") -> dict:
     if r is None:
-        return {c: None for c in COLUMNS} | {"target": target, "profile": profile, "error": error}
+        return {c: None for c in COLUMNS} | {"target": target, "encoding": encoding, "profile": profile,
+                                             "error": error}
     conv = r["counting_conventions"]
-    return {"target": target, "profile": profile, "cores": r["cores"], "tiles": r["tiles"],
+    return {"target": target, "encoding": encoding, "profile": profile, "cores": r["cores"], "tiles": r["tiles"],
             "sops_per_token": r["sops_per_token"], "energy_per_token_j": r["energy_per_token_j"],
             "latency_s_per_step": r["latency_s_per_step"], "tokens_per_s": r["tokens_per_s"],
             "neurobench_effective_acs_per_token": conv["neurobench"]["effective_acs_per_token"],
@@ -46,18 +47,22 @@ def _row(target: str, profile: str, r: dict | None, error: str = "") -> dict:
             "error": ""}
 
 
-def sweep_target(nir_path: str, target: str, profiles: tuple[str, ...], tokens: int, token_fn: TokenFn) -> list[dict]:
-    """Rows for one target: compile, run once, price under every profile (or error rows if it does not fit)."""
+def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int,
+                 token_fn: TokenFn) -> list[dict]:
+    """Rows for one (target, encoding): compile, run once, price under every profile (or error rows if it does
+    not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose."""
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.runtime.reference import run
 
     try:
-        program = compile_graph(Path(nir_path), target)
+        program = compile_graph(Path(nir_path), target, encoding=None if encoding == "auto" else encoding)
     except TargetLimitError as exc:
-        return [_row(target, p, None, str(exc)) for p in profiles]
+        return [_row(target, encoding, p, None, str(exc)) for p in profiles]
+    if encoding == "auto":
+        encoding = "auto:" + "+".join(sorted({p.encoding for p in program.projections}))
     ids, _ = token_fn(program, tokens)
     trace = run(program, ids)
-    return [_row(target, p, simulate(program, trace, load_profile(p))) for p in profiles]
+    return [_row(target, encoding, p, simulate(program, trace, load_profile(p))) for p in profiles]
 
 
 def nir_source(source: Path, tmp: Path) -> Path:
@@ -74,18 +79,24 @@ def nir_source(source: Path, tmp: Path) -> Path:
 
 
 def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, token_fn: TokenFn,
-          workers: int = MAX_WORKERS) -> list[dict]:
-    """The cross product targets × profiles as rows, targets in parallel processes (at most MAX_WORKERS)."""
+          workers: int = MAX_WORKERS, encodings: list[str] | None = None) -> list[dict]:
+    """The cross product targets × encodings × profiles as rows; each (target, encoding) compiles and runs once,
+    in parallel processes (at most MAX_WORKERS). Encodings: "auto" (cost model) or compiler/encodings.py names."""
+    from spikestack.compiler.encodings import ENCODINGS
     from spikestack.compiler.targets import load_target
 
+    encodings = encodings or ["auto"]
+    for e in encodings:
+        if e != "auto" and e not in ENCODINGS:
+            raise SpikestackError(f"unknown encoding {e!r}; choose from auto, {', '.join(ENCODINGS)}")
     for t in targets:
         load_target(t)  # fail fast on a misspelt target or profile, before any worker starts
     for p in profiles:
         load_profile(p)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(nir_source(Path(source), Path(tmp)))
-        n = max(1, min(workers, MAX_WORKERS, len(targets)))
-        args = [(path, t, tuple(profiles), tokens, token_fn) for t in targets]
+        args = [(path, t, e, tuple(profiles), tokens, token_fn) for t in targets for e in encodings]
+        n = max(1, min(workers, MAX_WORKERS, len(args)))
         if n == 1:
             results = [sweep_target(*a) for a in args]
         else:

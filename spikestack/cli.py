@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None, *, dt: float | None = None,
-               steps: int | None = None):
+               steps: int | None = None, encoding: str | None = None):
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
 
@@ -89,17 +89,18 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
         with tempfile.TemporaryDirectory() as tmp:
             nir_path = Path(tmp) / "model.nir"
             export_checkpoint(source, nir_path)
-            program = compile_graph(nir_path, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump")
+            program = compile_graph(nir_path, target, dump_after=dump_after,
+                                    dump_dir=out.parent / f"{out.name}.dump", encoding=encoding)
     else:
         program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
-                                dt=dt, steps=steps)
+                                dt=dt, steps=steps, encoding=encoding)
     artifact.save(program, out)
     return program
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
-                         steps=args.steps)
+                         steps=args.steps, encoding=args.encoding)
     print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
           f"{len(program.populations)} layers")
     return 0
@@ -164,7 +165,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SpikestackError(f"{args.output}: sweep output must end in .csv or .json")
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
-    rows = sweep(Path(args.source), targets, profiles, args.tokens, _eval_windows, workers=args.workers)
+    encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
+    rows = sweep(Path(args.source), targets, profiles, args.tokens, _eval_windows, workers=args.workers,
+                 encodings=encodings)
     if args.output:
         write_table(rows, Path(args.output))
     print(format_table(rows))
@@ -278,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dt", type=float, help="Euler step in seconds for foreign LIF graphs (default: graph "
                    "metadata spikestack.dt, else 1e-4)")
     s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")
+    s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
+                   help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("run", help="run an artifact on the validation text")
@@ -301,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
     s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
     s.add_argument("--tokens", type=int, default=256)
+    s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
     s.add_argument("--workers", type=int, default=2, help="parallel processes (at most 2)")
     s.add_argument("-o", "--output", help="write the table as .csv or .json")
     s.set_defaults(fn=cmd_sweep)

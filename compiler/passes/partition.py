@@ -3,7 +3,8 @@
 A core holds a contiguous slice of one population (dense layers gain nothing from mixing slices: every neuron of
 a slice sees the same presynaptic axons). Per core: neurons <= max_neurons; synaptic memory = neurons × fan-in ×
 weight bits (dense rows, Loihi stores one entry per synapse) <= synaptic_memory_bits; input axons = fan-in <=
-max_axons_in. The population fed by the host has no synapses (its input is written into the cores by the host).
+max_axons_in. Binary encodings multiply the fan-in by their planes (compiler/encodings.py). The population fed
+by the host has no synapses (its input is written into the cores by the host).
 Slices are balanced (sizes differ by at most one) so the busiest core, which sets the step latency
 (REFERENCE.md §7.6), is as light as possible.
 """
@@ -17,7 +18,8 @@ import numpy as np
 
 from spikestack.errors import TargetLimitError
 
-from ..ir import Core, Program
+from ..encodings import planes_count
+from ..ir import Core, Program, QSpikingPop
 from ..targets import Target
 
 
@@ -41,7 +43,11 @@ def partition(program: Program, target: Target) -> Program:
     cores: list[Core] = []
     for pop in program.populations:
         proj = program.incoming(pop.name)
-        fan_in = int(proj.weight.shape[1]) if proj is not None else 0
+        fan_in = 0
+        if proj is not None:  # binary encodings give every presynaptic neuron one axon per plane
+            src = program.pop(proj.src) if proj.src in {p.name for p in program.populations} else None
+            planes = planes_count(proj.encoding, src.levels) if isinstance(src, QSpikingPop) else 1
+            fan_in = int(proj.weight.shape[1]) * planes
         cap = _capacity(pop.name, fan_in, target)
         n_cores = math.ceil(pop.size / cap)
         bounds = np.linspace(0, pop.size, n_cores + 1).round().astype(int)

@@ -10,6 +10,7 @@ the pipelined run equals the reference executor's token-batched one, spike for s
 from __future__ import annotations
 
 import numpy as np
+from spikestack.compiler.encodings import plane_scales, planes_count
 from spikestack.compiler.ir import Program, QLIFPop, QSpikingPop
 
 from ..reference import host_inputs, readout_logits
@@ -34,24 +35,28 @@ def run(program: Program, ids: np.ndarray) -> Trace:
     n_tok, steps = inputs.shape[0], program.steps
     host = HostInput(data=np.repeat(inputs, steps, axis=0))
     procs: dict[str, object] = {}
-    source = host.s_out
+    sources = [host.s_out]
     for depth, pop in enumerate(program.populations):
+        incoming = program.incoming(pop.name)
+        gain = incoming.gain if incoming is not None and incoming.gain is not None else np.ones(steps, np.int64)
         if isinstance(pop, QSpikingPop):
+            out = next(p for p in program.projections if p.src == pop.name)
             proc = BiSpikeNeurons(bias=pop.bias, thresholds=pop.thresholds, carry=pop.carry,
                                   amplitude=pop.amplitude, carry_shift=pop.carry_shift, levels=pop.levels,
                                   state_max=program.state_max, delay=depth, n_local_steps=n_tok * steps,
-                                  name=pop.name)
+                                  input_gain=gain, out_encoding=out.encoding,
+                                  out_planes=planes_count(out.encoding, pop.levels), name=pop.name)
         else:
             proc = TokenReadout(size=pop.size, steps=steps, state_max=program.state_max, delay=depth,
-                                n_tokens=n_tok, name=pop.name)
-        source.connect(proc.a_in)
+                                n_tokens=n_tok, input_gain=gain, name=pop.name)
+        for source in sources:  # several Dense processes into one port add up (one per bit plane)
+            source.connect(proc.a_in)
         procs[pop.name] = proc
         if isinstance(pop, QSpikingPop):
-            proj = next(p for p in program.projections if p.src == pop.name)
-            dense = Dense(weights=np.asarray(proj.weight, np.int32), num_message_bits=proj.message_bits,
-                          weight_exp=proj.weight_exp, num_weight_bits=8, name=proj.name)
-            proc.s_out.connect(dense.s_in)
-            source = dense.a_out
+            sources = []
+            for dense in _denses(out, pop, Dense):
+                proc.s_out.connect(dense.s_in)
+                sources.append(dense.a_out)
     total = n_tok * steps + len(program.populations)
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
         BiSpikeNeurons: PyBiSpikeNeuronsFixed, TokenReadout: PyTokenReadoutFixed, HostInput: PyHostInputFixed})
@@ -70,6 +75,32 @@ def run(program: Program, ids: np.ndarray) -> Trace:
         host.stop()
     return Trace(spikes=spikes, readout=readout, logits=readout_logits(program, readout), inputs=inputs,
                  saturations=saturations)
+
+
+def _denses(proj, pop: QSpikingPop, dense_cls) -> list:
+    """Lava Dense processes carrying one projection in its encoding (compiler/encodings.py).
+
+    graded: one Dense with num_message_bits. unary: one binary Dense over the 2K planes, blocks +W and -W.
+    bitserial: one binary Dense per bit b over the planes, blocks +W (positive plane b) and -W (negative plane b),
+    weight_exp = b so the 8-bit mantissas stay as compiled.
+    """
+    w = np.asarray(proj.weight, np.int32)
+    if proj.encoding == "graded":
+        return [dense_cls(weights=w, num_message_bits=proj.message_bits, weight_exp=proj.weight_exp,
+                          num_weight_bits=8, name=proj.name)]
+    scales = plane_scales(proj.encoding, pop.levels)
+    n_planes = len(scales)
+    if proj.encoding == "unary":
+        weights = np.concatenate([np.sign(s) * w for s in scales], axis=1)
+        return [dense_cls(weights=weights, num_message_bits=0, num_weight_bits=8, name=proj.name)]
+    out = []
+    half = n_planes // 2
+    for b in range(half):
+        blocks = [np.zeros_like(w)] * n_planes
+        blocks[b], blocks[half + b] = w, -w
+        out.append(dense_cls(weights=np.concatenate(blocks, axis=1), num_message_bits=0, weight_exp=b,
+                             num_weight_bits=8, name=f"{proj.name}_bit{b}"))
+    return out
 
 
 def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:

@@ -76,9 +76,14 @@ def test_quantize_refuses_what_cannot_fit():
 def test_payload_bits_and_binary_target(program):
     s1 = program.pop("s1")
     assert payload_bits(s1) == int(max(s1.amplitude)).bit_length() + 1
+    binary = replace(LOIHI2, max_payload_bits=1, name="binary")
     msg = r"projection 'fc1': graded payload needs \d+ bits, target binary allows 1"
     with pytest.raises(TargetLimitError, match=msg):
-        compile_graph(make_nir_chain(), replace(LOIHI2, max_payload_bits=1, name="binary"))
+        compile_graph(make_nir_chain(), binary, encoding="graded")
+    # the cost model falls back to binary events: unary for K = 1 and 2 (ties), bit-serial from K = 3
+    assert {p.encoding for p in compile_graph(make_nir_chain(), binary).projections} == {"unary"}
+    assert {p.encoding for p in compile_graph(make_nir_chain(levels=3), binary).projections} == {"bitserial"}
+    assert {p.encoding for p in compile_graph(make_nir_chain(levels=3), LOIHI2).projections} == {"graded"}
 
 
 def test_loihi1_refuses_the_bispike_neuron_by_name():

@@ -101,3 +101,19 @@ def test_compiled_generation_follows_the_float_model(shipped):
     agree = logits.argmax(1).numpy() == np.array(ids)
     assert agree.mean() >= 0.75, agree
     assert torch.all((top2[:, 0] - top2[:, 1])[torch.from_numpy(~agree)] < 0.5)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), levels=st.integers(1, 4), encoding=st.sampled_from(["unary", "bitserial"]))
+def test_every_encoding_equals_the_unlowered_graph(seed, levels, encoding):
+    """Binary encodings (planes + destination gain) give the same spikes as graded payloads and as the torch
+    fake-quant model, which computes the unlowered α_t·s semantics."""
+    graph = make_nir_chain(seed=seed, levels=levels, hidden=9)
+    graded = compile_graph(graph, "loihi2", encoding="graded")
+    lowered = compile_graph(graph, "loihi2", encoding=encoding)
+    assert {p.encoding for p in lowered.projections} == {encoding}
+    ids = np.random.default_rng(seed).integers(0, 11, size=(12, 2))
+    a, b, c = reference.run(graded, ids), reference.run(lowered, ids), torch_fakequant.run(lowered, ids)
+    assert first_divergence(graded, a, b, ("graded", encoding)) is None
+    assert first_divergence(lowered, b, c, (encoding, "torch")) is None
+    np.testing.assert_array_equal(a.readout, b.readout)

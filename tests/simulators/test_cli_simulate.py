@@ -67,6 +67,24 @@ def test_sweep_writes_csv_and_rejects_other_suffixes(tmp_path, capsys):
     assert main(["sweep", str(src), "--profiles", "horowitz45_fp32", "--tokens", "4", "--workers", "1",
                  "-o", str(tmp_path / "t.csv")]) == 0
     lines = (tmp_path / "t.csv").read_text().splitlines()
-    assert lines[0].startswith("target,profile,cores") and lines[1].startswith("loihi2,horowitz45_fp32,3,")
+    assert lines[0].startswith("target,encoding,profile,cores")
+    assert lines[1].startswith("loihi2,auto:graded,horowitz45_fp32,3,")
     assert main(["sweep", str(src), "-o", str(tmp_path / "t.txt")]) == 2
     assert "must end in .csv or .json" in capsys.readouterr().err
+
+
+def test_sweep_crosses_encodings(tmp_path):
+    """targets × encodings × profiles: unary costs more SOPs than graded once spikes have two levels."""
+    import json
+
+    src = tmp_path / "tiny.nir"
+    nir.write(str(src), make_nir_chain(vocab=95, levels=2))
+    out = tmp_path / "t.json"
+    assert main(["sweep", str(src), "--encodings", "graded,unary,bitserial", "--profiles", "loihi2_assumed",
+                 "--tokens", "8", "--workers", "1", "-o", str(out)]) == 0
+    rows = {r["encoding"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"graded", "unary", "bitserial"}
+    # events per spike: graded 1, bit-serial popcount(|s|) (1 for |s| = 1, 2), unary |s|: with any |s| = 2
+    # unary costs strictly more, and bit-serial equals graded for K = 2
+    assert rows["unary"]["sops_per_token"] > rows["bitserial"]["sops_per_token"] == rows["graded"]["sops_per_token"]
+    assert main(["sweep", str(src), "--encodings", "morse"]) == 2

@@ -136,3 +136,23 @@ def test_every_hop_crosses_one_link(nir_chain, token_ids, tmp_path):
     assert c.hops.sum() > 0 and len(c.links) > 1
     assert c.link_messages.sum() == c.hops.sum()  # a route of h hops charges h links, one message each
     assert (c.busiest_link <= c.messages_out.sum(-1)).all()
+
+
+def test_counts_follow_the_encoding():
+    """Level 2 costs 2 unary events and 1 bit-serial event; level 3 costs 3 and 2 (compiler/encodings.py)."""
+    from dataclasses import replace
+
+    prog = hand_program()
+    prog = replace(prog, populations=(replace(prog.populations[0], levels=3),) + prog.populations[1:])
+    spikes = {"a": np.array([[[2, 0], [-3, 1]]], np.int8)}
+    trace = replace(hand_trace(), spikes=spikes)
+    by_enc = {}
+    for enc in ("graded", "unary", "bitserial"):
+        p = replace(prog, projections=(replace(prog.projections[0], encoding=enc),))
+        by_enc[enc] = count_events(p, trace)
+    # events: graded 1, 2 (neurons fire 1 + 2 times); unary 2, 3 + 1 = 4; bit-serial 1, 2 + 1 = 3
+    # neuron 0 reaches cores 1 and 2 with one synapse each, neuron 1 likewise
+    assert by_enc["graded"].synaptic_ops[0].sum(-1).tolist() == [2, 4]
+    assert by_enc["unary"].synaptic_ops[0].sum(-1).tolist() == [4, 8]
+    assert by_enc["bitserial"].synaptic_ops[0].sum(-1).tolist() == [2, 6]
+    assert by_enc["unary"].messages_out[0, :, 0].tolist() == [4, 8]

@@ -14,10 +14,11 @@ from spikestack.runtime.neurons import readout_step
 
 
 class TokenReadout(AbstractProcess):
-    def __init__(self, *, size: int, steps: int, state_max: int, delay: int, n_tokens: int,
+    def __init__(self, *, size: int, steps: int, state_max: int, delay: int, n_tokens: int, input_gain,
                  name: str = "readout") -> None:
         super().__init__(shape=(size,), name=name, steps=steps, state_max=state_max, delay=delay)
         self.a_in = InPort(shape=(size,))
+        self.input_gain = Var(shape=np.shape(input_gain), init=np.asarray(input_gain, np.int32))
         self.acc = Var(shape=(size,), init=0)
         self.saturations = Var(shape=(1,), init=0)
         self.readout_log = Var(shape=(n_tokens, size), init=0)
@@ -31,6 +32,7 @@ class PyTokenReadoutFixed(PyLoihiProcessModel):
     acc: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
     readout_log: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    input_gain: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv().astype(np.int64)
@@ -39,7 +41,8 @@ class PyTokenReadoutFixed(PyLoihiProcessModel):
         if local < 0 or local >= self.readout_log.shape[0] * steps:
             return
         t = local % steps
-        acc, saturated = readout_step(self.acc.astype(np.int64), a_in, t, self.proc_params["state_max"])
+        acc, saturated = readout_step(self.acc.astype(np.int64), a_in * int(self.input_gain[t]), t,
+                                      self.proc_params["state_max"])
         self.acc[:] = acc
         self.saturations[0] += int(saturated.sum())
         if t == steps - 1:
