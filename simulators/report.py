@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 from spikestack.errors import SpikestackError
@@ -120,12 +122,34 @@ def markdown_report(r: dict, plots: dict[str, Path] | None = None, base: Path | 
     return "\n".join(lines).rstrip() + "\n"
 
 
+HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:.2em .5em;vertical-align:top}}
+pre{{background:#f4f4f4;padding:.5em}}img{{max-width:100%}}</style></head>
+<body>
+{body}</body></html>
+"""
+
+
+def html_report(markdown: str, title: str) -> str:
+    """The Markdown report rendered by markdown-it-py (CommonMark + tables) into one standalone page."""
+    from markdown_it import MarkdownIt
+
+    return HTML_PAGE.format(title=html.escape(title), body=MarkdownIt("commonmark").enable("table").render(markdown))
+
+
 def write_markdown(r: dict, out: Path, plots: dict[str, Path] | None = None) -> Path:
+    """Write the report as Markdown (.md) or as a standalone HTML page (.html) of the same content."""
     out = Path(out)
-    if out.suffix.lower() not in (".md", ".markdown"):
-        raise ReportError(f"{out}: --report writes Markdown only; name the file *.md")
+    suffix = out.suffix.lower()
+    if suffix not in (".md", ".markdown", ".html", ".htm"):
+        raise ReportError(f"{out}: --report writes Markdown (*.md) or HTML (*.html)")
     out.parent.mkdir(parents=True, exist_ok=True)
     base = out.parent if plots and all(out.parent.resolve() in Path(p).resolve().parents for p in plots.values()) \
         else None
-    out.write_text(markdown_report(r, plots, base))
+    text = markdown_report(r, plots, base)
+    if suffix in (".html", ".htm"):
+        text = html_report(text, f"spikestack simulation report: {r['target']} under {r['profile']}")
+    out.write_text(text)
     return out

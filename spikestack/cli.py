@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokens", type=int, default=1024)
     s.add_argument("--json", action="store_true")
     s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
-    s.add_argument("--report", help="write a Markdown report (.md) with conventions side by side and sources")
+    s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
     s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser("sweep", help="targets x profiles table for one NIR file or checkpoint (compiled per target)")

@@ -25,13 +25,18 @@ def test_simulate_writes_plots_and_markdown(tmp_path, capsys):
     assert "loihi2_assumed" in md and "![energy_vs_ann](plots/energy_vs_ann.png)" in md
 
 
-def test_simulate_report_must_be_markdown(tmp_path, capsys):
+def test_simulate_report_markdown_or_html(tmp_path, capsys):
     src = tmp_path / "tiny.nir"
     nir.write(str(src), make_nir_chain(vocab=95))
     main(["compile", str(src), "-o", str(tmp_path / "art")])
     capsys.readouterr()
-    assert main(["simulate", str(tmp_path / "art"), "--tokens", "4", "--report", str(tmp_path / "r.html")]) == 2
-    assert "writes Markdown only" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "art"), "--tokens", "4", "--plots", str(tmp_path / "p"),
+                 "--report", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<h2>Counting conventions side by side" in page
+    assert '<img src="p/' in page  # plots referenced relative to the page
+    assert main(["simulate", str(tmp_path / "art"), "--tokens", "4", "--report", str(tmp_path / "r.pdf")]) == 2
+    assert "writes Markdown (*.md) or HTML (*.html)" in capsys.readouterr().err
 
 
 def test_sweep_cross_product_with_a_target_that_does_not_fit(tmp_path, capsys):
