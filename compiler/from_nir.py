@@ -211,10 +211,21 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
     pops: list[LIFPop] = []
     projs: list[FloatProjection] = []
     pending: tuple[str, np.ndarray, np.ndarray] | None = None
+    column_scale: np.ndarray | None = None  # a Scale between a spike source and its Affine
     for name in order:
         node = graph.nodes[name]
         if isinstance(node, nir.Input):
             host = HostSpikeInput(name=name, size=int(np.prod(node.input_type["input"])))
+        elif isinstance(node, nir.Scale):
+            # exact folds: after an Affine it scales its rows (and bias); before one, its columns
+            scale = _finite(name, "scale", node.scale).reshape(-1)
+            if pending is not None:
+                if scale.size not in (1, pending[1].shape[0]):
+                    raise NIRFormatError(
+                        f"node {name!r}: scale has {scale.size} values, its input {pending[1].shape[0]}")
+                pending = (pending[0], pending[1] * scale[:, None], pending[2] * scale)
+            else:
+                column_scale = scale if column_scale is None else column_scale * scale
         elif isinstance(node, (nir.Affine, nir.Linear)):
             if pending is not None:
                 raise NIRFormatError(f"node {name!r}: two Affine nodes in a row; fold them before export")
@@ -222,6 +233,11 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
             src_size = pops[-1].size if pops else host.size if host else 0
             if weight.shape[1] != src_size:
                 raise NIRFormatError(f"node {name!r}: weight has {weight.shape[1]} inputs, its source has {src_size}")
+            if column_scale is not None:
+                if column_scale.size not in (1, src_size):
+                    raise NIRFormatError(f"node {name!r}: the Scale before it has {column_scale.size} values, "
+                                         f"its source {src_size}")
+                weight, column_scale = weight * column_scale[None, :], None
             pending = (name, weight, bias)
         elif isinstance(node, NEURON_NODES):
             if pending is None:
@@ -237,7 +253,7 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
         else:
             raise NIRFormatError(
                 f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet "
-                f"(Affine, Linear, LIF, CubaLIF, IF)")
+                f"(Affine, Linear, Scale, LIF, CubaLIF, IF)")
     if host is None or not pops:
         raise NIRFormatError("LIF graph needs an Input node and at least one Affine → LIF pair")
     return FloatGraph(host_input=host, input_pop=None, populations=tuple(pops), projections=tuple(projs),

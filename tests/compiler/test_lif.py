@@ -99,3 +99,21 @@ def test_cubalif_refuses_an_affine_bias():
     g.nodes["linear"] = nir.Affine(weight=g.nodes["linear"].weight, bias=np.ones(4))
     with pytest.raises(CompileError, match=r"node 'linear': field 'bias' must be 0 before a CubaLIF"):
         compile_graph(g, "loihi1")
+
+
+def test_scale_nodes_fold_exactly_into_the_affine():
+    """Input → Scale → Affine → Scale → LIF equals Input → Affine(diag(s2)·W·diag(s1), s2·b) → LIF."""
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(0, 3, (5, 3)), rng.normal(0, 1, 5)
+    s1, s2 = np.array([1.0, 2.0, 0.5]), np.full(5, 1.5)
+    lif = nir.LIF(tau=np.full(5, 1e-3), r=np.ones(5), v_leak=np.zeros(5), v_threshold=np.ones(5),
+                  v_reset=np.zeros(5))
+    scaled = nir.NIRGraph.from_list(nir.Input(input_type={"input": np.array([3])}), nir.Scale(scale=s1),
+                                    nir.Affine(weight=w, bias=b), nir.Scale(scale=s2), lif,
+                                    nir.Output(output_type={"output": np.array([5])}))
+    folded = nir.NIRGraph.from_list(nir.Input(input_type={"input": np.array([3])}),
+                                    nir.Affine(weight=s2[:, None] * w * s1[None, :], bias=s2 * b), lif,
+                                    nir.Output(output_type={"output": np.array([5])}))
+    a, c = compile_graph(scaled, "loihi1", steps=10), compile_graph(folded, "loihi1", steps=10)
+    np.testing.assert_array_equal(a.projections[0].weight, c.projections[0].weight)
+    np.testing.assert_array_equal(a.populations[0].bias_mant, c.populations[0].bias_mant)
