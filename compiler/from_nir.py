@@ -7,6 +7,7 @@ BiSpike, or to a readout population when it feeds the Output. Anything else is a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -171,7 +172,7 @@ def _projection(pending: tuple[str, np.ndarray, np.ndarray], src: str, dst: str)
     return FloatProjection(name=name, src=src, dst=dst, weight=frozen_array(weight), bias=frozen_array(bias))
 
 
-NEURON_NODES = (nir.LIF, nir.CubaLIF, nir.IF)
+NEURON_NODES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.Threshold)
 
 
 def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
@@ -185,6 +186,17 @@ def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
             value = default
         return frozen_array(np.broadcast_to(_finite(name, attr, value), (size,)))
 
+    zeros, ones = frozen_array(np.zeros(size)), frozen_array(np.ones(size))
+    if isinstance(node, nir.Threshold):
+        return {"kind": "Threshold", "tau": frozen_array(np.full(size, np.inf)), "tau_syn": zeros, "w_in": ones,
+                "r": ones, "v_threshold": field("threshold"), "v_reset": zeros, "v_leak": zeros}
+    if isinstance(node, nir.LI):
+        out = {"kind": "LI", "tau": field("tau"), "tau_syn": zeros, "w_in": ones,
+               "v_threshold": frozen_array(np.full(size, np.inf)), "v_reset": zeros}
+        out |= {"r": field("r"), "v_leak": field("v_leak", 0.0)}
+        if np.any(out["tau"] <= 0):
+            raise NIRFormatError(f"node {name!r}: time constants must be positive")
+        return out
     if isinstance(node, nir.CubaLIF):
         out = {"kind": "CubaLIF", "tau": field("tau_mem"), "tau_syn": field("tau_syn"), "w_in": field("w_in")}
     elif isinstance(node, nir.IF):
@@ -212,8 +224,19 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
     projs: list[FloatProjection] = []
     pending: tuple[str, np.ndarray, np.ndarray] | None = None
     column_scale: np.ndarray | None = None  # a Scale between a spike source and its Affine
+    column_delay: np.ndarray | None = None  # a Delay between a spike source and its Affine (steps)
+    row_delay: np.ndarray | None = None  # a Delay between an Affine and its neuron (steps)
     for name in order:
         node = graph.nodes[name]
+        if isinstance(node, nir.Delay):
+            steps_d = _finite(name, "delay", node.delay).reshape(-1) / dt
+            if np.any(steps_d < 0) or not np.allclose(steps_d, np.round(steps_d)):
+                raise NIRFormatError(f"node {name!r}: field 'delay' must be a non-negative multiple of dt={dt}")
+            if pending is None:
+                column_delay = np.round(steps_d).astype(np.int64)
+            else:
+                row_delay = np.round(steps_d).astype(np.int64)
+            continue
         if isinstance(node, nir.Input):
             host = HostSpikeInput(name=name, size=int(np.prod(node.input_type["input"])))
         elif isinstance(node, nir.Scale):
@@ -239,12 +262,27 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
                                          f"its source {src_size}")
                 weight, column_scale = weight * column_scale[None, :], None
             pending = (name, weight, bias)
+            if column_delay is not None and column_delay.size not in (1, src_size):
+                raise NIRFormatError(f"node {name!r}: the Delay before it has {column_delay.size} values, "
+                                     f"its source {src_size}")
         elif isinstance(node, NEURON_NODES):
             if pending is None:
                 raise NIRFormatError(f"node {name!r}: every neuron node must be fed by an Affine or Linear node")
             size = pending[1].shape[0]
             src = pops[-1].name if pops else host.name  # type: ignore[union-attr]
-            projs.append(_projection(pending, src, name))
+            proj = _projection(pending, src, name)
+            if column_delay is not None or row_delay is not None:
+                delay = np.zeros(pending[1].shape, np.int64)
+                if column_delay is not None:
+                    delay += column_delay[None, :]
+                if row_delay is not None:
+                    if row_delay.size not in (1, size):
+                        raise NIRFormatError(f"node {name!r}: the Delay before it has {row_delay.size} values, "
+                                             f"the layer {size}")
+                    delay += row_delay.reshape(-1, 1)
+                proj = replace(proj, delay=frozen_array(delay))
+                column_delay = row_delay = None
+            projs.append(proj)
             pending = None
             pops.append(LIFPop(name=name, size=size, **_lif_fields(name, node, size)))
         elif isinstance(node, nir.Output):
@@ -253,7 +291,7 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
         else:
             raise NIRFormatError(
                 f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet "
-                f"(Affine, Linear, Scale, LIF, CubaLIF, IF)")
+                f"(Affine, Linear, Scale, Delay, LIF, CubaLIF, IF, LI, Threshold)")
     if host is None or not pops:
         raise NIRFormatError("LIF graph needs an Input node and at least one Affine → LIF pair")
     return FloatGraph(host_input=host, input_pop=None, populations=tuple(pops), projections=tuple(projs),

@@ -63,14 +63,16 @@ class HostSpikeInput:
 class LIFPop:
     """NIR's LIF, CubaLIF and IF in one form (REFERENCE.md §4.1), spike when v > v_threshold, reset to v_reset:
 
-        CubaLIF: τ_syn dI/dt = -I + w_in·S;  τ_mem dv/dt = (v_leak - v) + R·I
-        LIF:     no synaptic state (I = S, tau_syn = 0, w_in = 1)
-        IF:      dv/dt = R·I (no leak: tau = inf, leak-free input gain 1 instead of 1/τ)
+        CubaLIF:   τ_syn dI/dt = -I + w_in·S;  τ_mem dv/dt = (v_leak - v) + R·I
+        LIF:       no synaptic state (I = S, tau_syn = 0, w_in = 1)
+        IF:        dv/dt = R·I (no leak: tau = inf, leak-free input gain 1 instead of 1/τ)
+        LI:        a LIF that never spikes (v_threshold = inf); its output is v (a readout)
+        Threshold: stateless z = [I > threshold] (v keeps nothing between steps)
 
     Discretised by forward Euler with step dt (the backend's choice in NIR; `compile_graph(dt=...)`)."""
 
     name: str
-    kind: str  # "LIF", "CubaLIF" or "IF": the NIR node type, for messages
+    kind: str  # "LIF", "CubaLIF", "IF", "LI" or "Threshold": the NIR node type
     size: int
     tau: np.ndarray  # [n], seconds; inf for IF
     r: np.ndarray  # [n]
@@ -96,6 +98,7 @@ class FloatProjection:
     dst: str
     weight: np.ndarray  # float [n_dst, n_src]
     bias: np.ndarray  # float [n_dst]
+    delay: np.ndarray | None = None  # int [n_dst, n_src]: extra steps from NIR Delay nodes (delayed timing only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +154,7 @@ class QLIFPop:
     bias_mant: np.ndarray  # int32 [n], 13-bit signed
     bias_exp: np.ndarray  # int32 [n], 0..7
     state_unit: float  # real value of one v LSB
+    neuron: str = "LIF"  # the NIR node kind; "LI" never spikes and the program's output is its final v
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +182,7 @@ class QProjection:
     weight_exp: int  # Lava Dense weight_exp (we keep 0 and fold the exponent into the destination's unit)
     message_bits: int  # graded payload width; 0 for binary events
     encoding: str = "graded"  # compiler/encodings.py: graded, unary or bitserial (binary sources: graded, 0 bits)
+    delay: np.ndarray | None = None  # int [n_dst, n_src] extra steps (Lava DelayDense), delayed timing only
     gain: np.ndarray | None = None  # int64 [T]: per-step input gain at the destination (binary encodings)
 
 

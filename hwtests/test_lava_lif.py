@@ -23,3 +23,16 @@ def test_stock_lava_lif_equals_reference(seed, target, second):
     last = program.populations[-1].name
     assert int(ref.spikes["lif"].sum()) > 10 and int(ref.spikes[last].sum()) > 0  # real activity compared
     np.testing.assert_array_equal(ref.readout, lava.readout)
+
+
+@pytest.mark.parametrize("first,second", [("Threshold", "LIF"), ("LIF", "LI")])
+def test_delay_threshold_and_li_on_lava(first, second):
+    """NIR Delay → Lava DelayDense, Threshold → LIF with full decay, LI → never-spiking LIF read out by its v."""
+    delays = np.arange(20) % 5
+    program = compile_graph(make_lif_graph(seed=3, hidden=20, steps=30, first=first, second=second,
+                                           delay_steps=delays), "loihi1")
+    x = (np.random.default_rng(3).random((2, 30, 10)) < 0.3).astype(np.int64)
+    ref, lava = reference.run(program, x), lava_backend.run(program, x)
+    assert first_divergence(program, ref, lava, ("reference", "lava")) is None
+    np.testing.assert_array_equal(ref.readout, lava.readout)
+    assert int(ref.spikes[program.populations[0].name].sum()) > 10

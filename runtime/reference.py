@@ -107,27 +107,42 @@ def check_spike_inputs(program: Program, spikes_in: np.ndarray) -> np.ndarray:
 def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     """Delayed timing: every projection delays by one step (Lava's Dense), layers advance together in time.
 
-    At step t, population k integrates W_k · (its source's events of step t-1); the host's events of step t-1
-    feed the first population. All states start at zero for each sample.
+    At step t, population k integrates W_k · (its source's events of step t-1-d), d the synapse's extra delay
+    from NIR Delay nodes (0 without); the host's events feed the first population the same way. All states start
+    at zero for each sample. Output: spike counts of the last population, or, when it is a leaky integrator (LI),
+    its final v (readout) and v in real units (logits).
     """
     x = check_spike_inputs(program, spikes_in)
     n_s, steps = x.shape[0], program.steps
     pops = [p for p in program.populations if isinstance(p, QLIFPop)]
     fields = {p.name: LIFFields(du=p.du, dv=p.dv, vth=p.vth, bias=lif_bias(p.bias_mant, p.bias_exp)) for p in pops}
-    weights = {p.name: np.asarray(program.incoming(p.name).weight, np.float32) for p in pops}
+    projs = {p.name: program.incoming(p.name) for p in pops}
+    # per projection: (extra delay d, weights holding only the synapses of that delay)
+    groups = {}
+    for name, proj in projs.items():
+        w = np.asarray(proj.weight, np.float32)
+        delay = np.zeros(w.shape, np.int64) if proj.delay is None else np.asarray(proj.delay, np.int64)
+        groups[name] = [(int(d), np.where(delay == d, w, 0).T) for d in np.unique(delay)]
+    depth = 1 + max((d for g in groups.values() for d, _ in g), default=0)
     u = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
     v = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
-    last = {program.host_input.name: np.zeros((n_s, program.host_input.size), np.int64)}
-    last |= {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
+    sizes = {program.host_input.name: program.host_input.size} | {p.name: p.size for p in pops}
+    history = {name: np.zeros((depth, n_s, size), np.float32) for name, size in sizes.items()}  # [t-1, t-2, …]
     spikes = {p.name: np.zeros((n_s, steps, p.size), np.int8) for p in pops}
     for t in range(steps):
         new = {}
         for p in pops:
-            src = program.incoming(p.name).src
-            a_in = (last[src].astype(np.float32) @ weights[p.name].T).astype(np.int64)  # exact: |sum| < 2^15
+            src = projs[p.name].src
+            a_in = sum(history[src][d] @ w_d for d, w_d in groups[p.name]).astype(np.int64)  # exact: |sum| < 2^15
             u[p.name], v[p.name], new[p.name] = lif_step(u[p.name], v[p.name], a_in, fields[p.name])
             spikes[p.name][:, t] = new[p.name]
-        last = {program.host_input.name: x[:, t], **new}
-    counts = spikes[pops[-1].name].sum(1).astype(np.int64)
+        for name, events in ((program.host_input.name, x[:, t]), *new.items()):
+            history[name] = np.roll(history[name], 1, axis=0)
+            history[name][0] = events
+    out = pops[-1]
+    if out.neuron == "LI":
+        return Trace(spikes=spikes, readout=v[out.name], logits=v[out.name] * out.state_unit, inputs=x,
+                     saturations={p.name: 0 for p in pops})
+    counts = spikes[out.name].sum(1).astype(np.int64)
     return Trace(spikes=spikes, readout=counts, logits=counts.astype(np.float64), inputs=x,
                  saturations={p.name: 0 for p in pops})

@@ -48,8 +48,10 @@ def token_ids() -> np.ndarray:
 
 
 def make_lif_graph(seed: int = 0, n_in: int = 10, hidden: int = 12, out: int = 4, steps: int = 40,
-                   tau: tuple[float, float] = (1e-3, 2e-3), second: str = "LIF") -> nir.NIRGraph:
-    """A foreign NIR graph of plain primitives: Input → Affine → LIF → Linear → LIF|CubaLIF|IF → Output."""
+                   tau: tuple[float, float] = (1e-3, 2e-3), second: str = "LIF", first: str = "LIF",
+                   delay_steps: np.ndarray | None = None) -> nir.NIRGraph:
+    """A foreign NIR graph of plain primitives:
+    Input → Affine → LIF|Threshold → [Delay] → Linear → LIF|CubaLIF|IF|LI → Output (dt = 1e-4 s)."""
     rng = np.random.default_rng(seed)
     lif = lambda n, t, leak: nir.LIF(tau=np.full(n, t), r=np.ones(n), v_leak=np.full(n, leak),  # noqa: E731
                                      v_threshold=np.ones(n), v_reset=np.zeros(n))
@@ -59,14 +61,16 @@ def make_lif_graph(seed: int = 0, n_in: int = 10, hidden: int = 12, out: int = 4
                                v_leak=np.full(out, 0.2), v_threshold=np.ones(out), v_reset=np.zeros(out),
                                w_in=np.full(out, 30.0)),
         "IF": nir.IF(r=np.full(out, 3000.0), v_threshold=np.ones(out), v_reset=np.zeros(out)),
+        "LI": nir.LI(tau=np.full(out, tau[1]), r=np.ones(out), v_leak=np.zeros(out)),
     }[second]
-    graph = nir.NIRGraph.from_list(
-        nir.Input(input_type={"input": np.array([n_in])}),
-        nir.Affine(weight=rng.normal(0, 3, (hidden, n_in)), bias=rng.normal(0, 2, hidden)),
-        lif(hidden, tau[0], 0.0),
-        nir.Linear(weight=rng.normal(0, 3, (out, hidden))),
-        last,
-        nir.Output(output_type={"output": np.array([out])}),
-    )
+    hidden_node = lif(hidden, tau[0], 0.0) if first == "LIF" else nir.Threshold(threshold=np.full(hidden, 0.5))
+    w_in = rng.normal(0, 3 if first == "LIF" else 0.6, (hidden, n_in))
+    nodes = [nir.Input(input_type={"input": np.array([n_in])}),
+             nir.Affine(weight=w_in, bias=rng.normal(0, 2 if first == "LIF" else 0.2, hidden)), hidden_node]
+    if delay_steps is not None:
+        nodes.append(nir.Delay(delay=np.asarray(delay_steps, np.float64) * 1e-4))
+    nodes += [nir.Linear(weight=rng.normal(0, 3, (out, hidden))), last,
+              nir.Output(output_type={"output": np.array([out])})]
+    graph = nir.NIRGraph.from_list(*nodes)
     graph.metadata = {"spikestack.steps_per_sample": steps}
     return graph

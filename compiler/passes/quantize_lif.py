@@ -12,6 +12,11 @@ v ← 0. So, per population (`_euler` gives the three per-step coefficients):
 * vth = round(v_threshold / 2^(e-1)) (17 bits; uniform per population);
 * bias (Affine bias and v_leak, per step): round((dt/τ)(R·b + v_leak) / δ) = mant · 2^exp, mant 13-bit signed.
 
+LI (leaky integrator, no spikes) gets the largest threshold and a proof that v stays below it; Threshold (a
+stateless Heaviside) gets dv = 4095, the most decay Lava's 12-bit field allows: v carries at most |v|/4096 into the
+next step (an approximation of NIR's stateless node, bounded by that fraction). Delay nodes become per-synapse
+delays (Lava DelayDense, 0..63 steps).
+
 Refused with the node and field named: v_reset ≠ 0 (Lava resets to 0), dt/τ > 1, non-uniform τ or threshold,
 input sums beyond a_in's 16 bits (Lava's LIF a_in is int16) or u's 24 bits.
 """
@@ -34,6 +39,7 @@ BIAS_MANT_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa (lava/proc/lif/mode
 BIAS_EXP_MAX = 7  # 3-bit bias exponent
 A_IN_MAX = (1 << 15) - 1  # Lava's fixed_pt LIF types a_in as int16
 ACT_SHIFT = 6  # a_in << 6 and vth << 6 (REFERENCE.md §5.4)
+MAX_DELAY_STEPS = 63  # Lava's bit-accurate DelayDense: 6-bit delays, 0..63 (lava/proc/dense/models.py)
 
 
 def _uniform(pop: LIFPop, field: str) -> float:
@@ -51,6 +57,8 @@ def _euler(pop: LIFPop, dt: float) -> tuple[float, float, float]:
     CubaLIF: I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S, which Lava's u holds scaled by the v input gain.
     LIF/IF: I = S (keep_syn = 1, so du = 4095 and u is this step's input only).
     """
+    if pop.kind == "Threshold":  # v = this step's input: full decay (Lava keeps v/4096 at most: dv is 12-bit)
+        return 1.0, 1.0, 1.0
     tau = _uniform(pop, "tau")
     if pop.kind == "IF":
         decay_v, gain_v = 0.0, dt
@@ -102,7 +110,7 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         if row_sum > A_IN_MAX or row_sum << ACT_SHIFT > state_max:
             raise TargetLimitError(f"layer {pop.name!r}: worst-case input {row_sum} exceeds Lava LIF's 16-bit a_in "
                                    f"({A_IN_MAX}) or the {target.state_bits}-bit current")
-        vth = round(_uniform(pop, "v_threshold") / step)
+        vth = VTH_MAX if pop.kind == "LI" else round(_uniform(pop, "v_threshold") / step)
         if not 0 < vth <= VTH_MAX:
             raise TargetLimitError(f"layer {pop.name!r}: threshold mantissa {vth} outside Lava's 17-bit (1..{VTH_MAX})")
         bias_real = gain_v * np.asarray(pop.r) * proj.bias + decay_v * np.asarray(pop.v_leak)
@@ -110,17 +118,29 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         if np.any(np.abs(mant) > BIAS_MANT_MAX):
             raise TargetLimitError(
                 f"layer {pop.name!r}: bias needs more than Lava's 13-bit mantissa and 3-bit exponent")
-        qpops.append(QLIFPop(name=pop.name, size=pop.size, du=du, dv=dv, vth=vth,
+        if pop.kind == "LI":  # must never reach the threshold: bound v's steady state from the worst input
+            worst = ((row_sum << ACT_SHIFT) + int(np.abs(mant.astype(np.int64) << exp).max(initial=0))) / (dv / 4096)
+            if worst >= VTH_MAX << ACT_SHIFT:
+                raise TargetLimitError(f"layer {pop.name!r}: leaky integrator may reach {worst:.3g}, Lava's largest "
+                                       f"threshold is {VTH_MAX << ACT_SHIFT}: it could spike")
+        delay = None
+        if proj.delay is not None:
+            delay = np.asarray(proj.delay, np.int64)
+            if delay.max(initial=0) > MAX_DELAY_STEPS:
+                raise TargetLimitError(f"layer {pop.name!r}: synaptic delay {int(delay.max())} steps exceeds "
+                                       f"{MAX_DELAY_STEPS} (6-bit delays of Lava's DelayDense)")
+            delay = frozen_array(delay)
+        qpops.append(QLIFPop(name=pop.name, size=pop.size, du=du, dv=dv, vth=vth, neuron=pop.kind,
                              bias_mant=frozen_array(mant), bias_exp=frozen_array(exp), state_unit=unit))
         qprojs.append(QProjection(name=proj.name, src=proj.src, dst=proj.dst, weight=frozen_array(m),
-                                  weight_exp=0, message_bits=0))
+                                  weight_exp=0, message_bits=0, delay=delay))
         effective = m.astype(np.float64) * step
         report["layers"][proj.name] = {
             "weight_exp": e - 1,
             "max_abs_weight_error": float(np.abs(effective - w_eff).max()),
             "mean_abs_weight_error": float(np.abs(effective - w_eff).mean()),
             "du": du, "dv": dv, "dv_error": abs(dv / DECAY_UNITY - decay_v),
-            "threshold_error": abs(vth * step - _uniform(pop, "v_threshold")),
+            "threshold_error": 0.0 if pop.kind == "LI" else abs(vth * step - _uniform(pop, "v_threshold")),
             "state_headroom_bits": round(math.log2(state_max / max(row_sum << ACT_SHIFT, 1)), 2),
         }
     host = graph.host_input

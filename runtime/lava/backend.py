@@ -114,7 +114,8 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.models import PyDelayDenseModelBitAcc
+    from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.lif.models import PyLifModelBitAcc
     from lava.proc.lif.process import LIF
 
@@ -126,16 +127,25 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     steps = program.steps
     pops = [p for p in program.populations if isinstance(p, QLIFPop)]
     spikes = {p.name: np.zeros((x.shape[0], steps, p.size), np.int8) for p in pops}
+    final_v = np.zeros((x.shape[0], pops[-1].size), np.int64)
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
-        LIF: PyLifModelBitAcc, HostInput: PyHostInputFixed, EventLogger: PyEventLoggerFixed})
+        LIF: PyLifModelBitAcc, HostInput: PyHostInputFixed, EventLogger: PyEventLoggerFixed,
+        DelayDense: PyDelayDenseModelBitAcc})
     for sample in range(x.shape[0]):
         host = HostInput(data=x[sample])
         outs = {program.host_input.name: host.s_out}
         loggers = {}
+        lifs = {}
         for p in pops:
             proj = program.incoming(p.name)
-            dense = Dense(weights=np.asarray(proj.weight, np.int32), num_message_bits=proj.message_bits,
-                          weight_exp=proj.weight_exp, num_weight_bits=8, name=proj.name)
+            if proj.delay is None:
+                dense = Dense(weights=np.asarray(proj.weight, np.int32), num_message_bits=proj.message_bits,
+                              weight_exp=proj.weight_exp, num_weight_bits=8, name=proj.name)
+            else:  # NIR Delay nodes: per-synapse extra steps (0 = Dense's own one-step delay)
+                delays = np.asarray(proj.delay).astype(int)  # DelayDense checks dtype == int
+                dense = DelayDense(weights=np.asarray(proj.weight, np.int32), delays=delays,
+                                   num_message_bits=proj.message_bits, weight_exp=proj.weight_exp,
+                                   num_weight_bits=8, name=proj.name)
             lif = LIF(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth, bias_mant=np.asarray(p.bias_mant),
                       bias_exp=np.asarray(p.bias_exp), name=p.name)
             outs[proj.src].connect(dense.s_in)
@@ -143,12 +153,18 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
             loggers[p.name] = EventLogger(size=p.size, steps=steps, name=f"{p.name}_log")
             lif.s_out.connect(loggers[p.name].a_in)
             outs[p.name] = lif.s_out
+            lifs[p.name] = lif
         host.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         try:
             for name, logger in loggers.items():
                 spikes[name][sample] = logger.log.get().astype(np.int8)
+            final_v[sample] = lifs[pops[-1].name].v.get()
         finally:
             host.stop()
+    out = pops[-1]
+    if out.neuron == "LI":
+        return Trace(spikes=spikes, readout=final_v, logits=final_v * out.state_unit, inputs=x,
+                     saturations={p.name: 0 for p in pops})
     counts = spikes[pops[-1].name].sum(1).astype(np.int64)
     return Trace(spikes=spikes, readout=counts, logits=counts.astype(np.float64), inputs=x,
                  saturations={p.name: 0 for p in pops})

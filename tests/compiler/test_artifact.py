@@ -64,3 +64,16 @@ def test_failed_save_leaves_nothing(tmp_path, program, monkeypatch):
     with pytest.raises(OSError):
         artifact.save(program, tmp_path / "art")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lif_program_round_trips(tmp_path):
+    from tests.conftest import make_lif_graph
+
+    program = compile_graph(make_lif_graph(second="LI", delay_steps=np.arange(12) % 3), "loihi1")
+    loaded = artifact.load(artifact.save(program, tmp_path / "art"))
+    assert loaded.timing == "delayed"
+    assert [(p.name, p.du, p.dv, p.vth) for p in loaded.populations] == \
+        [(p.name, p.du, p.dv, p.vth) for p in program.populations]
+    assert [p.neuron for p in loaded.populations] == ["LIF", "LI"]
+    np.testing.assert_array_equal(loaded.projections[1].delay, program.projections[1].delay)
+    assert loaded.host_input == program.host_input

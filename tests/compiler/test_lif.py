@@ -117,3 +117,45 @@ def test_scale_nodes_fold_exactly_into_the_affine():
     a, c = compile_graph(scaled, "loihi1", steps=10), compile_graph(folded, "loihi1", steps=10)
     np.testing.assert_array_equal(a.projections[0].weight, c.projections[0].weight)
     np.testing.assert_array_equal(a.populations[0].bias_mant, c.populations[0].bias_mant)
+
+
+def test_delay_li_and_threshold_lower_as_documented():
+    delays = np.arange(12) % 4  # hidden neuron j's spikes arrive j mod 4 steps later
+    p = compile_graph(make_lif_graph(second="LI", first="Threshold", delay_steps=delays), "loihi1")
+    thr, li = p.populations
+    assert thr.neuron == "Threshold" and (thr.du, thr.dv) == (4095, 4095)
+    assert li.neuron == "LI" and li.vth == (1 << 17) - 1
+    np.testing.assert_array_equal(p.projections[1].delay, np.broadcast_to(delays, (4, 12)))
+    assert p.projections[0].delay is None
+
+
+def test_delay_shifts_the_arrival_by_hand():
+    """One input neuron, delayed 3 steps: the LIF sees the event at step 1 + 3 instead of 1."""
+    def graph(delay: float | None):
+        nodes = [nir.Input(input_type={"input": np.array([1])})]
+        if delay is not None:
+            nodes.append(nir.Delay(delay=np.array([delay])))
+        nodes += [nir.Linear(weight=np.array([[40.0]])),
+                  nir.LIF(tau=np.array([1e-4]), r=np.array([1.0]), v_leak=np.array([0.0]),
+                          v_threshold=np.array([1.0]), v_reset=np.array([0.0])),
+                  nir.Output(output_type={"output": np.array([1])})]
+        return nir.NIRGraph.from_list(*nodes)
+
+    x = np.zeros((1, 8, 1), np.int64)
+    x[0, 0, 0] = 1
+    plain = reference.run(compile_graph(graph(None), "loihi1", steps=8), x).spikes["lif"][0, :, 0]
+    late = reference.run(compile_graph(graph(3e-4), "loihi1", steps=8), x).spikes["lif"][0, :, 0]
+    assert plain.tolist() == [0, 1, 0, 0, 0, 0, 0, 0] and late.tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+    with pytest.raises(TargetLimitError, match=r"synaptic delay 70 steps exceeds 63"):
+        compile_graph(graph(70e-4), "loihi1", steps=8)
+    with pytest.raises(Exception, match=r"field 'delay' must be a non-negative multiple of dt"):
+        compile_graph(graph(0.5e-4), "loihi1", steps=8)
+
+
+def test_li_readout_is_the_final_membrane():
+    p = compile_graph(make_lif_graph(second="LI"), "loihi1")
+    x = (np.random.default_rng(0).random((2, 40, 10)) < 0.3).astype(np.int64)
+    tr = reference.run(p, x)
+    assert tr.spikes["li"].sum() == 0  # a leaky integrator never spikes
+    assert tr.readout.shape == (2, 4) and np.any(tr.readout != 0)
+    np.testing.assert_array_equal(tr.logits, tr.readout * p.populations[-1].state_unit)
