@@ -6,7 +6,7 @@ projection, the host's share of the work and traffic, and the quantisation error
 
 from __future__ import annotations
 
-from .ir import Program, QReadoutPop, QSpikingPop
+from .ir import Program, QLIFPop, QReadoutPop, QSpikeInput, QSpikingPop
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -16,7 +16,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def inspect_artifact(program: Program) -> str:
-    lines = [f"target {program.target}: {len(program.cores)} cores, {program.steps} steps per token, "
+    per = "token" if program.timing == "token" else "sample (delayed timing)"
+    lines = [f"target {program.target}: {len(program.cores)} cores, {program.steps} steps per {per}, "
              f"{program.state_bits}-bit state"]
     lines.append("")
     lines += _table(
@@ -38,6 +39,14 @@ def inspect_artifact(program: Program) -> str:
     spiking = [p for p in program.populations if isinstance(p, QSpikingPop)]
     readout = [p for p in program.populations if isinstance(p, QReadoutPop)]
     host = program.host_input
+    if isinstance(host, QSpikeInput):  # foreign LIF program: the host only forwards binary input events
+        lifs = [p for p in program.populations if isinstance(p, QLIFPop)]
+        out = lifs[-1]
+        first = program.incoming(lifs[0].name).name
+        lines.append(f"host: forwards {host.size} binary input events per step into {first!r}; reads {'final v' if out.neuron == 'LI' else 'spike counts'} of {out.name!r} ({out.size} values)")
+        lines.append("neurons (Lava CUBA-LIF fields): " + ", ".join(
+            f"{p.name} ({p.neuron}: du {p.du}, dv {p.dv}, vth {p.vth})" for p in lifs))
+        return "\n".join(lines)
     lines.append(f"host ops: embedding lookup ({host.table.shape[0]} x {host.table.shape[1]}, context {host.context}) "
                  f"→ {host.size} input currents per step into {program.input_pop!r}; readout scaling of "
                  f"{', '.join(p.name for p in readout)} (÷T, + bias)")

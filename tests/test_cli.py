@@ -107,3 +107,16 @@ def test_foreign_lif_graph_through_the_cli(tmp_path, capsys):
     assert report["sops"] > 0 and report["target"] == "loihi1"
     assert main(["verify", str(art), "--backends", "torch,reference"]) == 2
     assert "covers token (bi-spike) programs only" in _one_line_error(capsys)
+
+
+def test_inspect_foreign_artifact(tmp_path, capsys):
+    from tests.conftest import make_lif_graph
+
+    path = tmp_path / "lif.nir"
+    nir.write(str(path), make_lif_graph(second="LI"))
+    main(["compile", str(path), "--target", "loihi1", "-o", str(tmp_path / "art")])
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "art")]) == 0
+    out = capsys.readouterr().out
+    assert "40 steps per sample (delayed timing)" in out and "reads final v of 'li' (4 values)" in out
+    assert "li (LI: du 4095, dv 205, vth 131071)" in out
