@@ -43,7 +43,9 @@ def inspect_artifact(program: Program) -> str:
         lifs = [p for p in program.populations if isinstance(p, QLIFPop)]
         out = lifs[-1]
         first = program.incoming(lifs[0].name).name
-        lines.append(f"host: forwards {host.size} binary input events per step into {first!r}; reads {'final v' if out.neuron == 'LI' else 'spike counts'} of {out.name!r} ({out.size} values)")
+        read = "final v" if out.neuron == "LI" else "spike counts"
+        lines.append(f"host: forwards {host.size} binary input events per step into {first!r}; reads {read} of "
+                     f"{out.name!r} ({out.size} values)")
         lines.append("neurons (Lava CUBA-LIF fields): " + ", ".join(
             f"{p.name} ({p.neuron}: du {p.du}, dv {p.dv}, vth {p.vth})" for p in lifs))
         return "\n".join(lines)
