@@ -16,29 +16,18 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 SIZES = [(256, 4), (1024, 4), (2048, 6), (4096, 6), (4096, 14)]  # (width, hidden layers)
 
 
 def one(width: int, layers: int) -> dict:
-    import nir
-    import numpy as np
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
-    from spikestack.models.nir.nodes import BiSpike, Embedding
+    from spikestack.models.nir.synthetic import bispike_chain
 
-    rng = np.random.default_rng(0)
-    nodes: dict = {"ids": nir.Input(input_type={"input": np.array([1])}),
-                   "emb": Embedding(weight=rng.normal(0, 1, (1000, width)).astype(np.float32), context=1),
-                   "flat": nir.Flatten(input_type={"input": np.array([1, width])}, start_dim=0, end_dim=-1)}
-    for i in range(layers):
-        nodes[f"s{i}"] = BiSpike(alpha=np.array([1.0, 1.5, 2.0, 3.0]), levels=1, reset_scale=0.25,
-                                 shape=np.array([width]))
-        nodes[f"fc{i}"] = nir.Affine(weight=rng.normal(0, width ** -0.5, (width, width)).astype(np.float32),
-                                     bias=np.zeros(width, np.float32))
-    nodes["out"] = nir.Output(output_type={"output": np.array([width])})
-    names = list(nodes)
-    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:], strict=True)), type_check=False)
-    graph.metadata = {"spikestack.steps_per_token": 4}
+    graph = bispike_chain(seed=0, vocab=1000, context=1, emb=width, hidden=(width,) * (layers - 1), out=width,
+                          weight_std=None, bias_std=0.0, dtype=np.float32)
     t0 = time.perf_counter()
     program = compile_graph(graph, "loihi2")
     t_compile = time.perf_counter() - t0

@@ -36,30 +36,12 @@ CHECKPOINT = ROOT / "models" / "checkpoints" / "bispike-mlp.pt"
 
 def dense_chain(d_in: int = 256, hidden: int = 256, out: int = 128, steps: int = 4, vocab: int = 95,
                 context: int = 2, seed: int = 0) -> nir.NIRGraph:
-    """Input → Embedding → Flatten → BiSpike(d_in) → Affine → BiSpike(hidden) → Affine(out) → Output.
+    """Input → Embedding → Flatten → BiSpike(d_in) → Affine → BiSpike(hidden) → Affine(out) → Output; embedding
+    width d_in / context so the first spiking layer has d_in neurons (spikestack.models.nir.synthetic)."""
+    from spikestack.models.nir.synthetic import bispike_chain
 
-    The same shape as tests/conftest.py::make_nir_chain (bench must not import tests); embedding width is
-    d_in / context so the first spiking layer has d_in neurons.
-    """
-    from spikestack.models.nir.nodes import BiSpike, Embedding
-
-    rng = np.random.default_rng(seed)
-    emb = d_in // context
-    alpha = lambda: np.sort(rng.uniform(0.5, 2.0, steps))  # noqa: E731
-    nodes = {
-        "ids": nir.Input(input_type={"input": np.array([context])}),
-        "emb": Embedding(weight=rng.normal(0, 1.5, (vocab, emb)), context=context),
-        "flat": nir.Flatten(input_type={"input": np.array([context, emb])}, start_dim=0, end_dim=-1),
-        "s1": BiSpike(alpha=alpha(), levels=1, reset_scale=0.25, shape=np.array([d_in])),
-        "fc1": nir.Affine(weight=rng.normal(0, 0.6, (hidden, d_in)), bias=rng.normal(0, 0.2, hidden)),
-        "s2": BiSpike(alpha=alpha(), levels=1, reset_scale=0.25, shape=np.array([hidden])),
-        "head": nir.Affine(weight=rng.normal(0, 0.6, (out, hidden)), bias=rng.normal(0, 0.2, out)),
-        "out": nir.Output(output_type={"output": np.array([out])}),
-    }
-    names = list(nodes)
-    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:], strict=True)))
-    graph.metadata = {"spikestack.steps_per_token": steps}
-    return graph
+    return bispike_chain(seed=seed, vocab=vocab, context=context, emb=d_in // context, hidden=(hidden,), out=out,
+                         steps=steps)
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
