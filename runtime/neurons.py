@@ -37,9 +37,10 @@ def bispike_step(
     if t == 0:
         u = x.copy()
     else:
-        factor = tables.carry[t - 1][s_prev + tables.levels]
-        half = np.int64(1) << (tables.carry_shift - 1)
-        u = ((u.astype(np.int64) * factor + half) >> tables.carry_shift) + x
+        u = u.astype(np.int64, copy=False) * tables.carry[t - 1][s_prev + tables.levels]  # a new array
+        u += np.int64(1) << (tables.carry_shift - 1)  # in place from here on: this is the executor's hot loop
+        u >>= tables.carry_shift
+        u += x
     saturated = np.abs(u) > tables.state_max
     np.minimum(u, tables.state_max, out=u)
     np.maximum(u, -tables.state_max, out=u)
