@@ -27,7 +27,8 @@ class Counts:
     """All arrays are per (token, step, core) unless said otherwise."""
 
     synaptic_ops: np.ndarray  # [tokens, T, cores] arriving at the core
-    neuron_updates: np.ndarray  # [cores]: neurons updated per step
+    neuron_updates: np.ndarray  # [cores]: neurons updated per step (all of them, active or idle)
+    active_updates: np.ndarray  # [tokens, T, cores]: neurons that received input or spiked (the rest idle)
     spikes_out: np.ndarray  # [tokens, T, cores] non-zero spikes emitted
     messages_out: np.ndarray  # [tokens, T, cores]
     hops: np.ndarray  # [tokens, T, cores]: Σ hops of messages leaving the core
@@ -81,6 +82,7 @@ def count_events(program: Program, trace: Trace) -> Counts:
     links, link_routes = _route_incidence(program)
     link_load = np.zeros((n_tok, steps, len(links)))  # float64: exact below 2^53 messages
     pop_names = {p.name for p in program.populations}
+    received: dict[str, np.ndarray] = {}  # destination → bool [tok, T, n]: got at least one event this step
     for proj in program.projections:
         from_host = proj.src not in pop_names  # host-written events: synaptic ops on chip, no on-chip messages
         # binary messages per neuron and step in this projection's encoding: 1 per non-zero graded spike,
@@ -88,6 +90,7 @@ def count_events(program: Program, trace: Trace) -> Counts:
         levels = trace.inputs if from_host else trace.spikes[proj.src]
         events = events_per_spike(levels, proj.encoding).astype(np.float64)  # [tok, T, n]
         nz = np.asarray(proj.weight) != 0  # [n_dst, n_src]
+        received[proj.dst] = (events @ nz.T.astype(np.float64)) > 0
         dst_cores = core_slices(program, proj.dst)
         fanout = np.stack([nz[lo:hi].sum(0) for _, lo, hi in dst_cores], 1)  # [n_src, C_dst]
         synops[..., [c for c, _, _ in dst_cores]] += np.rint(events @ fanout).astype(np.int64)
@@ -110,8 +113,20 @@ def count_events(program: Program, trace: Trace) -> Counts:
             if dist.max(initial=0) > 0:
                 max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0))
     updates = np.array([c.hi - c.lo for c in program.cores], np.int64)
+    # active: received an event or spiked; the population the host writes currents into is active every step
+    active = np.zeros(shape, np.int64)
+    for pop in program.populations:
+        if pop.name == program.input_pop:
+            flags = np.ones((n_tok, steps, pop.size), bool)
+        else:
+            flags = received.get(pop.name, np.zeros((n_tok, steps, pop.size), bool))
+            if pop.name in trace.spikes:
+                flags = flags | (trace.spikes[pop.name] != 0)
+        for core, lo, hi in core_slices(program, pop.name):
+            active[..., core] = flags[..., lo:hi].sum(-1)
     busiest = np.rint(link_load.max(-1, initial=0)).astype(np.int64)
     per_link = np.rint(link_load.sum((0, 1))).astype(np.int64)
-    return Counts(synaptic_ops=synops, neuron_updates=updates, spikes_out=spikes_out, messages_out=msgs,
+    return Counts(synaptic_ops=synops, neuron_updates=updates, active_updates=active, spikes_out=spikes_out,
+                  messages_out=msgs,
                   hops=hops, max_hops=max_hops, busiest_link=busiest, links=tuple(links), link_messages=per_link,
                   host_values_in=program.host_input.size * steps, host_values_out=program.populations[-1].size)

@@ -41,8 +41,9 @@ def simulate(program: Program, trace: Trace, profile: Profile) -> dict:
 
 def step_latency_s(counts: Counts, profile: Profile, tiles: int) -> np.ndarray:
     t = profile.time_ns
-    work = (counts.synaptic_ops * t["synaptic_op"] + counts.neuron_updates * t["neuron_update"]
-            + counts.spikes_out * t["spike_out"] + counts.messages_out * t["message"])
+    idle = counts.neuron_updates - counts.active_updates
+    work = (counts.synaptic_ops * t["synaptic_op"] + counts.active_updates * t["neuron_update"]
+            + idle * t["neuron_update_idle"] + counts.spikes_out * t["spike_out"] + counts.messages_out * t["message"])
     network = np.maximum(counts.max_hops, counts.busiest_link) * t["hop"]
     return (work.max(-1) + network + profile.barrier_time_ns(tiles)) * NS
 
@@ -52,7 +53,8 @@ def energy_breakdown_j(counts: Counts) -> dict[str, np.ndarray]:
     steps = counts.synaptic_ops.shape[1]
     return {
         "synaptic_op": counts.synaptic_ops.sum((1, 2)),
-        "neuron_update": np.full(counts.synaptic_ops.shape[0], counts.neuron_updates.sum() * steps),
+        "neuron_update": counts.active_updates.sum((1, 2)),
+        "neuron_update_idle": counts.neuron_updates.sum() * steps - counts.active_updates.sum((1, 2)),
         "spike_out": counts.spikes_out.sum((1, 2)),
         "message": counts.messages_out.sum((1, 2)),
         "hop": counts.hops.sum((1, 2)),
@@ -116,6 +118,7 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         "links": [{"link": list(link), "messages_per_step": float(n) / (n_tok * program.steps)}
                   for link, n in zip(counts.links, counts.link_messages, strict=True)],
         "neuron_updates": int(counts.neuron_updates.sum()) * program.steps * n_tok,
+        "neuron_updates_active": int(counts.active_updates.sum()),
         "energy_j": total_energy,
         "energy_per_token_j": total_energy / n_tok,
         "energy_breakdown_j": energy_by_kind,

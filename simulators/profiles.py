@@ -15,7 +15,7 @@ import tomli
 from spikestack.errors import SpikestackError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-EVENTS = ("synaptic_op", "neuron_update", "spike_out", "message", "hop")
+EVENTS = ("synaptic_op", "neuron_update", "neuron_update_idle", "spike_out", "message", "hop")
 
 
 class ProfileError(SpikestackError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import nir
 import numpy as np
 import pytest
-
 from spikestack.models.nir.synthetic import bispike_chain, lif_chain
 
 

@@ -57,18 +57,22 @@ def test_xy_route_goes_x_first_in_both_directions():
 
 
 PROFILE = Profile(name="unit", description="", assumption=False,
-                  energy_pj={"synaptic_op": 1.0, "neuron_update": 10.0, "spike_out": 100.0, "message": 1000.0,
-                             "hop": 10000.0},
-                  time_ns={"synaptic_op": 1.0, "neuron_update": 2.0, "spike_out": 3.0, "message": 4.0, "hop": 5.0},
+                  energy_pj={"synaptic_op": 1.0, "neuron_update": 10.0, "neuron_update_idle": 4.0, "spike_out": 100.0,
+                             "message": 1000.0, "hop": 10000.0},
+                  time_ns={"synaptic_op": 1.0, "neuron_update": 2.0, "neuron_update_idle": 1.0, "spike_out": 3.0,
+                           "message": 4.0, "hop": 5.0},
                   barrier_tiles=(1, 3), barrier_ns=(100.0, 300.0), path="")
 
 
 def test_energy_and_latency_by_hand():
     r = simulate(hand_program(), hand_trace(), PROFILE)
-    # synops 6 ·1 + updates (5 neurons × 2 steps) ·10 + spikes 3 ·100 + messages 6 ·1000 + hops 9 ·10000 pJ
-    assert r["energy_j"] == pytest.approx((6 + 100 + 300 + 6000 + 90000) * 1e-12)
+    # active updates: population a is written by the host (2 active per step); b's rows receive events from the
+    # spiking columns: step 0 rows 0, 2 (1 on each core), step 1 rows 0, 1, 2 → 4 + 5 = 9 active, 1 idle (row 1, t0)
+    # synops 6 ·1 + 9 active ·10 + 1 idle ·4 + spikes 3 ·100 + messages 6 ·1000 + hops 9 ·10000 pJ
+    assert r["energy_j"] == pytest.approx((6 + 90 + 4 + 300 + 6000 + 90000) * 1e-12)
+    assert r["neuron_updates"] == 10 and r["neuron_updates_active"] == 9
     assert r["sops"] == 6 and r["messages"] == 6 and r["hops"] == 9 and r["tiles"] == 3
-    # step 0: core0 = 2 upd·2 + 1 spike·3 + 2 msg·4 = 15; core1 = 1·1 + 2·2 = 5; core2 = 1 + 2 = 3 → max 15
+    # step 0: core0 = 2 upd·2 + 1 spike·3 + 2 msg·4 = 15; core1 = 1·1 + 1 active·2 + 1 idle·1 = 4; core2 = 3 → 15
     # step 1: core0 = 4 + 2·3 + 4·4 = 26 → max 26. Network: max(longest route 2, busiest link 2 | 4) · 5 ns
     # = 10 | 20 ns; barrier(3 tiles) = 300 ns
     assert r["latency_s_per_step"] == pytest.approx(((15 + 10 + 300) + (26 + 20 + 300)) / 2 * 1e-9)
