@@ -463,64 +463,41 @@ def _train_record(settings: TrainSettings, steps: int, seed: int, started_s: flo
     return {**asdict(settings), "steps": steps, "seed": seed, "wall_s": round(time.time() - started_s, 1)}
 
 
-def train_encoder(
-    out_path: Path,
-    *,
-    steps: int,
-    seed: int = 0,
-    spiking: bool = True,
-    progress: bool = True,
-    learnable_alpha: bool = False,
-) -> dict:
-    """Train the encoder on MLM + shuffle classification over pydoc windows; save; return its metrics."""
+def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spiking: bool, progress: bool,
+                  learnable_alpha: bool) -> dict:
+    """The encoder and decoder share everything but their settings, model class, batches and loss."""
     started_s = time.time()
-    settings = ENCODER_TRAINING
+    settings = DECODER_TRAINING if causal else ENCODER_TRAINING
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     corpus = load_corpus()
-    cfg = SpikeLMConfig(
-        vocab=corpus.vocab_size, context=settings.context, spiking=spiking, learnable_alpha=learnable_alpha
-    )
-    model = SpikeLMEncoder(cfg)
+    cfg = SpikeLMConfig(vocab=corpus.vocab_size, context=settings.context, spiking=spiking, causal=causal,
+                        learnable_alpha=learnable_alpha)
+    model: SpikeLM = SpikeLMDecoder(cfg) if causal else SpikeLMEncoder(cfg)
 
     def next_batch() -> tuple[torch.Tensor, ...]:
+        if causal:
+            return (torch.from_numpy(random_windows(corpus.train_ids, settings.context, settings.batch_windows, rng)),)
         windows = random_windows(corpus.train_ids, settings.context - 1, settings.batch_windows, rng)
         return encoder_batch(windows, corpus.vocab_size, rng, corrupt=True)
 
-    _train(model, settings, next_batch, encoder_loss, steps, progress)  # type: ignore[arg-type]
+    loss = decoder_loss if causal else encoder_loss
+    _train(model, settings, next_batch, loss, steps, progress)  # type: ignore[arg-type]
     return _save(model, out_path, corpus.vocab, _train_record(settings, steps, seed, started_s))
 
 
-def train_decoder(
-    out_path: Path,
-    *,
-    steps: int,
-    seed: int = 0,
-    spiking: bool = True,
-    progress: bool = True,
-    learnable_alpha: bool = False,
-) -> dict:
+def train_encoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,
+                  learnable_alpha: bool = False) -> dict:
+    """Train the encoder on MLM + shuffle classification over pydoc windows; save; return its metrics."""
+    return _train_family(out_path, causal=False, steps=steps, seed=seed, spiking=spiking, progress=progress,
+                         learnable_alpha=learnable_alpha)
+
+
+def train_decoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,
+                  learnable_alpha: bool = False) -> dict:
     """Train the causal decoder on next-character prediction over pydoc windows; save; return its metrics."""
-    started_s = time.time()
-    settings = DECODER_TRAINING
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    corpus = load_corpus()
-    cfg = SpikeLMConfig(
-        vocab=corpus.vocab_size,
-        context=settings.context,
-        spiking=spiking,
-        causal=True,
-        learnable_alpha=learnable_alpha,
-    )
-    model = SpikeLMDecoder(cfg)
-
-    def next_batch() -> tuple[torch.Tensor, ...]:
-        windows = random_windows(corpus.train_ids, settings.context, settings.batch_windows, rng)
-        return (torch.from_numpy(windows),)
-
-    _train(model, settings, next_batch, decoder_loss, steps, progress)  # type: ignore[arg-type]
-    return _save(model, out_path, corpus.vocab, _train_record(settings, steps, seed, started_s))
+    return _train_family(out_path, causal=True, steps=steps, seed=seed, spiking=spiking, progress=progress,
+                         learnable_alpha=learnable_alpha)
 
 
 # -------------------- checkpoints
