@@ -607,7 +607,8 @@ def evaluate(path: Path, *, n_chars: int = 20000) -> dict:
 
 
 def generate(path: Path, prompt: str, n_tokens: int) -> str:
-    """Greedy continuation of `prompt` by `n_tokens` characters, token by token in the recurrent form."""
+    """`prompt` and its greedy continuation by `n_tokens` characters, token by token in the recurrent form (every
+    family's `generate` returns the prompt too, as the CLI prints it)."""
     model, vocab = load_checkpoint(path)
     index = {c: i for i, c in enumerate(vocab)}
     unknown = index.get(" ", 0)
@@ -621,4 +622,4 @@ def generate(path: Path, prompt: str, n_tokens: int) -> str:
             token = int(logits[0].argmax())
             out.append(vocab[token])
             logits, state = model.step(torch.tensor([token]), state)
-    return "".join(out)
+    return prompt + "".join(out)

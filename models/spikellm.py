@@ -709,7 +709,8 @@ def evaluate(path: Path, *, n_chars: int = 20000) -> dict[str, Any]:
 
 @torch.no_grad()
 def generate(path: Path, prompt: str, n_tokens: int, *, spiking: bool = True) -> str:
-    """Greedy continuation of `prompt` by `n_tokens` characters (prompt not repeated in the result)."""
+    """`prompt` and its greedy continuation by `n_tokens` characters (every family's `generate` returns the prompt
+    too, as the CLI prints it)."""
     model, vocab = load_checkpoint(path)
     model.set_spiking(spiking)
     index = {c: i for i, c in enumerate(vocab)}
@@ -719,4 +720,4 @@ def generate(path: Path, prompt: str, n_tokens: int, *, spiking: bool = True) ->
     for _ in range(n_tokens):
         context = torch.tensor([(ids + out)[-model.cfg.max_seq_len:]])
         out.append(int(model(context)[0, -1].argmax()))
-    return "".join(vocab[i] for i in out)
+    return prompt + "".join(vocab[i] for i in out)
