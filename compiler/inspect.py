@@ -36,6 +36,19 @@ def inspect_artifact(program: Program) -> str:
                      f"{q.get('max_abs_weight_error', float('nan')):.2e}", q.get("state_headroom_bits", "")])
     lines += _table(["projection", "edge", "in x out", "encoding", "weight exp", "max |Δw|", "headroom bits"], rows)
     lines.append("")
+    calibration = program.report.get("calibration")
+    if calibration:
+        order = [n for p in program.populations for n in (p.name, *(q.name for q in program.projections
+                                                                    if q.src == p.name))]
+        layers = calibration["layers"]
+        rows = [[name, f"{layers[name]['spike_agreement']:.4f}" if "spike_agreement" in layers[name] else "",
+                 f"{layers[name]['mean_abs_error']:.3g}" if "mean_abs_error" in layers[name] else "",
+                 f"{layers[name]['mean_rel_error']:.3g}" if "mean_rel_error" in layers[name] else "",
+                 layers[name].get("saturations", "")]
+                for name in order if name in layers]
+        lines.append(f"quantisation error on {calibration['tokens']} validation windows (float model vs compiled):")
+        lines += _table(["layer", "spike agreement", "mean |Δ current|", "relative", "saturations"], rows)
+        lines.append("")
     spiking = [p for p in program.populations if isinstance(p, QSpikingPop)]
     readout = [p for p in program.populations if isinstance(p, QReadoutPop)]
     host = program.host_input

@@ -72,8 +72,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrated(program, nir_path: Path, tokens: int):
+    """Attach the per-layer quantisation error on `tokens` validation windows to the program's report."""
+    if tokens <= 0 or program.timing != "token":
+        return program
+    from dataclasses import replace
+
+    from spikestack.compiler.from_nir import from_nir, read_nir
+    from spikestack.runtime.calibration import layer_errors
+
+    try:
+        ids, _ = _eval_windows(program, tokens)
+    except SpikestackError:  # not a model of the shipped corpus: no sample data to calibrate on
+        return program
+    errors = layer_errors(from_nir(read_nir(nir_path)), program, ids)
+    return replace(program, report=dict(program.report, calibration={"tokens": tokens, "layers": errors}))
+
+
 def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None, *, dt: float | None = None,
-               steps: int | None = None, encoding: str | None = None):
+               steps: int | None = None, encoding: str | None = None, calibrate: int = 0):
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
 
@@ -91,16 +108,18 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
             export_checkpoint(source, nir_path)
             program = compile_graph(nir_path, target, dump_after=dump_after,
                                     dump_dir=out.parent / f"{out.name}.dump", encoding=encoding)
+            program = _calibrated(program, nir_path, calibrate)
     else:
         program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
                                 dt=dt, steps=steps, encoding=encoding)
+        program = _calibrated(program, source, calibrate)
     artifact.save(program, out)
     return program
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
-                         steps=args.steps, encoding=args.encoding)
+                         steps=args.steps, encoding=args.encoding, calibrate=args.calibrate)
     print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
           f"{len(program.populations)} layers")
     return 0
@@ -281,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dt", type=float, help="Euler step in seconds for foreign LIF graphs (default: graph "
                    "metadata spikestack.dt, else 1e-4)")
     s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")
+    s.add_argument("--calibrate", type=int, default=256, metavar="N",
+                   help="measure per-layer quantisation error on N validation windows (0: skip)")
     s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
                    help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
     s.set_defaults(fn=cmd_compile)

@@ -120,3 +120,15 @@ def test_inspect_foreign_artifact(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "40 steps per sample (delayed timing)" in out and "reads final v of 'li' (4 values)" in out
     assert "li (LI: du 4095, dv 205, vth 131071)" in out
+
+
+def test_compile_calibrates_by_default_and_inspect_shows_it(nir_file, tmp_path, capsys):
+    art = tmp_path / "art"
+    assert main(["compile", str(nir_file), "-o", str(art), "--calibrate", "32"]) == 0
+    capsys.readouterr()
+    main(["inspect", str(art)])
+    out = capsys.readouterr().out
+    assert "quantisation error on 32 validation windows" in out and "spike agreement" in out
+    other = tmp_path / "other.nir"
+    nir.write(str(other), make_nir_chain(vocab=11))  # not the corpus's vocabulary: compiles, no calibration
+    assert main(["compile", str(other), "-o", str(tmp_path / "art2")]) == 0

@@ -117,3 +117,19 @@ def test_every_encoding_equals_the_unlowered_graph(seed, levels, encoding):
     assert first_divergence(graded, a, b, ("graded", encoding)) is None
     assert first_divergence(lowered, b, c, (encoding, "torch")) is None
     np.testing.assert_array_equal(a.readout, b.readout)
+
+
+def test_calibration_report(nir_chain, program, token_ids):
+    from spikestack.compiler.from_nir import from_nir
+    from spikestack.runtime.calibration import _float_levels, layer_errors
+
+    graph = from_nir(nir_chain)
+    report = layer_errors(graph, program, token_ids)
+    assert set(report) == {"s1", "fc1", "s2", "head"}
+    assert report["s1"]["spike_agreement"] >= 0.9 and report["s1"]["saturations"] == 0
+    assert 0 <= report["fc1"]["mean_abs_error"] <= report["fc1"]["max_abs_error"]
+    # the float reference is the NIR node's own numpy semantics
+    x = np.random.default_rng(0).normal(0, 1.5, (3, 4, 6))
+    node = nir_chain.nodes["s1"]
+    _, outs = _float_levels(graph.pop("s1"), x, 4)
+    np.testing.assert_array_equal(outs, np.stack([node.reference(xi) for xi in x]))
