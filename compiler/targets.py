@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomli
-
+from spikestack.datafiles import available, read_data_file
 from spikestack.errors import CompileError
 
 TARGET_DIR = Path(__file__).parent / "targets"
@@ -44,7 +43,7 @@ class Target:
 
 
 def available_targets() -> list[str]:
-    return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
+    return available(TARGET_DIR)
 
 
 def _field(section: dict, key: str, path: Path, section_name: str) -> int:
@@ -70,17 +69,7 @@ def _neuron_models(core: dict, path: Path) -> tuple[str, ...]:
 
 def load_target(name_or_path: str) -> Target:
     """A target by name (`loihi2`) or by path to a TOML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = TARGET_DIR / f"{name_or_path}.toml"
-        if not path.exists():
-            raise CompileError(f"unknown target {name_or_path!r}; known: {', '.join(available_targets())}")
-    if not path.exists():
-        raise CompileError(f"{path}: target file not found")
-    try:
-        data = tomli.loads(path.read_text())
-    except tomli.TOMLDecodeError as exc:
-        raise CompileError(f"{path}: not valid TOML ({exc})") from None
+    path, data = read_data_file(name_or_path, TARGET_DIR, "target", CompileError)
     chip, core, num = data.get("chip", {}), data.get("core", {}), data.get("numerics", {})
     return Target(
         name=str(data.get("name", path.stem)),

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tomli
 
+from spikestack.datafiles import available, read_data_file
 from spikestack.errors import SpikestackError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -42,7 +42,7 @@ class Profile:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return available(PROFILE_DIR)
 
 
 def _section(data: dict, name: str, path: Path) -> dict[str, float]:
@@ -79,14 +79,7 @@ def _ann_mac(data: dict, path: Path) -> float | None:
 
 
 def load_profile(name_or_path: str) -> Profile:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.toml"
-        if not path.exists():
-            raise ProfileError(f"unknown profile {name_or_path!r}; known: {', '.join(available_profiles())}")
-    if not path.exists():
-        raise ProfileError(f"{path}: profile file not found")
-    data = tomli.loads(path.read_text())
+    path, data = read_data_file(name_or_path, PROFILE_DIR, "profile", ProfileError)
     barrier = data.get("barrier_ns", {})
     if "source" not in barrier or len(barrier.get("tiles", [])) != len(barrier.get("time", [])) or not barrier["tiles"]:
         raise ProfileError(f"{path}: [barrier_ns] needs equal-length tiles/time lists and a source")

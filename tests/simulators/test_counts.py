@@ -160,3 +160,14 @@ def test_counts_follow_the_encoding():
     assert by_enc["unary"].synaptic_ops[0].sum(-1).tolist() == [4, 8]
     assert by_enc["bitserial"].synaptic_ops[0].sum(-1).tolist() == [2, 6]
     assert by_enc["unary"].messages_out[0, :, 0].tolist() == [4, 8]
+
+
+def test_malformed_profile_is_one_error_line(tmp_path):
+    from spikestack.simulators.profiles import ProfileError
+
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[energy_pj\nsynaptic_op = ")
+    with pytest.raises(ProfileError, match=r"broken.toml: not valid TOML"):
+        load_profile(str(bad))
+    with pytest.raises(ProfileError, match=r"unknown profile 'loihi9'; known: .*loihi2_assumed"):
+        load_profile("loihi9")
