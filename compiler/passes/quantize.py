@@ -95,7 +95,6 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
     q_host = QHostInput(name=host.name, table=frozen_array(table_int), context=host.context, unit=unit_in)
 
     incoming = {p.dst: p for p in graph.projections}
-    units: dict[str, float] = {graph.input_pop: unit_in}
     qpops: dict[str, QSpikingPop | QReadoutPop] = {}
     qprojs: list[QProjection] = []
     report: dict = {"layers": {}}
@@ -103,7 +102,14 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
     first = graph.pop(graph.input_pop)
     assert isinstance(first, SpikingPop)
     qpops[first.name] = _spiking_tables(first, unit_in, np.zeros(first.size), state_max)
-    report["layers"][host.name] = {"max_abs_error": float(np.abs(table_int * unit_in - host.table).max())}
+    x_in = np.full(first.size, float(np.abs(table_int).max()))  # each input neuron sees one table entry per step
+    bound_in = state_bound(x_in, qpops[first.name].carry, CARRY_SHIFT, graph.steps)
+    if bound_in > state_max:
+        raise TargetLimitError(f"layer {first.name!r}: worst-case state {bound_in} exceeds the {target.state_bits}-bit "
+                               f"limit {state_max} of target {target.name}")
+    report["layers"][host.name] = {"max_abs_error": float(np.abs(table_int * unit_in - host.table).max()),
+                                   "worst_case_state": int(bound_in),
+                                   "state_headroom_bits": round(math.log2(state_max / max(bound_in, 1)), 2)}
 
     for pop in graph.populations[1:]:
         proj = incoming[pop.name]
@@ -135,7 +141,6 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
         else:
             qpops[pop.name] = QReadoutPop(name=pop.name, size=pop.size, state_unit=unit,
                                           host_bias=frozen_array(proj.bias))
-        units[pop.name] = unit
         qprojs.append(QProjection(name=proj.name, src=proj.src, dst=proj.dst, weight=frozen_array(weight),
                                   weight_exp=0, message_bits=0))
         effective = weight.astype(np.float64) * 2.0 ** (e - 1) / src.alpha_ref

@@ -159,3 +159,14 @@ def test_placement_is_valid_and_never_worse_than_serpentine(seed, hidden, max_ne
     costs = prog.report["placement"]["hop_weighted_routes"]
     chosen = hop_cost(traffic_graph(prog), {c.index: (c.x, c.y) for c in prog.cores})
     assert chosen == min(costs["serpentine"], costs["mincut"]) <= costs["serpentine"]
+
+
+def test_input_population_bound_is_proven_too(program):
+    layer = program.report["layers"]["emb"]
+    table_max = int(np.abs(program.host_input.table).max())
+    assert table_max <= layer["worst_case_state"] <= program.state_max
+    # carry factors 0.25·α·2 = 5, 10, 20 grow a 2^14 input to ≈ 2^14 · (1 + 5 + 50 + 1000) > 2^23
+    graph = make_nir_chain()
+    graph.nodes["s1"].alpha = np.array([10.0, 20.0, 40.0, 80.0])
+    with pytest.raises(TargetLimitError, match=r"layer 's1': worst-case state \d+ exceeds the 24-bit limit"):
+        quantize(fold_amplitudes(from_nir(graph)), LOIHI2)
