@@ -132,7 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     program = artifact.load(args.artifact)
     ids, targets = _eval_windows(program, args.tokens)
     trace = backend_runner(args.backend)(program, ids)
-    if args.trace:
+    if args.trace and Path(args.trace).suffix == ".nir":
+        from spikestack.runtime.nir_data import write_nir_data
+
+        write_nir_data(trace, args.trace)
+    elif args.trace:
         trace.save(args.trace)
     result = {"backend": args.backend, "tokens": trace.tokens, "firing_rate": trace.firing_rate(),
               "saturations": trace.saturations}
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("artifact")
     s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
     s.add_argument("--tokens", type=int, default=256)
-    s.add_argument("--trace", help="save the event trace (.npz)")
+    s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("simulate", help="SOPs, energy and latency of an artifact under a hardware profile")

@@ -1,0 +1,41 @@
+"""Event traces as NIR recordings: each spiking layer's signed levels as `nir.ValuedEventData`.
+
+NIR's data format has events with values (REFERENCE.md §4.2: the nearest thing to a graded spike stream), so
+other NIR tools can read what a compiled program did. One sample per token (or foreign sample); time = step
+index × dt; value = the signed level s (the graded payload is s · amplitude[t], recoverable from the artifact).
+Written with stock `nir.write_data`; `spikestack run ART --trace FILE.nir` chooses it by the suffix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from .trace import Trace
+
+
+def layer_events(levels: np.ndarray, dt: float) -> nir.ValuedEventData:
+    """levels int [samples, steps, n] → ValuedEventData padded with idx -1, time inf, value 0."""
+    n_samples, steps, n = levels.shape
+    counts = (levels != 0).reshape(n_samples, -1).sum(1)
+    width = max(int(counts.max(initial=0)), 1)
+    idx = np.full((n_samples, width), -1, np.int64)
+    time = np.full((n_samples, width), np.inf)
+    value = np.zeros((n_samples, width))
+    for i in range(n_samples):
+        t, j = np.nonzero(levels[i])  # row-major: ordered by time, then neuron
+        idx[i, : len(t)], time[i, : len(t)], value[i, : len(t)] = j, t * dt, levels[i, t, j]
+    return nir.ValuedEventData(idx=idx, time=time, value=value, n_neurons=n, t_max=steps * dt)
+
+
+def to_nir_data(trace: Trace, dt: float = 1.0) -> nir.NIRGraphData:
+    return nir.NIRGraphData(nodes={
+        pop: nir.NIRNodeData(observables={"spikes": layer_events(np.asarray(levels), dt)})
+        for pop, levels in trace.spikes.items()
+    })
+
+
+def write_nir_data(trace: Trace, path: str | Path, dt: float = 1.0) -> None:
+    nir.write_data(str(path), to_nir_data(trace, dt))
