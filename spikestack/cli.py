@@ -38,10 +38,10 @@ def _eval_windows(program, n_tokens: int):
     if program.host_input.table.shape[0] != corpus.vocab_size:
         raise SpikestackError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
                               f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
+    from spikestack.models.bispike_mlp import context_windows
+
     ctx = program.host_input.context
-    ids = corpus.val_ids[: n_tokens + ctx]
-    idx = np.arange(n_tokens)[:, None] + np.arange(ctx)[None, :]
-    return ids[idx], ids[ctx: ctx + n_tokens]
+    return context_windows(corpus.val_ids[: n_tokens + ctx], ctx)
 
 
 def _bpc(logits, targets) -> float:
