@@ -147,30 +147,25 @@ def _read_manifest(art_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def _read_checked(art_dir: Path, entry: dict[str, Any], what: str) -> bytes:
+    """The bytes of a file the manifest lists, after checking they still hash to what the manifest says."""
+    path = art_dir / entry["file"]
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing {what}")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited {what})")
+    return blob
+
+
 def _load_arrays(art_dir: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for key, meta in manifest["arrays"].items():
-        path = art_dir / meta["file"]
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing array file")
-        blob = path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-            raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited array)")
-        arrays[key] = frozen_array(np.load(io.BytesIO(blob), allow_pickle=False))
-    return arrays
+    return {key: frozen_array(np.load(io.BytesIO(_read_checked(art_dir, meta, "array")), allow_pickle=False))
+            for key, meta in manifest["arrays"].items()}
 
 
 def _load_host_programs(art_dir: Path, manifest: dict[str, Any]) -> tuple[HostProgram, ...]:
-    hosts = []
-    for entry in manifest.get("host_programs", []):
-        path = art_dir / entry["file"]
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing host program")
-        blob = path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-            raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited host program)")
-        hosts.append(HostProgram(name=entry["name"], onnx=blob))
-    return tuple(hosts)
+    return tuple(HostProgram(name=e["name"], onnx=_read_checked(art_dir, e, "host program"))
+                 for e in manifest.get("host_programs", []))
 
 
 def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
