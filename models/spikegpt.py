@@ -26,11 +26,10 @@ Deliberate differences from the upstream training code (none changes the archite
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from spikestack.models.data import load_corpus, random_windows
+from spikestack.models.threads import one_torch_thread
 from torch import Tensor, nn
 
 from spikestack.errors import SpikestackError
@@ -452,22 +452,6 @@ ADAM_BETAS = (0.9, 0.99)  # §3.2
 GRAD_CLIP = 1.0  # global norm (§3.2)
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the caller's setting.
-
-    Why: this model runs thousands of tiny ops per step (loops over tokens), where extra threads only add
-    synchronisation (measured once on the shared 2-core machine: 2 threads 5-11 s/step, 1 thread 0.2-0.4
-    s/step), and one thread makes training bit-reproducible across machines with the same torch version.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _bits_per_char(logits: Tensor, targets: Tensor) -> float:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item() / math.log(2)
 
@@ -525,7 +509,7 @@ def train(
     """
     if steps < 1:
         raise SpikestackError(f"train spikegpt: steps must be >= 1, got {steps}")
-    with _one_torch_thread():
+    with one_torch_thread():
         return _train(
             Path(out_path),
             steps=steps,
@@ -602,7 +586,7 @@ def evaluate(path: Path, *, n_chars: int = 20000) -> dict:
     corpus = load_corpus()
     if vocab != corpus.vocab:
         raise CheckpointFormatError(f"{path}: vocabulary differs from load_corpus() (Python version?)")
-    with _one_torch_thread():
+    with one_torch_thread():
         return evaluate_model(model, corpus.val_ids, n_chars=n_chars)
 
 
@@ -615,7 +599,7 @@ def generate(path: Path, prompt: str, n_tokens: int) -> str:
     ids = [index.get(c, unknown) for c in prompt] or [unknown]
     state = model.initial_state(1)
     out: list[str] = []
-    with torch.no_grad(), _one_torch_thread():
+    with torch.no_grad(), one_torch_thread():
         for token in ids:
             logits, state = model.step(torch.tensor([token]), state)
         for _ in range(n_tokens):

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from spikestack.models.threads import one_torch_thread
 from torch import Tensor, nn
 
 from spikestack.errors import SpikestackError
@@ -582,9 +583,7 @@ def train(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, pr
     corpus = load_corpus()
     cfg = SpikeLLMConfig(**{**asdict(config or SpikeLLMConfig()), "vocab_size": corpus.vocab_size,
                             "spiking": spiking})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         start, cpu_start = time.perf_counter(), time.process_time()
         model, final_loss = _train_loop(cfg, settings, corpus.train_ids, steps, seed, progress)
         metrics: dict[str, Any] = {
@@ -598,8 +597,6 @@ def train(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, pr
         torch.save(checkpoint, out_path)
         metrics.update(evaluate(out_path))
         torch.save(checkpoint, out_path)  # again, now carrying its validation metrics
-    finally:
-        torch.set_num_threads(threads)
     return metrics
 
 

@@ -6,6 +6,7 @@ import nir
 import numpy as np
 import pytest
 from spikestack.models.nir.synthetic import bispike_chain, lif_chain
+from spikestack.models.threads import one_torch_thread
 
 
 def make_nir_chain(seed: int = 0, vocab: int = 11, context: int = 2, emb: int = 3, hidden: int = 5,
@@ -21,6 +22,13 @@ def make_lif_graph(seed: int = 0, n_in: int = 10, hidden: int = 12, out: int = 4
     """Input → Affine → LIF|Threshold → [Delay] → Linear → LIF|CubaLIF|IF|LI → Output (dt = 1e-4 s)."""
     return lif_chain(seed=seed, n_in=n_in, hidden=hidden, out=out, steps=steps, tau=tau, first=first,
                      second=second, delay_steps=delay_steps)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test on one torch thread (models/threads.py says why); CI's 2 cores are shared."""
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture

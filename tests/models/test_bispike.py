@@ -55,7 +55,6 @@ def test_shipped_checkpoints_reproduce_their_card():
     from spikestack.models.bispike_mlp import evaluate
 
     ckpt = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-    torch.set_num_threads(1)
     assert evaluate(ckpt / "bispike-mlp.pt")["val_bpc"] == pytest.approx(2.5546, rel=0.02)
     assert evaluate(ckpt / "bispike-mlp-ann.pt")["val_bpc"] == pytest.approx(2.3458, rel=0.02)
 

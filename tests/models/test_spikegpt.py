@@ -30,11 +30,6 @@ SPIKING_CKPT = CHECKPOINT_DIR / "spikegpt-char-2x64.pt"
 SPIKING_CARD = CHECKPOINT_DIR / "spikegpt-char-2x64.md"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _model(seed: int = 0, **overrides: object) -> SpikeGPT:
     torch.manual_seed(seed)
     cfg = SpikeGPTConfig(**{"vocab_size": 11, "n_layer": 2, "n_embd": 16, "ctx_len": 24, **overrides})

@@ -33,15 +33,6 @@ CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "s
 CARD = CHECKPOINT.with_suffix(".md")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add synchronisation, and CI's 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**overrides) -> SpikeLLMConfig:
     fields = {"vocab_size": 11, "hidden_size": 16, "n_layers": 2, "n_heads": 2, "intermediate_size": 24,
               "max_seq_len": 8, "act_bits": 2, "add_bits": 1, "salient_fraction": 0.25}

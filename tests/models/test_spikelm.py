@@ -188,7 +188,6 @@ def _shipped() -> list[Path]:
 
 @pytest.mark.parametrize("path", _shipped(), ids=lambda p: p.name)
 def test_shipped_checkpoint_reproduces_card_metric(path: Path) -> None:
-    torch.set_num_threads(1)
     card = path.with_suffix(".md").read_text()
     metrics = spikelm.evaluate(path)
     names = ["val_bpc"] if "spikelm-dec" in path.name else ["mlm_accuracy", "cls_accuracy"]
