@@ -1,0 +1,199 @@
+"""compile_hybrid: a branching NIR graph (SpikeLM, SpikeGPT, SpikeLLM) → `HybridProgram`.
+
+Passes, each verified after it (`verify_hybrid`): cut (chip layers and host schedule, `cut.py`) → calibrate (float
+run of the NIR graph on sample ids, peak input per chip layer) → quantize (`quantize.py`) → host (stages to ONNX,
+`host_stages.py`) → partition and place (the spine's passes, on the chip layers' populations).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import nir
+import numpy as np
+import torch
+from spikestack.models.nir.to_torch import NIRModule, _key, run_tokens
+from spikestack.models.threads import one_torch_thread
+
+from spikestack.errors import CompileError, TargetLimitError
+
+from ..ir import Core
+from ..passes.partition import _capacity
+from ..passes.place import place
+from ..targets import Target, load_target
+from .cut import CutPlan, plan_cut
+from .host_stages import build_stages, export_onnx, host_states
+from .ir import CHIP_KINDS, HostStage, HybridProgram, QChipLayer
+from .quantize import quantize_layers
+
+CALIBRATION_POSITIONS = 16  # sequence length of the example tensors used to trace the host stages
+
+
+def _meta(graph: nir.NIRGraph, key: str, default):
+    value = (graph.metadata or {}).get(f"spikestack.{key}", default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def calibrate(graph: nir.NIRGraph, plan: CutPlan, ids: np.ndarray) -> dict[str, float]:
+    """Peak |input| of every chip neuron over a float64 run of the graph on `ids` [B, L]."""
+    module = NIRModule(graph).double().eval()
+    peaks = {la.neuron: 0.0 for la in plan.layers}
+    hooks = []
+    for la in plan.layers:
+        def hook(_m, args, _out, name=la.neuron):
+            peaks[name] = max(peaks[name], float(args[0].abs().max()))
+        hooks.append(module.mods[_key(la.neuron)].register_forward_hook(hook))
+    with torch.no_grad(), one_torch_thread():
+        run_tokens(module, torch.as_tensor(ids, dtype=torch.long))
+    for h in hooks:
+        h.remove()
+    return peaks
+
+
+def _example_env(plan: CutPlan, time_axis: str) -> dict[str, torch.Tensor]:
+    lead = (1,) if time_axis == "tokens" else (1, CALIBRATION_POSITIONS)
+    env = {plan.input_name: torch.zeros(*lead, 1, dtype=torch.int64)}
+    for spec in host_states(plan):
+        env[spec.name] = torch.full((*lead, *spec.shape), spec.init, dtype=torch.float32)
+    return env
+
+
+def chip_output_shape(layer: QChipLayer, lead: tuple[int, ...]) -> tuple[int, ...]:
+    if layer.projection is None:
+        return (*lead, layer.width)
+    return (*lead, layer.projection.n_groups, layer.projection.size)
+
+
+def _chip_example(layer: QChipLayer, x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(chip_output_shape(layer, tuple(x.shape[:-1])), dtype=torch.int32)
+
+
+def _partition(program: HybridProgram, target: Target) -> HybridProgram:
+    """One core group per chip population: the spiking neurons (host-written, no synapses) and the accumulators
+    of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
+    cores: list[Core] = []
+    for pop, fan_in in _populations(program):
+        cap = _capacity(pop.name, fan_in, target)
+        n = math.ceil(pop.size / cap)
+        bounds = np.linspace(0, pop.size, n + 1).round().astype(int)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            cores.append(Core(index=len(cores), pop=pop.name, lo=int(lo), hi=int(hi),
+                              synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits),
+                              axons_in=fan_in))
+    capacity = target.chip_cores * 64
+    if len(cores) > capacity:
+        raise TargetLimitError(f"program needs {len(cores)} cores, more than {capacity} on 64 chips of {target.name}")
+    return replace(program, cores=tuple(cores))
+
+
+def _populations(program: HybridProgram):
+    fan_in = {p.dst: int(p.weight.shape[1]) for p in program.projections}
+    return [(pop, fan_in.get(pop.name, 0)) for pop in program.populations]
+
+
+def verify_hybrid(program: HybridProgram) -> None:
+    """Structural invariants every backend relies on; a failure is a compiler bug."""
+    names = [la.name for la in program.layers]
+    if len(set(names)) != len(names):
+        raise CompileError("hybrid program: two chip layers share a name")
+    produced = {program.input_name} | {s.name for s in program.states}
+    for k, stage in enumerate(program.stages):
+        missing = [n for n in stage.inputs if n not in produced]
+        if missing:
+            raise CompileError(f"host stage {k}: input {missing[0]!r} is produced by no earlier stage")
+        produced |= set(stage.outputs)
+        for la in program.segment_layers(k):
+            if la.input not in produced:
+                raise CompileError(f"chip layer {la.name!r}: its input {la.input!r} is not produced by stage {k}")
+            produced.add(la.output)
+        if len(stage.state_in) != len(stage.state_out):
+            raise CompileError(f"host stage {k}: state inputs and outputs differ in number")
+    if program.output_name not in produced:
+        raise CompileError("hybrid program: no stage produces the logits")
+    for la in program.layers:
+        if la.kind not in CHIP_KINDS:
+            raise CompileError(f"chip layer {la.name!r}: unknown kind {la.kind!r}")
+        w = None if la.projection is None else np.asarray(la.projection.weight)
+        if w is not None and (np.abs(w).max(initial=0) > 254 or np.any(w % 2)):
+            raise CompileError(f"chip layer {la.name!r}: weight mantissas must be even and |m| <= 254")
+    if program.cores:
+        covered = {}
+        for c in program.cores:
+            covered[c.pop] = covered.get(c.pop, 0) + (c.hi - c.lo)
+        for pop in program.populations:
+            if covered.get(pop.name) != pop.size:
+                raise CompileError(f"population {pop.name!r}: cores cover {covered.get(pop.name, 0)} of {pop.size}")
+
+
+def _macs(plan: CutPlan, nodes: list[str]) -> int:
+    total = 0
+    for n in nodes:
+        node = plan.graph.nodes[n]
+        if isinstance(node, nir.Linear | nir.Affine):
+            total += int(np.asarray(node.weight).size)
+    return total
+
+
+def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray) -> HybridProgram:
+    target = load_target(target) if isinstance(target, str) else target
+    plan = plan_cut(graph)
+    if not plan.layers:
+        raise CompileError("graph has no spiking neuron node (BiSpike, LIF or GIF): nothing to put on the chip")
+    time_axis = str(_meta(graph, "time_axis", "tokens"))
+    x_max = calibrate(graph, plan, calibration_ids)
+    layers = quantize_layers(plan, x_max, target)
+    example = _example_env(plan, time_axis)
+    max_positions = int(_meta(graph, "max_seq_len", _context(graph)))
+    modules = build_stages(plan, layers, example, _chip_example, max(max_positions, CALIBRATION_POSITIONS))
+    accumulators = {la.output for la in layers if la.projection is not None}
+    env = dict(example)
+    stages = []
+    states = host_states(plan)
+    state_names = {s.name for s in states}
+    with torch.no_grad():
+        for k, module in enumerate(modules):
+            onnx_bytes = export_onnx(module, env, accumulators)
+            for name, value in zip(module.outputs, module(*(env[n] for n in module.inputs)), strict=True):
+                env[name] = value
+            for la in module.send:
+                env[la.output] = _chip_example(la, env[la.input])
+            state_in = tuple(n for n in module.inputs if n in state_names)
+            stages.append(HostStage(index=k, onnx=onnx_bytes, inputs=tuple(module.inputs),
+                                    outputs=tuple(module.outputs), state_in=state_in,
+                                    state_out=tuple(f"{n}:next" for n in state_in), ops=tuple(module.nodes),
+                                    macs_per_position=_macs(plan, module.nodes)))
+    for k, stage in enumerate(stages):  # a state written here but read elsewhere: pair it by name
+        extra = [n[: -len(":next")] for n in stage.outputs if n.endswith(":next") and n[: -len(":next")]
+                 not in stage.state_in]
+        if extra:
+            stages[k] = replace(stage, state_in=stage.state_in + tuple(extra),
+                                state_out=stage.state_out + tuple(f"{n}:next" for n in extra))
+    program = HybridProgram(
+        family=str(_meta(graph, "family", "unknown")), target=target.name, time_axis=time_axis,
+        steps_per_token=int(_meta(graph, "steps_per_token", 1)) if time_axis == "steps" else 1,
+        vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=tuple(stages),
+        states=tuple(states), input_name=plan.input_name,
+        max_positions=max_positions,
+        report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
+                "host_traffic_values_per_position": _traffic(layers)})
+    verify_hybrid(program)
+    program = _partition(program, target)
+    verify_hybrid(program)
+    program = place(program, target)
+    verify_hybrid(program)
+    return program
+
+
+def _context(graph: nir.NIRGraph) -> int:
+    from spikestack.models.nir.ops import PositionEmbedding
+
+    pos = [n for n in graph.nodes.values() if isinstance(n, PositionEmbedding)]
+    return int(pos[0].weight.shape[0]) if pos else 0
+
+
+def _traffic(layers: list[QChipLayer]) -> dict[str, int]:
+    """Values crossing the cut per position and call: host → chip inputs, chip → host outputs."""
+    to_chip = sum(la.width for la in layers)
+    to_host = sum(la.width if la.projection is None else la.projection.n_groups * la.projection.size for la in layers)
+    return {"host_to_chip": to_chip, "chip_to_host": to_host}

@@ -1,0 +1,149 @@
+"""cut: split a branching NIR graph into chip layers and host nodes, and schedule them per call.
+
+What goes on the chip: every spiking neuron node (`spikestack.BiSpike`, `nir.LIF`, `spikestack.GIF`) and, when
+the neuron's only consumer is a `nir.Linear`/`nir.Affine` whose only input is that neuron, the projection too
+(its synapses are event-driven: they only see spikes). Everything else is a host op: norms, attention, WKV,
+gates, embeddings, heads and every Linear that reads real values (REFERENCE.md §3.7's honest count).
+
+Why this is the minimal cut for these graphs: a Linear of real values has no spike to carry its input, and a
+neuron's input is always a real-valued sum computed on the host (the residual stream passes through norms), so
+no further node can move to the cores without rewriting the math (SpikeGPT's "dataflow" folding is such a
+rewrite; docs/roadmap.md).
+
+Schedule: a host node runs in stage `level` = the latest stage at which all its operands exist; a chip layer
+runs in segment s = the stage its input is complete in, and its output is available from stage s + 1. A `Delay`
+is host state: its value (last call's input) exists from stage 0, and its new value is taken where its input is
+complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+from spikestack.models.nir.neurons import GIF
+from spikestack.models.nir.nodes import BiSpike
+from spikestack.models.nir.ops import WKV, check_operands
+
+from spikestack.errors import NIRFormatError
+
+NEURON_TYPES = (BiSpike, nir.LIF, GIF)
+
+
+def chip_kind(node: nir.NIRNode) -> str:
+    if isinstance(node, BiSpike):
+        return "bispike"
+    if isinstance(node, GIF):
+        return "gif"
+    return "lif"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedLayer:
+    neuron: str
+    kind: str
+    projection: str | None
+    segment: int
+    inputs: tuple[str, ...]  # NIR predecessors of the neuron, summed
+
+    @property
+    def value_name(self) -> str:
+        """The NIR node whose value the chip layer delivers to the host."""
+        return self.projection or self.neuron
+
+
+@dataclass
+class CutPlan:
+    graph: nir.NIRGraph
+    order: list[str]  # host nodes in topological order (Input, Delay and Output excluded)
+    preds: dict[str, list[str]]
+    layers: list[PlannedLayer]
+    level: dict[str, int]  # host node → stage
+    delays: dict[str, int] = field(default_factory=dict)  # Delay → stage where its next value is taken
+    input_name: str = ""
+    output_name: str = ""
+    stages: int = 0
+
+    def layer_of(self, value: str) -> PlannedLayer | None:
+        return next((la for la in self.layers if value in (la.neuron, la.projection)), None)
+
+
+def _topological(graph: nir.NIRGraph, preds: dict[str, list[str]], sources: set[str]) -> list[str]:
+    pending = {n for n in graph.nodes if n not in sources and not isinstance(graph.nodes[n], nir.Output)}
+    ready, order = set(sources), []
+    while pending:
+        runnable = sorted(n for n in pending if all(p in ready for p in preds.get(n, [])))
+        if not runnable:
+            raise NIRFormatError(f"node {sorted(pending)[0]!r}: cycle without a Delay on it, or input from a missing "
+                                 "node")
+        for n in runnable:
+            if not preds.get(n):
+                raise NIRFormatError(f"node {n!r}: has no input edge")
+            order.append(n)
+            ready.add(n)
+            pending.discard(n)
+    return order
+
+
+def plan_cut(graph: nir.NIRGraph) -> CutPlan:
+    check_operands(graph)
+    preds: dict[str, list[str]] = {}
+    succs: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        if src not in graph.nodes or dst not in graph.nodes:
+            raise NIRFormatError(f"edge {(src, dst)}: names a node that is not in the graph")
+        preds.setdefault(dst, []).append(src)
+        succs.setdefault(src, []).append(dst)
+    inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    outputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise NIRFormatError(f"graph needs exactly one Input and one Output node, got {inputs} and {outputs}")
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            raise NIRFormatError(f"node {name!r}: nested NIR graphs are not supported; flatten the graph first")
+        if isinstance(node, nir.Delay) and not np.all(np.asarray(node.delay) == 1):
+            raise NIRFormatError(f"node {name!r}: only one-call delays (token shift) are supported on the host, got "
+                                 f"{np.unique(node.delay).tolist()}")
+    delays = {n for n, v in graph.nodes.items() if isinstance(v, nir.Delay)}
+    order = _topological(graph, preds, {inputs[0], *delays})
+
+    fused: dict[str, str] = {}  # neuron → its projection
+    for name in order:
+        if isinstance(graph.nodes[name], NEURON_TYPES):
+            out = succs.get(name, [])
+            if len(out) == 1 and isinstance(graph.nodes[out[0]], nir.Linear | nir.Affine) and preds[out[0]] == [name]:
+                fused[name] = out[0]
+    projections = set(fused.values())
+
+    avail: dict[str, int] = {inputs[0]: 0, **{d: 0 for d in delays}}
+    level: dict[str, int] = {}
+    layers: list[PlannedLayer] = []
+    host_order: list[str] = []
+    for name in order:
+        node = graph.nodes[name]
+        if name in projections:
+            continue  # placed with its neuron
+        ready = max((avail[p] for p in preds[name]), default=0)
+        if isinstance(node, NEURON_TYPES):
+            layer = PlannedLayer(neuron=name, kind=chip_kind(node), projection=fused.get(name), segment=ready,
+                                 inputs=tuple(preds[name]))
+            layers.append(layer)
+            avail[name] = ready + 1
+            if layer.projection:
+                avail[layer.projection] = ready + 1
+        else:
+            level[name] = ready
+            avail[name] = ready
+            host_order.append(name)
+    out = outputs[0]
+    level[out] = max(avail[p] for p in preds[out])
+    delay_stage = {d: max(avail[p] for p in preds[d]) for d in delays}
+    stages = max([*level.values(), *(la.segment + 1 for la in layers), *delay_stage.values()]) + 1
+    level[out] = stages - 1  # the output is the last stage's job
+    return CutPlan(graph=graph, order=host_order, preds=preds, layers=layers, level=level, delays=delay_stage,
+                   input_name=inputs[0], output_name=out, stages=stages)
+
+
+def stateful_host_nodes(plan: CutPlan) -> list[str]:
+    return [n for n in plan.order if isinstance(plan.graph.nodes[n], WKV)]

@@ -1,0 +1,178 @@
+"""IR of hybrid programs: the language-model families as chip layers and host stages, run on a per-call schedule.
+
+Why a second program kind: the spine's `Program` is a chain of populations with the host only at both ends. The
+LM graphs (SpikeLM, SpikeGPT, SpikeLLM) branch through ops no core can run (norms, attention, WKV, gates), so
+their compiled form alternates host and chip on every call of the NIR graph:
+
+    host stage 0 → chip segment 0 → host stage 1 → chip segment 1 → … → host stage n
+
+A *call* is one evaluation of the exported NIR graph: one token (SpikeGPT, `time_axis = tokens`), one spiking step
+over the sequence (SpikeLM, `steps`) or the whole sequence (SpikeLLM, `sequence`). Every tensor crossing the cut
+is named; host → chip tensors are integers already in the receiving layer's units (the host quantizes), chip →
+host tensors are integers the host dequantizes. So the chip side is integer-only and every backend that runs it
+(`runtime/hybrid/`) must agree bit for bit; the host side is ONNX (float32) and runs in onnxruntime everywhere.
+
+A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`): the
+dendritic accumulators of the projection's destination are read by the host, which adds the bias. Integer
+semantics per call (`runtime/hybrid/chip.py` is the definition, every backend is tested against it):
+
+* ``bispike`` (SpikeLM's elastic bi-spike, one step per call, step index t = call mod T; state reset at t = 0):
+  `runtime.neurons.bispike_step` on the input currents; payload a_t·s (graded, signed).
+* ``lif`` (SpikeGPT, one step per call, state kept across calls): `runtime.neurons.lif_step` (Lava fixed_pt LIF,
+  du = 4095, dv = 2048); payload s ∈ {0, 1}.
+* ``gif`` (SpikeLLM, K = `steps` steps per call, state reset every call): the input is the unsigned charge u;
+  s_k = min(u, L − 1), u ← u − s_k; payload s_k (graded, unsigned).
+
+With a projection, the output tensor is acc[..., g, o] = Σ_steps Σ_{i ∈ group g} weight[o, i] · payload_i;
+without one, it is the payload of the call's last step (bispike, lif) or the sum over steps (gif).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import Core, frozen_array
+
+CHIP_KINDS = ("bispike", "lif", "gif")
+STATE_BITS = 24  # Loihi 1/2 neuron state width (REFERENCE.md §5.4)
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QChipProjection:
+    """Dense synapses from a chip layer's neurons to host-read accumulators.
+
+    weight holds Lava-exact mantissas (even, |w| <= 254: Lava's mixed-sign truncation leaves them unchanged);
+    real weight = weight · unit. `groups` [in] assigns every input neuron to an accumulator group (SpikeLLM's
+    salient / non-salient channels have their own Δ and zero point); one group elsewhere.
+    """
+
+    name: str  # the NIR Linear/Affine node
+    weight: np.ndarray  # int16 [out, in]
+    unit: float  # real value of one weight LSB × one payload LSB
+    message_bits: int  # graded payload width (0 for binary spikes)
+    groups: np.ndarray  # int8 [in]
+    n_groups: int
+    bias: np.ndarray | None = None  # float [out], added on the host
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QChipLayer:
+    name: str  # the NIR neuron node
+    kind: str  # one of CHIP_KINDS
+    width: int  # neurons per position (batch and sequence axes replicate them)
+    steps: int  # neuron steps per call
+    input: str  # host → chip tensor (int32 [..., width])
+    output: str  # chip → host tensor
+    in_unit: float  # real value of one input LSB
+    payload_unit: float  # real value of one payload LSB (before the projection)
+    segment: int  # schedule position: runs after host stage `segment`
+    # bispike
+    thresholds: np.ndarray | None = None  # int64 [T, K]
+    carry: np.ndarray | None = None  # int64 [T, 2K+1]
+    carry_shift: int = 0
+    amplitude: np.ndarray | None = None  # int64 [T]: payload amplitude a_t
+    period: int = 1  # bispike: T (calls per token)
+    # lif (Lava fixed_pt fields)
+    du: int = 0
+    dv: int = 0
+    vth: int = 0
+    # gif and bispike
+    levels: int = 1  # bispike K; gif L (max spike L − 1)
+    projection: QChipProjection | None = None
+
+    @property
+    def payload_bits(self) -> int:
+        """Bits of one event's graded payload, sign included (0: binary spike)."""
+        if self.kind == "lif":
+            return 0
+        peak = int(np.abs(self.amplitude).max()) * self.levels if self.kind == "bispike" else self.levels - 1
+        return int(peak).bit_length() + (1 if self.kind == "bispike" else 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostStage:
+    """One ONNX model: inputs and outputs are named env tensors; `state_in[i]` is updated to `state_out[i]`."""
+
+    index: int
+    onnx: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    state_in: tuple[str, ...] = ()
+    state_out: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()  # the NIR nodes it computes (for inspect and the simulator)
+    macs_per_position: int = 0  # multiply-accumulates per token position (matmul shapes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateSpec:
+    """A host state tensor: per-position shape and the value it starts from."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HybridProgram:
+    family: str
+    target: str
+    time_axis: str  # tokens | steps | sequence (see module docstring)
+    steps_per_token: int  # calls per token for `steps`, else 1
+    vocab_size: int
+    layers: tuple[QChipLayer, ...]
+    stages: tuple[HostStage, ...]  # len(segments) + 1
+    states: tuple[StateSpec, ...] = ()
+    cores: tuple[Core, ...] = ()
+    report: dict = field(default_factory=dict)
+    input_name: str = "ids"
+    output_name: str = "logits"
+    max_positions: int = 0  # longest sequence the host program supports (0: unbounded)
+
+    @property
+    def segments(self) -> int:
+        return len(self.stages) - 1
+
+    def layer(self, name: str) -> QChipLayer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def segment_layers(self, segment: int) -> list[QChipLayer]:
+        return [layer for layer in self.layers if layer.segment == segment]
+
+    # --- the shape `compiler.passes.place` reads: populations and projections by name
+    @property
+    def populations(self) -> tuple[_Pop, ...]:
+        pops = []
+        for layer in self.layers:
+            pops.append(_Pop(name=layer.name, size=layer.width))
+            if layer.projection is not None:
+                pops.append(_Pop(name=layer.projection.name, size=layer.projection.size))
+        return tuple(pops)
+
+    @property
+    def projections(self) -> tuple[_Proj, ...]:
+        return tuple(_Proj(name=la.projection.name, src=la.name, dst=la.projection.name, weight=la.projection.weight)
+                     for la in self.layers if la.projection is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pop:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Proj:
+    name: str
+    src: str
+    dst: str
+    weight: np.ndarray
+
+
+__all__ = ["CHIP_KINDS", "HostStage", "HybridProgram", "QChipLayer", "QChipProjection", "StateSpec", "frozen_array"]

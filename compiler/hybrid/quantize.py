@@ -1,0 +1,186 @@
+"""quantize: chip layers of a cut plan → integer `QChipLayer`s in Lava fixed_pt units, from calibration ranges.
+
+Units (all powers of two, so host quantizers are exact scalings):
+
+* ``bispike``: input LSB δ; thresholds θ_{t,k} = round((k − ½)·α_t/δ) and carries as the spine
+  (`compiler/passes/quantize.py`). δ is the finest power of two whose worst-case membrane (2× the calibrated
+  input peak, carried over T steps) fits 24 bits. The payload is a_t·s with a_t = round(2^p·α_t/α_ref): α_ref
+  is folded into the weights, p ≤ 7 is the largest precision whose worst-case accumulator fits 24 bits.
+* ``lif`` (NIR LIF, Euler dt = 1 call): Lava du = 4095 (no current state), dv = round(4096/τ), a_in =
+  round(R·I/(τ·64·δ_v)) so that a_in << 6 is the Euler input in v-LSBs; threshold θ/δ_v. NIR fires on v > θ:
+  vth = θ/(64 δ_v); SpikeGPT's ≥ (node metadata) becomes vth·64 = θ/δ_v − 64 (fires from 63 LSBs below θ,
+  a relative error of 2^-14 at the chosen δ_v; reported).
+* ``gif``: the input is the charge (codes, unit 1); accumulators are in weight-mantissa units, dequantized per
+  group with Δ and z on the host.
+
+Weights: m = 2·round(W/2^e), |m| ≤ 254 (Lava's mixed-sign truncation is a no-op on even mantissas,
+REFERENCE.md §5.3); real weight m·2^(e−1). Accumulators must fit 24 bits for the worst input: if not, e grows
+(a coarser weight grid), never a silent wrap. Target limits (neuron kinds, payload bits) raise
+`TargetLimitError` naming the layer and the limit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import nir
+import numpy as np
+
+from spikestack.errors import CompileError, TargetLimitError
+
+from ..ir import SpikingPop, frozen_array
+from ..passes.quantize import _spiking_tables, state_bound
+from ..targets import Target
+from .cut import CutPlan, PlannedLayer
+from .ir import STATE_MAX, QChipLayer, QChipProjection
+
+MAX_AMPLITUDE_BITS = 7
+LIF_INPUT_MAX = (1 << 17) - 1  # a_in << 6 must fit the 24-bit u (Lava fixed_pt LIF, REFERENCE.md §5.4)
+DECAY_ONE = 4096  # Lava's 12-bit decay resolution
+THRESHOLD_TEST_KEY = "spikestack.threshold_test"
+
+
+def _pow2_ceil(x: float) -> int:
+    return math.ceil(math.log2(x)) if x > 0 else 0
+
+
+def _mantissas(w: np.ndarray, payload_max: int, name: str) -> tuple[np.ndarray, int]:
+    """Even 8-bit mantissas and exponent e (real = m·2^(e−1)) whose worst accumulator fits the state."""
+    peak = float(np.abs(w).max())
+    e = _pow2_ceil(peak / 127) if peak > 0 else 0
+    for _ in range(32):
+        m = 2 * np.clip(np.round(w / 2.0**e), -127, 127)
+        if float(np.abs(m).sum(1).max()) * payload_max <= STATE_MAX:
+            return m.astype(np.int16), e
+        e += 1
+    raise TargetLimitError(f"layer {name!r}: no weight exponent keeps the accumulator within 24 bits")
+
+
+def _projection(plan: CutPlan, layer: PlannedLayer, weight_scale: float, payload_max: int,
+                groups: np.ndarray, n_groups: int, payload_unit: float, message_bits: int) -> QChipProjection | None:
+    if layer.projection is None:
+        return None
+    node = plan.graph.nodes[layer.projection]
+    w = np.asarray(node.weight, np.float64) * weight_scale
+    m, e = _mantissas(w, payload_max, layer.projection)
+    bias = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else None
+    return QChipProjection(name=layer.projection, weight=frozen_array(m), unit=2.0 ** (e - 1) * payload_unit,
+                           message_bits=message_bits, groups=frozen_array(groups.astype(np.int8)), n_groups=n_groups,
+                           bias=None if bias is None else frozen_array(bias))
+
+
+def _fan_in_sum(plan: CutPlan, layer: PlannedLayer) -> float:
+    """Σ|W| of the busiest output row (real units): bounds the accumulator per unit payload."""
+    if layer.projection is None:
+        return 0.0
+    return float(np.abs(np.asarray(plan.graph.nodes[layer.projection].weight)).sum(1).max())
+
+
+def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int) -> QChipLayer:
+    node = plan.graph.nodes[layer.neuron]
+    alpha = np.asarray(node.alpha, np.float64)
+    steps, levels = alpha.size, int(node.levels)
+    pop = SpikingPop(name=layer.neuron, size=int(node.shape[0]), alpha=alpha, levels=levels,
+                     reset_scale=float(node.reset_scale))
+    unit = 2.0 ** _pow2_ceil(max(2 * x_max, 1e-30) / 2**21)
+    for _ in range(64):
+        tables = _spiking_tables(pop, unit, np.zeros(pop.size), STATE_MAX)
+        x_int = np.array([math.ceil(2 * x_max / unit)])
+        if state_bound(x_int, np.asarray(tables.carry), tables.carry_shift, steps) <= STATE_MAX:
+            break
+        unit *= 2
+    alpha_ref = float(alpha.max())
+    # largest payload precision p whose worst-case accumulator fits (estimated on the float weights; `_mantissas`
+    # then guarantees it on the integer ones)
+    p = MAX_AMPLITUDE_BITS
+    if layer.projection is not None:
+        w_peak = float(np.abs(np.asarray(plan.graph.nodes[layer.projection].weight)).max()) * alpha_ref
+        rows = _fan_in_sum(plan, layer) * alpha_ref
+        while p > 1 and rows / max(w_peak / 127, 1e-300) * 2 * levels * 2**p > STATE_MAX:
+            p -= 1
+    amplitude = np.maximum(np.round(2.0**p * alpha / alpha_ref), 1).astype(np.int64)
+    payload_unit = alpha_ref / 2**p
+    payload_max = int(amplitude.max()) * levels
+    width = pop.size
+    proj = _projection(plan, layer, alpha_ref, payload_max, np.zeros(width), 1, 1.0 / 2**p,
+                       payload_max.bit_length() + 1)
+    return QChipLayer(name=layer.neuron, kind="bispike", width=width, steps=1, input=f"chip_in:{layer.neuron}",
+                      output=f"chip_out:{layer.neuron}", in_unit=unit, payload_unit=payload_unit, segment=segment,
+                      thresholds=tables.thresholds, carry=tables.carry, carry_shift=tables.carry_shift,
+                      amplitude=frozen_array(amplitude), period=steps, levels=levels, projection=proj)
+
+
+def _uniform(node: nir.NIRNode, name: str, field_name: str) -> float:
+    values = np.asarray(getattr(node, field_name), np.float64).reshape(-1)
+    if values.size == 0 or not np.all(values == values[0]):
+        raise CompileError(f"node {name!r}: field {field_name!r} must be the same for every neuron on the chip, got "
+                           f"{np.unique(values)[:4].tolist()}")
+    return float(values[0])
+
+
+def _lif(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int) -> QChipLayer:
+    node: nir.LIF = plan.graph.nodes[layer.neuron]
+    tau, r = _uniform(node, layer.neuron, "tau"), _uniform(node, layer.neuron, "r")
+    theta = _uniform(node, layer.neuron, "v_threshold")
+    for f in ("v_leak", "v_reset"):
+        if _uniform(node, layer.neuron, f) != 0:
+            raise CompileError(f"node {layer.neuron!r}: field {f!r} must be 0 for the chip LIF (Lava resets to 0 and "
+                               "has no leak potential)")
+    if tau < 1 or theta <= 0:
+        raise CompileError(f"node {layer.neuron!r}: needs tau >= 1 step and v_threshold > 0, got {tau}, {theta}")
+    dv = round(DECAY_ONE / tau)
+    gain = r / tau  # Euler input gain in v units per unit of I
+    unit_v = 2.0 ** _pow2_ceil(max(2 * x_max * gain / ((LIF_INPUT_MAX + 1) * 64), theta / 2**22))
+    theta_int = round(theta / unit_v)
+    test = (node.metadata or {}).get(THRESHOLD_TEST_KEY, ">")
+    test = test.decode() if isinstance(test, bytes) else str(test)
+    vth = theta_int // 64 - (1 if test == ">=" else 0)
+    width = int(np.asarray(node.v_threshold).size)
+    proj = _projection(plan, layer, 1.0, 1, np.zeros(width), 1, 1.0, 0)
+    return QChipLayer(name=layer.neuron, kind="lif", width=width, steps=1, input=f"chip_in:{layer.neuron}",
+                      output=f"chip_out:{layer.neuron}", in_unit=64 * unit_v / gain, payload_unit=1.0,
+                      segment=segment, du=DECAY_ONE - 1, dv=dv, vth=int(vth), projection=proj)
+
+
+def gif_groups(salient: np.ndarray, bits: int, addbit: int) -> list[tuple[np.ndarray, int, int]]:
+    """(channel mask, intervals N, max code) of GIF's non-empty groups, non-salient first (REFERENCE.md §2.1)."""
+    mask = np.asarray(salient).astype(bool)
+    groups = [(~mask, 2**bits - 1, 2**bits - 1), (mask, 2 ** (bits + addbit) - 1, 2**addbit * (2**bits - 1))]
+    return [g for g in groups if g[0].any()]
+
+
+def _gif(plan: CutPlan, layer: PlannedLayer, segment: int) -> QChipLayer:
+    node = plan.graph.nodes[layer.neuron]
+    groups = gif_groups(node.salient, node.bits, node.addbit)
+    group_of = np.zeros(node.salient.size, np.int64)
+    for g, (mask, _, _) in enumerate(groups):
+        group_of[mask] = g
+    max_code = max(code for _, _, code in groups)
+    proj = _projection(plan, layer, 1.0, max_code, group_of, len(groups), 1.0, int(node.bits))
+    return QChipLayer(name=layer.neuron, kind="gif", width=int(node.salient.size), steps=2**node.addbit,
+                      input=f"chip_in:{layer.neuron}", output=f"chip_out:{layer.neuron}", in_unit=1.0,
+                      payload_unit=1.0, segment=segment, levels=2**node.bits, projection=proj)
+
+
+def _check_target(q: QChipLayer, target: Target) -> None:
+    if q.kind != "lif" and "programmable" not in target.neuron_models:
+        raise TargetLimitError(f"layer {q.name!r}: neuron kind {q.kind!r} needs programmable neurons; target "
+                               f"{target.name} offers {', '.join(target.neuron_models)} only")
+    bits = q.payload_bits
+    if bits > target.max_payload_bits and not (bits == 0 and target.max_payload_bits >= 1):
+        raise TargetLimitError(f"layer {q.name!r}: graded spikes of {bits} bits exceed target {target.name}'s "
+                               f"{target.max_payload_bits}-bit payload (over by {bits - target.max_payload_bits})")
+
+
+def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target) -> list[QChipLayer]:
+    out = []
+    for layer in plan.layers:
+        if layer.kind == "bispike":
+            q = _bispike(plan, layer, x_max[layer.neuron], layer.segment)
+        elif layer.kind == "lif":
+            q = _lif(plan, layer, x_max[layer.neuron], layer.segment)
+        else:
+            q = _gif(plan, layer, layer.segment)
+        _check_target(q, target)
+        out.append(q)
+    return out

@@ -1,0 +1,145 @@
+"""Runs a hybrid program (compiler/hybrid/ir.py) call by call: host stages in onnxruntime, chip segments on a
+chip backend (numpy reference, torch or Lava), with explicit state.
+
+The family's time axis decides what a call is (`run`): SpikeGPT streams one token per call and keeps every
+state (LIF membranes, WKV, token shift) across tokens; SpikeLM runs T calls over the whole sequence and averages
+the logits (its bi-spike membranes live for those T calls); SpikeLLM runs the whole sequence in one call (GIF
+charges live for one call). The trace records every chip layer's payloads per call and step: the event stream
+the simulator counts and the object that `verify` compares across backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+
+from ..host import _session
+from .chip import LayerState, chip_call
+
+
+class ChipBackend(Protocol):
+    name: str
+
+    def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None: ...
+
+    def segment(self, layers: list[QChipLayer], inputs: dict[str, np.ndarray], call: int
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+
+    def close(self) -> None: ...
+
+
+class ReferenceChip:
+    """The numpy definition (`chip.py`), one state per layer."""
+
+    name = "reference"
+
+    def __init__(self) -> None:
+        self.states: dict[str, LayerState] = {}
+
+    def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
+        self.states = {la.name: LayerState() for la in program.layers}
+
+    def segment(self, layers, inputs, call):
+        outputs, payloads = {}, {}
+        for la in layers:
+            outputs[la.output], payloads[la.name] = chip_call(la, inputs[la.input], self.states[la.name], call)
+        return outputs, payloads
+
+    def saturations(self) -> dict[str, int]:
+        return {n: s.saturations for n, s in self.states.items()}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class HybridTrace:
+    """payloads[layer]: int [calls, steps, *lead, width]; logits float [B, L, vocab]."""
+
+    logits: np.ndarray
+    payloads: dict[str, np.ndarray] = field(default_factory=dict)
+    host_tensors: dict[str, np.ndarray] = field(default_factory=dict)  # last call's chip → host tensors
+    saturations: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+
+    @property
+    def spikes(self) -> dict[str, np.ndarray]:
+        return self.payloads
+
+    def events(self) -> int:
+        return int(sum((p != 0).sum() for p in self.payloads.values()))
+
+
+def check_ids(program: HybridProgram, ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(ids, np.int64)
+    if ids.ndim != 2 or ids.shape[1] < 1:
+        raise ValueError(f"inputs must be token ids [sequences, positions], got shape {ids.shape}")
+    if program.vocab_size and (ids.min() < 0 or ids.max() >= program.vocab_size):
+        raise ValueError(f"token ids must be in [0, {program.vocab_size})")
+    if program.time_axis != "tokens" and program.max_positions and ids.shape[1] > program.max_positions:
+        raise ValueError(f"{ids.shape[1]} positions exceed the model's context of {program.max_positions}")
+    return ids
+
+
+class HostRunner:
+    def __init__(self, program: HybridProgram) -> None:
+        self.program = program
+        self.sessions = [_session(stage.onnx) for stage in program.stages]
+
+    def initial_states(self, lead: tuple[int, ...]) -> dict[str, np.ndarray]:
+        return {s.name: np.full((*lead, *s.shape), s.init, np.float32) for s in self.program.states}
+
+    def stage(self, k: int, env: dict[str, np.ndarray]) -> None:
+        stage = self.program.stages[k]
+        feeds = {n: env[n] for n in stage.inputs}
+        for name, value in zip(stage.outputs, self.sessions[k].run(list(stage.outputs), feeds), strict=True):
+            env[name] = value
+
+
+def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: dict[str, np.ndarray], call: int,
+             record: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """One call of the graph: stage 0, segment 0, …, last stage; returns logits and rolls the states."""
+    for k in range(len(program.stages)):
+        host.stage(k, env)
+        layers = program.segment_layers(k)
+        if layers:
+            outputs, payloads = chip.segment(layers, {la.input: env[la.input] for la in layers}, call)
+            for la in layers:
+                env[la.output] = np.asarray(outputs[la.output]).astype(np.int32)
+                record.setdefault(la.name, []).append(payloads[la.name].astype(np.int16))
+    for s in program.states:
+        if f"{s.name}:next" in env:
+            env[s.name] = env.pop(f"{s.name}:next")
+    return env[program.output_name].astype(np.float64)
+
+
+def run(program: HybridProgram, ids: np.ndarray, chip: ChipBackend | None = None) -> HybridTrace:
+    """Token ids [B, L] → logits [B, L, vocab] and the chip trace, on `chip` (default: the numpy reference)."""
+    ids = check_ids(program, ids)
+    chip = chip or ReferenceChip()
+    host = HostRunner(program)
+    record: dict[str, list[np.ndarray]] = {}
+    if program.time_axis == "tokens":
+        lead = (ids.shape[0],)
+        chip.reset(program, lead)
+        env = host.initial_states(lead)
+        logits = []
+        for t in range(ids.shape[1]):
+            env[program.input_name] = ids[:, t:t + 1]
+            logits.append(run_call(program, host, chip, env, t, record))
+        out = np.stack(logits, axis=1)
+    else:
+        lead = ids.shape
+        chip.reset(program, lead)
+        env = host.initial_states(lead)
+        env[program.input_name] = ids[..., None]
+        calls = program.steps_per_token if program.time_axis == "steps" else 1
+        out = sum(run_call(program, host, chip, env, t, record) for t in range(calls)) / calls
+    chip_out = {la.output: env[la.output] for la in program.layers if la.output in env}
+    sats = chip.saturations() if hasattr(chip, "saturations") else {}
+    payloads = {name: np.stack(v) for name, v in record.items()}
+    return HybridTrace(logits=np.asarray(out), payloads=payloads, host_tensors=chip_out, saturations=sats,
+                       calls=len(next(iter(record.values()), [])))
