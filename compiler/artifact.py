@@ -1,12 +1,16 @@
 """The artifact format: the one module that writes and reads compiled programs (both backends and the
 simulator use `load` only).
 
-Layout of an artifact directory (version 1):
+Layout of an artifact directory (version 3):
 
-    manifest.json        format, version, target, steps, populations, projections, cores, report, and for every
-                         array its file, dtype, shape and sha256; `content_sha256` hashes all of the above
+    manifest.json        format, version, kind, target, …, cores, report, and for every array and host file its
+                         path and sha256 (arrays also dtype and shape); `content_sha256` hashes all of the above
     arrays/<name>.npy    one array per file (np.save is deterministic; npz embeds timestamps)
-    host/<name>.onnx     the host programs (compiler/passes/cut_host.py), run with onnxruntime
+    host/<name>.onnx     the host programs, run with onnxruntime
+
+Two kinds (docs/artifact.md): ``chain`` (`compiler.ir.Program`: the spine and foreign LIF chains; populations,
+projections, host/encode.onnx and host/decode.onnx) and ``hybrid`` (`compiler.hybrid.ir.HybridProgram`: the LM
+families; chip layers with their projections, host/stageNNN.onnx per schedule stage, host states).
 
 Same program → byte-identical directory (sorted JSON keys, no timestamps). `save` writes into a temporary sibling
 directory and renames it into place, so a failure never leaves a half-written artifact. `load` checks the format,
@@ -21,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ import numpy as np
 
 from spikestack.errors import ArtifactError
 
+from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
 from .ir import (
     Core,
     HostProgram,
@@ -43,7 +48,7 @@ from .ir import (
 )
 
 FORMAT = "spikestack-artifact"
-VERSION = 2  # 2: host programs, LIF populations, spike inputs, timing
+VERSION = 3  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid
 _POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
 _POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
 _HOST_TYPES = {"embedding": QHostInput, "spikes": QSpikeInput}
@@ -74,11 +79,13 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False).encode()
 
 
-def save(program: Program, out_dir: str | Path) -> Path:
+def save(program: Program | HybridProgram, out_dir: str | Path) -> Path:
+    if isinstance(program, HybridProgram):
+        return _save_hybrid(program, Path(out_dir))
     out_dir = Path(out_dir)
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "target": program.target, "steps": program.steps,
+        "format": FORMAT, "version": VERSION, "kind": "chain", "target": program.target, "steps": program.steps,
         "state_bits": program.state_bits, "input_pop": program.input_pop, "timing": program.timing,
         "host_input": {"kind": _HOST_KINDS[type(program.host_input)],
                        **_split(program.host_input, "host_input", arrays)},
@@ -93,6 +100,33 @@ def save(program: Program, out_dir: str | Path) -> Path:
         ],
         "report": program.report,
     }
+    return _write(out_dir, manifest, arrays, {f"host/{h.name}.onnx": h.onnx for h in program.host_programs})
+
+
+def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
+    arrays: dict[str, np.ndarray] = {}
+    layers = []
+    for la in program.layers:
+        entry = _split(la, f"layer.{la.name}", arrays)
+        if la.projection is not None:
+            entry["projection"] = _split(la.projection, f"proj.{la.projection.name}", arrays)
+        layers.append(entry)
+    files = {f"host/stage{st.index:03d}.onnx": st.onnx for st in program.stages}
+    stages = [{**{f.name: getattr(st, f.name) for f in fields(st) if f.name != "onnx"},
+               "file": f"host/stage{st.index:03d}.onnx", "sha256": hashlib.sha256(st.onnx).hexdigest()}
+              for st in program.stages]
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "kind": "hybrid",
+        **{f.name: getattr(program, f.name) for f in fields(program)
+           if f.name not in ("layers", "stages", "states", "cores", "report")},
+        "layers": layers, "stages": stages, "states": [asdict(s) for s in program.states],
+        "cores": [asdict(c) for c in program.cores], "report": program.report,
+    }
+    return _write(out_dir, manifest, arrays, files)
+
+
+def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes]) -> Path:
+    """Hash everything into the manifest, write into a temporary sibling, rename into place."""
     blobs = {key: _npy_bytes(a) for key, a in arrays.items()}
     manifest["arrays"] = {
         key: {"file": f"arrays/{key}.npy", "dtype": str(arrays[key].dtype), "shape": list(arrays[key].shape),
@@ -107,10 +141,9 @@ def save(program: Program, out_dir: str | Path) -> Path:
         (tmp / "arrays").mkdir()
         for key, blob in blobs.items():
             (tmp / "arrays" / f"{key}.npy").write_bytes(blob)
-        if program.host_programs:
-            (tmp / "host").mkdir()
-        for h in program.host_programs:
-            (tmp / "host" / f"{h.name}.onnx").write_bytes(h.onnx)
+        for rel, blob in files.items():
+            (tmp / rel).parent.mkdir(exist_ok=True)
+            (tmp / rel).write_bytes(blob)
         (tmp / "manifest.json").write_bytes(_canonical(manifest))
         os.chmod(tmp, 0o755)
         if out_dir.exists():
@@ -173,10 +206,12 @@ def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> An
     return cls(**kwargs)
 
 
-def load(art_dir: str | Path) -> Program:
+def load(art_dir: str | Path) -> Program | HybridProgram:
     art_dir = Path(art_dir)
     manifest = _read_manifest(art_dir)
     arrays = _load_arrays(art_dir, manifest)
+    if manifest.get("kind") == "hybrid":
+        return _load_hybrid(art_dir, manifest, arrays)
     try:
         pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
         return Program(
@@ -187,5 +222,30 @@ def load(art_dir: str | Path) -> Program:
             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
             host_programs=_load_host_programs(art_dir, manifest),
         )
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None
+
+
+def _load_hybrid(art_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> HybridProgram:
+    try:
+        layers = []
+        for entry in manifest["layers"]:
+            proj = entry.pop("projection", None)
+            layer = _build(QChipLayer, entry, arrays)
+            if proj is not None:
+                layer = replace(layer, projection=_build(QChipProjection, proj, arrays))
+            layers.append(layer)
+        stages = []
+        for e in manifest["stages"]:
+            blob = _read_checked(art_dir, e, "host stage")
+            stages.append(HostStage(index=e["index"], onnx=blob, inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]),
+                                    state_in=tuple(e["state_in"]), state_out=tuple(e["state_out"]), ops=tuple(e["ops"]),
+                                    macs_per_position=e["macs_per_position"]))
+        scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
+                                            "input_name", "output_name", "max_positions")}
+        return HybridProgram(**scalars, layers=tuple(layers), stages=tuple(stages),
+                             states=tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"])
+                                          for s in manifest["states"]),
+                             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None

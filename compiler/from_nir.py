@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import nir
 import numpy as np
-from spikestack.models.nir.nodes import BiSpike, Embedding, register
+from spikestack.models.nir.nodes import BiSpike, Embedding, all_extension_nodes, register
 
 from spikestack.errors import NIRFormatError
 
@@ -28,7 +28,7 @@ from .ir import (
     frozen_array,
 )
 
-KNOWN_TYPES = set(vars(nir.ir)["__all_ir"]) | {BiSpike.type_name, Embedding.type_name}
+KNOWN_TYPES = set(vars(nir.ir)["__all_ir"]) | {cls.type_name for cls in all_extension_nodes()}
 
 
 def _scan_types(path: Path) -> None:

@@ -99,8 +99,13 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
     if source.suffix in (".pt", ".pth"):
         from spikestack.models.registry import checkpoint_family
 
-        if checkpoint_family(source) != "bispike-mlp":
-            raise SpikestackError(f"{source}: compiling family {checkpoint_family(source)!r} is not implemented yet")
+        family = checkpoint_family(source)
+        if family != "bispike-mlp":
+            from spikestack import hybrid_cli
+            from spikestack.models.nir.export import model_to_nir
+
+            return hybrid_cli.compile_graph(model_to_nir(family, source), target, out, encoding=encoding,
+                                            dump_after=dump_after)
         from spikestack.models.nir.export import export_checkpoint
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,6 +115,12 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
                                     dump_dir=out.parent / f"{out.name}.dump", encoding=encoding)
             program = _calibrated(program, nir_path, calibrate)
     else:
+        from spikestack import hybrid_cli
+        from spikestack.compiler.from_nir import read_nir
+
+        graph = read_nir(source)
+        if hybrid_cli.is_hybrid_graph(graph):
+            return hybrid_cli.compile_graph(graph, target, out, encoding=encoding, dump_after=dump_after)
         program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
                                 dt=dt, steps=steps, encoding=encoding)
         program = _calibrated(program, source, calibrate)
@@ -117,9 +128,19 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
     return program
 
 
+def _is_hybrid(program) -> bool:
+    from spikestack.compiler.hybrid.ir import HybridProgram
+
+    return isinstance(program, HybridProgram)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
                          steps=args.steps, encoding=args.encoding, calibrate=args.calibrate)
+    if _is_hybrid(program):
+        print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
+              f"{len(program.layers)} chip layers, {len(program.stages)} host stages ({program.family})")
+        return 0
     print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
           f"{len(program.populations)} layers")
     return 0
@@ -130,6 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from spikestack.runtime.verify import backend_runner
 
     program = artifact.load(args.artifact)
+    if _is_hybrid(program):
+        from spikestack import hybrid_cli
+
+        return hybrid_cli.cmd_run(program, args.backend, args.tokens, args.trace)
     ids, targets = _eval_windows(program, args.tokens)
     trace = backend_runner(args.backend)(program, ids)
     if args.trace and Path(args.trace).suffix == ".nir":
@@ -206,6 +231,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if unknown or len(backends) < 2:
         raise SpikestackError(f"--backends needs two or more of {', '.join(BACKENDS)}, got {args.backends!r}")
     program = artifact.load(args.artifact)
+    if _is_hybrid(program):
+        from spikestack import hybrid_cli
+
+        return hybrid_cli.cmd_verify(program, backends, args.tokens)
     if program.timing == "delayed" and "torch" in backends:
         if args.backends != DEFAULT_VERIFY_BACKENDS:
             raise SpikestackError("the torch fake-quant model covers token (bi-spike) programs only; "
@@ -231,6 +260,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from spikestack.runtime.verify import backend_runner
 
         program = artifact.load(source)
+        if _is_hybrid(program):
+            from spikestack import hybrid_cli
+
+            return hybrid_cli.cmd_generate(program, args.prompt, args.tokens, args.backend)
         _eval_windows(program, 1)  # checks the artifact's vocabulary is the shipped corpus's
         text, _ = generate(program, load_corpus().vocab, args.prompt, args.tokens, backend_runner(args.backend))
         print(text)
@@ -247,7 +280,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from spikestack.compiler import artifact
         from spikestack.compiler.inspect import inspect_artifact
 
-        print(inspect_artifact(artifact.load(path)))
+        program = artifact.load(path)
+        if _is_hybrid(program):
+            from spikestack import hybrid_cli
+
+            print(hybrid_cli.inspect(program))
+            return 0
+        print(inspect_artifact(program))
         return 0
     if not path.exists():
         raise SpikestackError(f"{path}: file not found")

@@ -144,7 +144,7 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
     x_max = calibrate(graph, plan, calibration_ids)
     layers = quantize_layers(plan, x_max, target)
     example = _example_env(plan, time_axis)
-    max_positions = int(_meta(graph, "max_seq_len", _context(graph)))
+    max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
     modules = build_stages(plan, layers, example, _chip_example, max(max_positions, CALIBRATION_POSITIONS))
     accumulators = {la.output for la in layers if la.projection is not None}
     env = dict(example)
@@ -185,7 +185,7 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
     return program
 
 
-def _context(graph: nir.NIRGraph) -> int:
+def graph_context(graph: nir.NIRGraph) -> int:
     from spikestack.models.nir.ops import PositionEmbedding
 
     pos = [n for n in graph.nodes.values() if isinstance(n, PositionEmbedding)]

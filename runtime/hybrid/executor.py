@@ -116,30 +116,59 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
     return env[program.output_name].astype(np.float64)
 
 
+class Session:
+    """A running program: host sessions, chip backend and states; `forward(ids)` for the family's time axis."""
+
+    def __init__(self, program: HybridProgram, chip: ChipBackend | None = None, batch: int = 1) -> None:
+        self.program, self.chip, self.host = program, chip or ReferenceChip(), HostRunner(program)
+        self.record: dict[str, list[np.ndarray]] = {}
+        self.env: dict[str, np.ndarray] = {}
+        self.tokens_seen = 0
+        self.batch = batch
+        if program.time_axis == "tokens":
+            self._reset((batch,))
+
+    def _reset(self, lead: tuple[int, ...]) -> None:
+        self.chip.reset(self.program, lead)
+        self.env = self.host.initial_states(lead)
+
+    def step_token(self, ids: np.ndarray) -> np.ndarray:
+        """SpikeGPT: one token per sequence [B] → logits [B, vocab]; every state carries on."""
+        self.env[self.program.input_name] = np.asarray(ids, np.int64).reshape(-1, 1)
+        out = run_call(self.program, self.host, self.chip, self.env, self.tokens_seen, self.record)
+        self.tokens_seen += 1
+        return out
+
+    def sequence(self, ids: np.ndarray) -> np.ndarray:
+        """SpikeLM and SpikeLLM: the whole sequence [B, L] from fresh states → logits [B, L, vocab]."""
+        self._reset(ids.shape)
+        self.env[self.program.input_name] = ids[..., None]
+        calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
+        return sum(run_call(self.program, self.host, self.chip, self.env, t, self.record)
+                   for t in range(calls)) / calls
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        ids = check_ids(self.program, ids)
+        if self.program.time_axis == "tokens":
+            return np.stack([self.step_token(ids[:, t]) for t in range(ids.shape[1])], axis=1)
+        return np.asarray(self.sequence(ids))
+
+    def trace(self, logits: np.ndarray) -> HybridTrace:
+        chip_out = {la.output: self.env[la.output] for la in self.program.layers if la.output in self.env}
+        sats = self.chip.saturations() if hasattr(self.chip, "saturations") else {}
+        payloads = {name: np.stack(v) for name, v in self.record.items()}
+        return HybridTrace(logits=logits, payloads=payloads, host_tensors=chip_out, saturations=sats,
+                           calls=len(next(iter(self.record.values()), [])))
+
+    def close(self) -> None:
+        self.chip.close()
+
+
 def run(program: HybridProgram, ids: np.ndarray, chip: ChipBackend | None = None) -> HybridTrace:
     """Token ids [B, L] → logits [B, L, vocab] and the chip trace, on `chip` (default: the numpy reference)."""
     ids = check_ids(program, ids)
-    chip = chip or ReferenceChip()
-    host = HostRunner(program)
-    record: dict[str, list[np.ndarray]] = {}
-    if program.time_axis == "tokens":
-        lead = (ids.shape[0],)
-        chip.reset(program, lead)
-        env = host.initial_states(lead)
-        logits = []
-        for t in range(ids.shape[1]):
-            env[program.input_name] = ids[:, t:t + 1]
-            logits.append(run_call(program, host, chip, env, t, record))
-        out = np.stack(logits, axis=1)
-    else:
-        lead = ids.shape
-        chip.reset(program, lead)
-        env = host.initial_states(lead)
-        env[program.input_name] = ids[..., None]
-        calls = program.steps_per_token if program.time_axis == "steps" else 1
-        out = sum(run_call(program, host, chip, env, t, record) for t in range(calls)) / calls
-    chip_out = {la.output: env[la.output] for la in program.layers if la.output in env}
-    sats = chip.saturations() if hasattr(chip, "saturations") else {}
-    payloads = {name: np.stack(v) for name, v in record.items()}
-    return HybridTrace(logits=np.asarray(out), payloads=payloads, host_tensors=chip_out, saturations=sats,
-                       calls=len(next(iter(record.values()), [])))
+    session = Session(program, chip, batch=ids.shape[0])
+    try:
+        return session.trace(session.forward(ids))
+    finally:
+        session.close()

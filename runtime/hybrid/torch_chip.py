@@ -1,0 +1,96 @@
+"""A second, independent implementation of the chip-layer semantics (compiler/hybrid/ir.py) in torch tensors.
+
+Why: `verify` needs three backends that share nothing but the artifact, so a slip in the numpy reference
+(`chip.py`) cannot hide. This one is written from the IR docstring with torch integer ops (int64 tensors,
+`torch.div(rounding_mode="trunc")` for Lava's truncating decays) and vectorises the GIF steps differently
+(closed form: s_k = clamp(u − k(L−1), 0, L−1)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from spikestack.compiler.hybrid.ir import STATE_MAX, HybridProgram, QChipLayer
+from torch import Tensor
+
+LAVA_DECAY_SHIFT = 12  # Lava fixed_pt decays in units of 2^-12 (REFERENCE.md §5.4)
+LAVA_ACT_SHIFT = 6  # a_in << 6 into u
+HALF_RANGE = 1 << 23  # 24-bit u, v
+
+
+def _trunc_decay(x: Tensor, keep: int) -> Tensor:
+    return torch.div(x * keep, 1 << LAVA_DECAY_SHIFT, rounding_mode="trunc")
+
+
+class TorchChip:
+    name = "torch"
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict[str, Tensor]] = {}
+        self.sat: dict[str, int] = {}
+
+    def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
+        self.state = {la.name: {} for la in program.layers}
+        self.sat = {la.name: 0 for la in program.layers}
+
+    def _bispike(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+        t = call % la.period
+        if t == 0:
+            u = x.clone()
+        else:
+            carry = torch.as_tensor(np.array(la.carry[t - 1]), dtype=torch.int64)
+            u = st["u"] * carry[st["s"] + la.levels]
+            u = torch.div(u + (1 << (la.carry_shift - 1)), 1 << la.carry_shift, rounding_mode="floor") + x
+        self.sat[la.name] += int((u.abs() > STATE_MAX).sum())
+        u = u.clamp(-STATE_MAX, STATE_MAX)
+        theta = torch.as_tensor(np.array(la.thresholds[t]), dtype=torch.int64)
+        s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
+        st["u"], st["s"] = u, s
+        return (s * int(la.amplitude[t]))[None]
+
+    def _lif(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor]) -> Tensor:
+        u = st.get("u", torch.zeros_like(x))
+        v = st.get("v", torch.zeros_like(x))
+        u = _trunc_decay(u, (1 << LAVA_DECAY_SHIFT) - la.du - 1) + x * (1 << LAVA_ACT_SHIFT)
+        u = torch.where(u > HALF_RANGE, u - 2 * HALF_RANGE, u)
+        u = torch.where(u <= -HALF_RANGE, u + 2 * HALF_RANGE, u)
+        v = (_trunc_decay(v, (1 << LAVA_DECAY_SHIFT) - la.dv) + u).clamp(-HALF_RANGE + 1, HALF_RANGE - 1)
+        s = (v > la.vth * (1 << LAVA_ACT_SHIFT)).long()
+        st["u"], st["v"] = u, v * (1 - s)
+        return s[None]
+
+    def _gif(self, la: QChipLayer, x: Tensor) -> Tensor:
+        self.sat[la.name] += int((x < 0).sum())
+        u = x.clamp_min(0)
+        k = torch.arange(la.steps, dtype=torch.int64).view(-1, *([1] * x.ndim))
+        return (u[None] - k * (la.levels - 1)).clamp(0, la.levels - 1)
+
+    def segment(self, layers, inputs, call):
+        outputs, payloads = {}, {}
+        for la in layers:
+            x = torch.as_tensor(np.asarray(inputs[la.input]), dtype=torch.int64)
+            st = self.state[la.name]
+            if la.kind == "bispike":
+                pay = self._bispike(la, x, st, call)
+            elif la.kind == "lif":
+                pay = self._lif(la, x, st)
+            else:
+                pay = self._gif(la, x)
+            payloads[la.name] = pay.numpy()
+            p = la.projection
+            if p is None:
+                outputs[la.output] = (pay.sum(0) if la.kind == "gif" else pay[-1]).numpy()
+                continue
+            w = torch.as_tensor(np.array(p.weight), dtype=torch.float64)
+            onehot = torch.nn.functional.one_hot(torch.as_tensor(np.array(p.groups), dtype=torch.int64),
+                                                 p.n_groups).to(torch.float64)  # [in, G]
+            total = pay.sum(0).to(torch.float64)
+            acc = torch.einsum("...i,ig,oi->...go", total, onehot, w)
+            outputs[la.output] = acc.round().long().numpy()
+        return outputs, payloads
+
+    def saturations(self) -> dict[str, int]:
+        return dict(self.sat)
+
+    def close(self) -> None:
+        pass

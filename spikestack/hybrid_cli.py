@@ -1,0 +1,156 @@
+"""The CLI's commands for hybrid artifacts (the LM families: compiler/hybrid/ir.py), called by `cli.py` when a
+source is a branching graph or an artifact is of kind ``hybrid``.
+
+Sample data: the validation split of the shipped corpus (pydoc_data.topics), cut into windows of the model's
+context; a graph whose vocabulary is not the corpus's gets seeded random ids instead (no targets, no bpc).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from spikestack.errors import SpikestackError, VerificationError
+
+LM_FAMILIES = ("spikegpt", "spikellm", "spikelm-enc", "spikelm-dec")
+CALIBRATION_SEQUENCES = 4
+CALIBRATION_POSITIONS = 32
+RANDOM_IDS_SEED = 0
+
+
+def is_hybrid_graph(graph: nir.NIRGraph) -> bool:
+    """LM-family metadata, or any node with two inputs or two consumers: the chain compiler cannot take it."""
+    family = (graph.metadata or {}).get("spikestack.family", "")
+    family = family.decode() if isinstance(family, bytes) else str(family)
+    if family in LM_FAMILIES:
+        return True
+    fan_in: dict[str, int] = {}
+    fan_out: dict[str, int] = {}
+    for src, dst in graph.edges:
+        fan_out[src] = fan_out.get(src, 0) + 1
+        fan_in[dst] = fan_in.get(dst, 0) + 1
+    return max([*fan_in.values(), *fan_out.values(), 0]) > 1
+
+
+def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """(ids [B, L], targets [B, L] or None): n_tokens next-token predictions in windows of at most `context`."""
+    from spikestack.models.data import load_corpus
+
+    corpus = load_corpus()
+    length = max(2, min(context or n_tokens + 1, n_tokens + 1))
+    rows = max(1, -(-n_tokens // (length - 1)))
+    if vocab_size != corpus.vocab_size:
+        rng = np.random.default_rng(RANDOM_IDS_SEED)
+        return rng.integers(0, max(vocab_size, 1), (rows, length)), None
+    stream = corpus.val_ids[offset: offset + rows * length + 1]
+    ids = np.stack([stream[r * length: (r + 1) * length] for r in range(rows)])
+    targets = np.stack([stream[r * length + 1: (r + 1) * length + 1] for r in range(rows)])
+    return ids, targets
+
+
+def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str | None, dump_after: str | None):
+    from spikestack.compiler import artifact
+    from spikestack.compiler.hybrid.compile import graph_context, compile_hybrid
+
+    if encoding not in (None, "graded"):
+        raise SpikestackError(f"--encoding {encoding}: hybrid (language-model) programs send graded payloads only")
+    if dump_after is not None:
+        raise SpikestackError("--dump-after applies to chain programs; inspect a hybrid artifact with "
+                              "`spikestack inspect` instead")
+    vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
+    context = int((graph.metadata or {}).get("spikestack.max_seq_len", 0)) or graph_context(graph) or CALIBRATION_POSITIONS
+    ids, _ = sample_ids(vocab, min(context, CALIBRATION_POSITIONS),
+                        CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
+    program = compile_hybrid(graph, target, ids)
+    artifact.save(program, out)
+    return program
+
+
+def _windows(program, tokens: int):
+    context = program.max_positions if program.time_axis != "tokens" else 0
+    return sample_ids(program.vocab_size, context, tokens, offset=0)
+
+
+def bpc(logits: np.ndarray, targets: np.ndarray) -> float:
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return float(-np.take_along_axis(logp, targets[..., None], -1).mean() / np.log(2))
+
+
+def cmd_run(program, backend: str, tokens: int, trace_path: str | None) -> int:
+    from spikestack.runtime.hybrid.verify import chip_backend
+    from spikestack.runtime.hybrid.executor import run
+
+    ids, targets = _windows(program, tokens)
+    trace = run(program, ids, chip_backend(backend))
+    if trace_path:
+        if Path(trace_path).suffix != ".npz":
+            raise SpikestackError(f"{trace_path}: hybrid traces are written as .npz")
+        np.savez_compressed(trace_path, logits=trace.logits, **{f"payload:{k}": v for k, v in trace.payloads.items()})
+    result = {"backend": backend, "family": program.family, "positions": int(ids.size), "calls": trace.calls,
+              "events": trace.events(), "saturations": trace.saturations}
+    if targets is not None:
+        result["bpc"] = round(bpc(trace.logits, targets), 4)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_verify(program, backends: tuple[str, ...], tokens: int) -> int:
+    from spikestack.runtime.hybrid.verify import verify
+
+    ids, _ = _windows(program, tokens)
+    traces, problems = verify(program, ids, backends)
+    if problems:
+        raise VerificationError("; ".join(problems))
+    t = traces[backends[0]]
+    print(f"bit-exact: yes ({', '.join(backends)}; {program.family}, {ids.size} positions, {t.calls} calls, "
+          f"{len(t.payloads)} chip layers, {t.events()} events, logits equal)")
+    return 0
+
+
+def cmd_generate(program, prompt: str, tokens: int, backend: str) -> int:
+    from spikestack.models.data import load_corpus
+    from spikestack.runtime.hybrid.verify import chip_backend, generate_ids
+
+    vocab = load_corpus().vocab
+    if program.vocab_size != len(vocab):
+        raise SpikestackError(f"artifact vocabulary has {program.vocab_size} ids, the shipped corpus {len(vocab)}")
+    index = {ch: i for i, ch in enumerate(vocab)}
+    unknown = sorted({ch for ch in prompt if ch not in index})
+    if unknown or not prompt:
+        raise SpikestackError(f"prompt must be non-empty text of the corpus alphabet; unknown {unknown!r}")
+    ids = generate_ids(program, [index[ch] for ch in prompt], tokens, lambda: chip_backend(backend))
+    print("".join(vocab[i] for i in ids))
+    return 0
+
+
+def inspect(program) -> str:
+    lines = [f"hybrid artifact: family {program.family}, target {program.target}, time axis {program.time_axis}"
+             f" ({program.steps_per_token} call(s) per token), {len(program.layers)} chip layers, "
+             f"{len(program.stages)} host stages, {len(program.cores)} cores"]
+    cores: dict[str, int] = {}
+    for c in program.cores:
+        cores[c.pop] = cores.get(c.pop, 0) + 1
+    lines.append(f"{'chip layer':44s} {'kind':8s} {'width':>5s} {'steps':>5s} {'payload':>7s} {'synapses':>9s} "
+                 f"{'cores':>5s} seg")
+    for la in program.layers:
+        syn = 0 if la.projection is None else int(np.count_nonzero(la.projection.weight))
+        n_cores = cores.get(la.name, 0) + (cores.get(la.projection.name, 0) if la.projection else 0)
+        lines.append(f"{la.name:44s} {la.kind:8s} {la.width:5d} {la.steps:5d} {la.payload_bits:5d} b "
+                     f"{syn:9d} {n_cores:5d} {la.segment:3d}")
+    lines.append("host stages (ONNX):")
+    for st in program.stages:
+        ops = ", ".join(st.ops[:4]) + (f", … (+{len(st.ops) - 4})" if len(st.ops) > 4 else "")
+        lines.append(f"  stage {st.index}: {len(st.ops)} ops, {st.macs_per_position} MACs/position, "
+                     f"{len(st.state_in)} states; {ops}")
+    traffic = program.report.get("host_traffic_values_per_position", {})
+    lines.append(f"host↔chip traffic per position and call: {traffic.get('host_to_chip', 0)} values to the chip, "
+                 f"{traffic.get('chip_to_host', 0)} back")
+    placement = program.report.get("placement", {})
+    if placement:
+        lines.append(f"placement: {placement.get('chosen_per_chip')} hop-weighted routes "
+                     f"{placement.get('hop_weighted_routes')}")
+    return "\n".join(lines)
