@@ -1,0 +1,226 @@
+"""compiler/hybrid: the cut, quantization, host ONNX stages, mapping, artifact and errors on the shipped LM
+checkpoints (small calibration inputs so the module stays within a few seconds)."""
+
+from __future__ import annotations
+
+import filecmp
+import functools
+from dataclasses import replace
+from pathlib import Path
+
+import nir
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from spikestack.compiler import artifact
+from spikestack.compiler.hybrid.compile import (
+    _chip_example,
+    _example_env,
+    calibrate,
+    compile_hybrid,
+    verify_hybrid,
+)
+from spikestack.compiler.hybrid.cut import plan_cut
+from spikestack.compiler.hybrid.host_stages import build_stages, export_onnx
+from spikestack.compiler.hybrid.ir import STATE_MAX
+from spikestack.compiler.hybrid.quantize import quantize_layers
+from spikestack.compiler.targets import load_target
+from spikestack.errors import ArtifactError, CompileError, NIRFormatError, TargetLimitError
+from spikestack.models.data import load_corpus
+from spikestack.models.nir.export import model_to_nir
+
+CKPT = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
+FAMILIES = {"spikegpt": "spikegpt-char-2x64", "spikelm-dec": "spikelm-dec-tiny", "spikellm": "spikellm-char-tiny",
+            "spikelm-enc": "spikelm-enc-tiny"}
+
+
+@functools.lru_cache(maxsize=None)
+def graph(family: str) -> nir.NIRGraph:
+    return model_to_nir(family, CKPT / f"{FAMILIES[family]}.pt")
+
+
+def calib_ids() -> np.ndarray:
+    return load_corpus().val_ids[:48].reshape(3, 16)
+
+
+@functools.lru_cache(maxsize=None)
+def program(family: str, target: str = "loihi2"):
+    return compile_hybrid(graph(family), target, calib_ids())
+
+
+# ------------------------------------------------------------------------------------------------ the cut
+@pytest.mark.parametrize("family, layers, projections, kinds", [
+    ("spikegpt", 4, 0, {"lif"}),  # lif1, lif2 per block × 2 blocks; every Linear reads real values → host
+    ("spikelm-dec", 16, 12, {"bispike"}),  # per block: q, k, v, o, up, down spikers (+linear) and k, v re-spikes
+    ("spikellm", 14, 14, {"gif"}),  # per layer: q, k, v, o, gate, up, down, each GIF → Linear
+])
+def test_cut_counts(family, layers, projections, kinds):
+    plan = plan_cut(graph(family))
+    assert len(plan.layers) == layers
+    assert sum(la.projection is not None for la in plan.layers) == projections
+    assert {la.kind for la in plan.layers} == kinds
+
+
+def test_cut_schedule_spikegpt():
+    """Per block: ln → (mix, linears, WKV, gate, output linear) on the host → lif1 → residual, ln2, … → lif2."""
+    plan = plan_cut(graph("spikegpt"))
+    segments = {la.neuron: la.segment for la in plan.layers}
+    assert segments == {"blocks.0.lif1": 0, "blocks.0.lif2": 1, "blocks.1.lif1": 2, "blocks.1.lif2": 3}
+    assert plan.stages == 5
+    assert plan.level["head"] == 4
+    assert plan.level["blocks.0.att_key"] == 0  # a Linear of real values stays on the host
+    assert set(plan.delays) == {f"blocks.{i}.{m}_shift" for i in (0, 1) for m in ("att", "ffn")}
+
+
+def test_cut_rejects_nested_graph():
+    inner = nir.NIRGraph(nodes={"i": nir.Input(input_type={"input": np.array([2])}),
+                                "o": nir.Output(output_type={"output": np.array([2])})}, edges=[("i", "o")])
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([2])}), "sub": inner,
+                            "output": nir.Output(output_type={"output": np.array([2])})},
+                     edges=[("input", "sub"), ("sub", "output")], type_check=False)
+    with pytest.raises(NIRFormatError, match="'sub': nested"):
+        plan_cut(g)
+
+
+# ------------------------------------------------------------------------------------------------ quantize
+@pytest.mark.parametrize("family", ["spikegpt", "spikelm-dec", "spikellm"])
+def test_integer_invariants(family):
+    prog = program(family)
+    for la in prog.layers:
+        p = la.projection
+        if p is None:
+            continue
+        w = np.asarray(p.weight, np.int64)
+        assert np.all(w % 2 == 0) and np.abs(w).max() <= 254
+        payload_max = (int(np.abs(la.amplitude).max()) * la.levels if la.kind == "bispike"
+                       else la.steps * (la.levels - 1) if la.kind == "gif" else 1)
+        assert np.abs(w).sum(1).max() * payload_max <= STATE_MAX, la.name  # no accumulator can overflow
+
+
+def test_lif_fields_spikegpt():
+    """SpikeGPT's τ = 2 LIF: du = 4095 (no current state), dv = 2048 (v/2), threshold ≥ 1 as vth·64 = θ/δ − 64."""
+    for la in program("spikegpt").layers:
+        assert (la.du, la.dv) == (4095, 2048)
+        unit_v = la.in_unit / 64 * 0.5  # in_unit = 64 δ_v / (R/τ)
+        assert (la.vth + 1) * 64 == round(1.0 / unit_v)
+
+
+def test_gif_fields_spikellm():
+    """b = 4, a = 1: L = 16 levels, K = 2 steps, salient and non-salient accumulator groups."""
+    for la in program("spikellm").layers:
+        assert (la.levels, la.steps, la.kind) == (16, 2, "gif")
+        assert la.projection.n_groups == 2
+        node = graph("spikellm").nodes[la.name]
+        assert np.array_equal(np.asarray(la.projection.groups), node.salient)
+
+
+# ------------------------------------------------------------------------------------------------ host ONNX
+@pytest.mark.parametrize("family", ["spikegpt", "spikellm", "spikelm-dec"])
+def test_host_stages_match_torch(family):
+    """Each ONNX stage = its torch module in float32 on the same inputs; integers off by at most one LSB on
+    rounding ties, in at most 0.1 % of entries."""
+    g, target = graph(family), load_target("loihi2")
+    plan = plan_cut(g)
+    layers = quantize_layers(plan, calibrate(g, plan, calib_ids()), target)
+    time_axis = "tokens" if family == "spikegpt" else "sequence"
+    env = _example_env(plan, time_axis)
+    gen = torch.Generator().manual_seed(0)
+    env = {k: (torch.randint(0, 95, v.shape, generator=gen) if k == plan.input_name else v) for k, v in env.items()}
+    accumulators = {la.output for la in layers if la.projection is not None}
+    modules = build_stages(plan, layers, env, _chip_example, 64)
+    for module in modules:
+        for n in module.inputs:
+            if n.startswith("chip_out:"):
+                env[n] = torch.randint(-50, 50, env[n].shape, generator=gen, dtype=torch.int32)
+        sess = ort.InferenceSession(export_onnx(module, env, accumulators), providers=["CPUExecutionProvider"])
+        feeds = {n: env[n].numpy() for n in module.inputs}
+        got = sess.run(list(module.outputs), feeds)
+        with torch.no_grad():
+            want = module(*(env[n] for n in module.inputs))
+        for name, a, b in zip(module.outputs, got, want, strict=True):
+            b = b.numpy()
+            if np.issubdtype(b.dtype, np.integer):
+                diff = np.abs(a.astype(np.int64) - b)
+                assert diff.max(initial=0) <= 1 and (diff > 0).mean() <= 1e-3, name
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+            env[name] = torch.from_numpy(b)
+        for la in module.send:
+            env[la.output] = _chip_example(la, env[la.input])
+
+
+# ------------------------------------------------------------------------------------------------ mapping
+def test_cores_cover_every_population_and_respect_limits():
+    target = load_target("loihi2")
+    prog = program("spikelm-dec")
+    verify_hybrid(prog)
+    assert all(c.hi - c.lo <= target.max_neurons for c in prog.cores)
+    assert all(c.synaptic_memory_bits <= target.synaptic_memory_bits for c in prog.cores)
+    assert all(c.x >= 0 and c.y >= 0 for c in prog.cores)  # placed
+    # 16 spiking populations + 12 accumulator populations, each small enough for one core
+    assert len(prog.cores) == 28
+
+
+# ------------------------------------------------------------------------------------------------ targets, errors
+def test_loihi1_rejects_custom_neurons_with_the_limit():
+    with pytest.raises(TargetLimitError, match=r"layer 'backbone\.blocks\.0\.attn\..*needs programmable neurons; "
+                                               r"target loihi1 offers cuba_lif only"):
+        compile_hybrid(graph("spikelm-dec"), "loihi1", calib_ids())
+
+
+def test_spikegpt_compiles_for_loihi1():
+    """Binary LIF spikes fit Loihi 1's fixed CUBA LIF compartments and binary payloads."""
+    prog = program("spikegpt", "loihi1")
+    assert prog.target == "loihi1" and len(prog.layers) == 4
+
+
+def test_payload_limit_names_layer_and_excess(tmp_path):
+    text = (Path(__file__).resolve().parents[2] / "compiler" / "targets" / "loihi2.toml").read_text()
+    narrow = text.replace("max_payload_bits = 24", "max_payload_bits = 2")
+    assert narrow != text
+    path = tmp_path / "narrow.toml"
+    path.write_text(narrow)
+    with pytest.raises(TargetLimitError, match=r"layer 'model\.layers\.0\..*graded spikes of 4 bits exceed .*2-bit "
+                                               r"payload \(over by 2\)"):
+        compile_hybrid(graph("spikellm"), str(path), calib_ids())
+
+
+def test_lif_with_leak_potential_is_refused():
+    g = graph("spikegpt")
+    nodes = dict(g.nodes)
+    lif = nodes["blocks.0.lif1"]
+    nodes["blocks.0.lif1"] = nir.LIF(tau=lif.tau, r=lif.r, v_leak=lif.v_leak + 0.5, v_threshold=lif.v_threshold,
+                                     v_reset=lif.v_reset, metadata=lif.metadata)
+    bad = nir.NIRGraph(nodes=nodes, edges=g.edges, type_check=False)
+    bad.metadata = g.metadata
+    with pytest.raises(CompileError, match="'blocks.0.lif1': field 'v_leak' must be 0"):
+        compile_hybrid(bad, "loihi2", calib_ids())
+
+
+# ------------------------------------------------------------------------------------------------ artifact
+def test_artifact_is_deterministic_and_round_trips(tmp_path):
+    a = artifact.save(program("spikegpt"), tmp_path / "a")
+    b = artifact.save(compile_hybrid(graph("spikegpt"), "loihi2", calib_ids()), tmp_path / "b")
+    cmp = filecmp.dircmp(a, b)
+    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+    assert all(filecmp.cmp(a / "host" / f, b / "host" / f, shallow=False) for f in cmp.subdirs["host"].common_files)
+    loaded = artifact.load(a)
+    assert loaded.layers == program("spikegpt").layers or all(
+        x.name == y.name and x.vth == y.vth for x, y in zip(loaded.layers, program("spikegpt").layers, strict=True))
+    assert [s.onnx for s in loaded.stages] == [s.onnx for s in program("spikegpt").stages]
+
+
+def test_artifact_tampered_stage_is_named(tmp_path):
+    out = artifact.save(program("spikegpt"), tmp_path / "art")
+    stage = out / "host" / "stage001.onnx"
+    stage.write_bytes(stage.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ArtifactError, match=r"stage001\.onnx: sha256 mismatch"):
+        artifact.load(out)
+
+
+def test_verifier_catches_missing_input():
+    prog = program("spikegpt")
+    broken = replace(prog, stages=(replace(prog.stages[0], outputs=()),) + prog.stages[1:])
+    with pytest.raises(CompileError, match="chip layer .blocks.0.lif1.: its input .chip_in:blocks.0.lif1. is not produced"):
+        verify_hybrid(broken)

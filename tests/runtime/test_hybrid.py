@@ -1,0 +1,153 @@
+"""runtime/hybrid: chip semantics by hand, torch = reference bit for bit, compiled vs float model, generation, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spikestack.cli import main
+from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+from spikestack.compiler.ir import frozen_array
+from spikestack.models.data import load_corpus
+from spikestack.models.nir.to_torch import nir_to_module, run_tokens
+from spikestack.runtime.hybrid.chip import LayerState, chip_call
+from spikestack.runtime.hybrid.executor import run
+from spikestack.runtime.hybrid.torch_chip import TorchChip
+from spikestack.runtime.hybrid.verify import first_divergence, generate_ids, verify
+
+from tests.compiler.test_hybrid import CKPT, FAMILIES, graph, program
+
+
+def _gif_layer(weight: np.ndarray, groups: np.ndarray, levels: int = 16, steps: int = 2) -> QChipLayer:
+    proj = QChipProjection(name="lin", weight=frozen_array(weight.astype(np.int16)), unit=1.0, message_bits=4,
+                           groups=frozen_array(groups.astype(np.int8)), n_groups=int(groups.max()) + 1)
+    return QChipLayer(name="gif", kind="gif", width=weight.shape[1], steps=steps, input="in", output="out",
+                      in_unit=1.0, payload_unit=1.0, segment=0, levels=levels, projection=proj)
+
+
+def test_gif_by_hand():
+    """L = 16, K = 2: charge 20 → events 15, 5; charge 3 → 3, 0; accumulators per group by hand."""
+    w = np.array([[2, 4], [-6, 8]])
+    layer = _gif_layer(w, np.array([0, 1]))
+    out, payloads = chip_call(layer, np.array([[20, 3]]), LayerState(), 0)
+    assert payloads[:, 0].tolist() == [[15, 3], [5, 0]]
+    # group 0 holds input 0 (charge 20), group 1 input 1 (charge 3): acc[g, o] = w[o, i_g] · charge_i
+    assert out[0].tolist() == [[40, -120], [12, 24]]
+
+
+def _lif_layer(vth: int) -> QChipLayer:
+    return QChipLayer(name="lif", kind="lif", width=1, steps=1, input="in", output="out", in_unit=1.0,
+                      payload_unit=1.0, segment=0, du=4095, dv=2048, vth=vth)
+
+
+def test_lif_by_hand():
+    """du = 4095, dv = 2048: u = a·64, v ← trunc(v/2) + u; spike when v > vth·64, then v = 0."""
+    layer, state = _lif_layer(vth=10), LayerState()
+    spikes = [int(chip_call(layer, np.array([a]), state, t)[1][0, 0]) for t, a in enumerate([6, 6, 6, 1])]
+    # v: 384 → 192 + 384 = 576 → 288 + 384 = 672 > 640: spike, v = 0 → 64
+    assert spikes == [0, 0, 1, 0]
+    assert int(state.v[0]) == 64
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-5, 40), min_size=4, max_size=4), st.integers(1, 4), st.sampled_from([2, 4, 16]))
+def test_torch_chip_equals_reference_gif(charges, steps, levels):
+    layer = _gif_layer(np.array([[2, -4, 6, 8], [10, 0, -2, 254]]), np.array([0, 1, 1, 0]), levels, steps)
+    x = np.array([charges])
+    ref_out, ref_pay = chip_call(layer, x, LayerState(), 0)
+    chip = TorchChip()
+    chip.state, chip.sat = {"gif": {}}, {"gif": 0}
+    outs, pays = chip.segment([layer], {"in": x}, 0)
+    assert np.array_equal(outs["out"], ref_out) and np.array_equal(pays["gif"], ref_pay)
+    # the charge is conserved across steps (clipped at K(L-1) by the host)
+    assert np.array_equal(ref_pay.sum(0)[0], np.minimum(np.maximum(x[0], 0), steps * (levels - 1)))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_torch_and_reference_bit_exact(family):
+    ids = load_corpus().val_ids[300:316].reshape(2, 8)
+    traces, problems = verify(program(family), ids, ("torch", "reference"))
+    assert problems == []
+    assert traces["reference"].events() > 0
+
+
+def test_first_divergence_names_layer_call_step_position_neuron():
+    prog = program("spikegpt")
+    ids = load_corpus().val_ids[:5][None]
+    a = run(prog, ids)
+    b = run(prog, ids)
+    layer = prog.layers[1].name
+    b.payloads[layer] = b.payloads[layer].copy()
+    b.payloads[layer][3, 0, 0, 7] += 1
+    line = first_divergence(prog, a, b, ("reference", "lava"))
+    assert line == (f"layer {layer}, call 3, step 0, position (0,), neuron 7: reference={int(a.payloads[layer][3, 0, 0, 7])} "
+                    f"lava={int(a.payloads[layer][3, 0, 0, 7]) + 1}")
+
+
+def _float_logits(family: str, ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return run_tokens(nir_to_module(graph(family), dtype=torch.float64), torch.as_tensor(ids)).numpy()
+
+
+@pytest.mark.parametrize("family, min_agree, max_bpc_gap", [
+    ("spikegpt", 0.95, 0.05), ("spikellm", 0.8, 0.2), ("spikelm-dec", 0.75, 0.2)])
+def test_compiled_tracks_float_model(family, min_agree, max_bpc_gap):
+    """Quantization may flip some argmaxes; the next-token loss stays within the given gap (bits per char)."""
+    corpus = load_corpus()
+    ids = corpus.val_ids[2000:2000 + 3 * 33].reshape(3, 33)
+    ref, got = _float_logits(family, ids[:, :-1]), run(program(family), ids[:, :-1]).logits
+
+    def bpc(logits):
+        z = logits - logits.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return float(-np.take_along_axis(logp, ids[:, 1:, None], -1).mean() / np.log(2))
+
+    assert (ref.argmax(-1) == got.argmax(-1)).mean() >= min_agree
+    assert bpc(got) - bpc(ref) <= max_bpc_gap
+
+
+@pytest.mark.parametrize("family", ["spikegpt", "spikellm", "spikelm-dec"])
+def test_generation_matches_float_greedy_until_a_close_call(family):
+    """Greedy compiled text equals the float model's until the first token where the float model's top-2 margin is
+    small (quantization may change such an argmax); the generated prefix before that point is identical."""
+    corpus = load_corpus()
+    prompt = list(corpus.val_ids[:12])
+    got = generate_ids(program(family), prompt, 12)
+    want = list(prompt)
+    for _ in range(12):
+        want.append(int(_float_logits(family, np.asarray(want)[None])[0, -1].argmax()))
+    if got != want:
+        k = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        logits = np.sort(_float_logits(family, np.asarray(want[:k])[None])[0, -1])
+        assert logits[-1] - logits[-2] < 1.0, f"divergence at {k} with a float margin of {logits[-1] - logits[-2]}"
+    assert len(got) == 24
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    art = tmp_path / "gpt.art"
+    assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "-o", str(art)]) == 0
+    assert "4 chip layers, 5 host stages (spikegpt)" in capsys.readouterr().out
+    assert main(["inspect", str(art)]) == 0
+    assert "blocks.1.lif2" in capsys.readouterr().out
+    assert main(["verify", str(art), "--backends", "torch,reference", "--tokens", "8"]) == 0
+    assert capsys.readouterr().out.startswith("bit-exact: yes (torch, reference; spikegpt")
+    assert main(["run", str(art), "--tokens", "16", "--trace", str(tmp_path / "t.npz")]) == 0
+    assert '"bpc"' in capsys.readouterr().out
+    assert "payload:blocks.0.lif1" in np.load(tmp_path / "t.npz").files
+    assert main(["generate", str(art), "--prompt", "The ", "--tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("The ")
+
+
+def test_cli_user_errors(tmp_path, capsys):
+    assert main(["compile", str(CKPT / "spikelm-dec-tiny.pt"), "--target", "loihi1", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs programmable neurons" in err
+    assert not (tmp_path / "x").exists()  # nothing half-written
+    assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "--encoding", "unary", "-o", str(tmp_path / "y")]) == 2
+    assert "graded payloads only" in capsys.readouterr().err
+    art = tmp_path / "g.art"
+    assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "-o", str(art)]) == 0
+    assert main(["generate", str(art), "--prompt", "\u00e9", "--tokens", "2"]) == 2
+    assert "unknown" in capsys.readouterr().err
