@@ -53,7 +53,7 @@ def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) ->
 
 def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str | None, dump_after: str | None):
     from spikestack.compiler import artifact
-    from spikestack.compiler.hybrid.compile import graph_context, compile_hybrid
+    from spikestack.compiler.hybrid.compile import compile_hybrid, graph_context
 
     if encoding not in (None, "graded"):
         raise SpikestackError(f"--encoding {encoding}: hybrid (language-model) programs send graded payloads only")
@@ -61,7 +61,8 @@ def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str 
         raise SpikestackError("--dump-after applies to chain programs; inspect a hybrid artifact with "
                               "`spikestack inspect` instead")
     vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
-    context = int((graph.metadata or {}).get("spikestack.max_seq_len", 0)) or graph_context(graph) or CALIBRATION_POSITIONS
+    context = (int((graph.metadata or {}).get("spikestack.max_seq_len", 0)) or graph_context(graph)
+               or CALIBRATION_POSITIONS)
     ids, _ = sample_ids(vocab, min(context, CALIBRATION_POSITIONS),
                         CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
     program = compile_hybrid(graph, target, ids)
@@ -81,8 +82,8 @@ def bpc(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def cmd_run(program, backend: str, tokens: int, trace_path: str | None) -> int:
-    from spikestack.runtime.hybrid.verify import chip_backend
     from spikestack.runtime.hybrid.executor import run
+    from spikestack.runtime.hybrid.verify import chip_backend
 
     ids, targets = _windows(program, tokens)
     trace = run(program, ids, chip_backend(backend))

@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spikestack.cli import main
 from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
 from spikestack.compiler.ir import frozen_array
 from spikestack.models.data import load_corpus
@@ -17,6 +16,7 @@ from spikestack.runtime.hybrid.executor import run
 from spikestack.runtime.hybrid.torch_chip import TorchChip
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids, verify
 
+from spikestack.cli import main
 from tests.compiler.test_hybrid import CKPT, FAMILIES, graph, program
 
 
@@ -82,8 +82,8 @@ def test_first_divergence_names_layer_call_step_position_neuron():
     b.payloads[layer] = b.payloads[layer].copy()
     b.payloads[layer][3, 0, 0, 7] += 1
     line = first_divergence(prog, a, b, ("reference", "lava"))
-    assert line == (f"layer {layer}, call 3, step 0, position (0,), neuron 7: reference={int(a.payloads[layer][3, 0, 0, 7])} "
-                    f"lava={int(a.payloads[layer][3, 0, 0, 7]) + 1}")
+    value = int(a.payloads[layer][3, 0, 0, 7])
+    assert line == f"layer {layer}, call 3, step 0, position (0,), neuron 7: reference={value} lava={value + 1}"
 
 
 def _float_logits(family: str, ids: np.ndarray) -> np.ndarray:
