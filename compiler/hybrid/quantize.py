@@ -4,8 +4,9 @@ Units (all powers of two, so host quantizers are exact scalings):
 
 * ``bispike``: input LSB δ; thresholds θ_{t,k} = round((k − ½)·α_t/δ) and carries as the spine
   (`compiler/passes/quantize.py`). δ is 2× the calibrated input peak / 2^16 (a power of two), coarsened
-  until the worst-case membrane (carried over T steps) fits 24 bits. The payload is a_t·s with a_t = round(2^p·α_t/α_ref): α_ref
-  is folded into the weights, p ≤ 7 is the largest precision whose worst-case accumulator fits 24 bits.
+  until the worst-case membrane (carried over T steps) fits 24 bits. The payload is a_t·s with
+  a_t = round(2^p·α_t/α_ref): α_ref is folded into the weights, p ≤ 7 is the largest precision whose
+  worst-case accumulator fits 24 bits.
 * ``lif`` (NIR LIF, Euler dt = 1 call): Lava du = 4095 (no current state), dv = round(4096/τ), a_in =
   round(R·I/(τ·64·δ_v)) so that a_in << 6 is the Euler input in v-LSBs; threshold θ/δ_v. NIR fires on v > θ:
   vth = θ/(64 δ_v); SpikeGPT's ≥ (node metadata) becomes vth·64 = θ/δ_v − 64 (fires from 63 LSBs below θ,
