@@ -105,7 +105,7 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
             from spikestack.models.nir.export import model_to_nir
 
             return hybrid_cli.compile_graph(model_to_nir(family, source), target, out, encoding=encoding,
-                                            dump_after=dump_after)
+                                            dump_after=dump_after, calibrate=calibrate)
         from spikestack.models.nir.export import export_checkpoint
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +120,8 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
 
         graph = read_nir(source)
         if hybrid_cli.is_hybrid_graph(graph):
-            return hybrid_cli.compile_graph(graph, target, out, encoding=encoding, dump_after=dump_after)
+            return hybrid_cli.compile_graph(graph, target, out, encoding=encoding, dump_after=dump_after,
+                                            calibrate=calibrate)
         program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
                                 dt=dt, steps=steps, encoding=encoding)
         program = _calibrated(program, source, calibrate)

@@ -19,6 +19,7 @@ LM_FAMILIES = ("spikegpt", "spikellm", "spikelm-enc", "spikelm-dec")
 CALIBRATION_SEQUENCES = 4
 CALIBRATION_POSITIONS = 32
 RANDOM_IDS_SEED = 0
+CALIBRATION_OFFSET = 20_000  # validation characters skipped before the report's windows (disjoint from `run`'s)
 
 
 def is_hybrid_graph(graph: nir.NIRGraph) -> bool:
@@ -51,7 +52,9 @@ def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) ->
     return ids, targets
 
 
-def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str | None, dump_after: str | None):
+def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str | None, dump_after: str | None,
+                  calibrate: int = 0):
+    """Compile, attach the per-layer quantization report on `calibrate` validation positions, save."""
     from spikestack.compiler import artifact
     from spikestack.compiler.hybrid.compile import compile_hybrid, graph_context
 
@@ -66,6 +69,15 @@ def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str 
     ids, _ = sample_ids(vocab, min(context, CALIBRATION_POSITIONS),
                         CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
     program = compile_hybrid(graph, target, ids)
+    if calibrate > 0:
+        from dataclasses import replace
+
+        from spikestack.runtime.hybrid.calibration import layer_errors
+
+        windows, _ = sample_ids(vocab, program.max_positions if program.time_axis != "tokens" else 0, calibrate,
+                                offset=CALIBRATION_OFFSET)
+        report = {"positions": int(windows.size), "layers": layer_errors(graph, program, windows)}
+        program = replace(program, report=dict(program.report, calibration=report))
     artifact.save(program, out)
     return program
 
@@ -150,6 +162,13 @@ def inspect(program) -> str:
     traffic = program.report.get("host_traffic_values_per_position", {})
     lines.append(f"host↔chip traffic per position and call: {traffic.get('host_to_chip', 0)} values to the chip, "
                  f"{traffic.get('chip_to_host', 0)} back")
+    calibration = program.report.get("calibration")
+    if calibration:
+        lines.append(f"quantization error vs the float model ({calibration['positions']} positions; compounding):")
+        for name, e in ((la.name, calibration["layers"][la.name]) for la in program.layers
+                        if la.name in calibration["layers"]):
+            lines.append(f"  {name:44s} max {e['max_abs']:.4g}  mean {e['mean_abs']:.4g}  "
+                         f"rel {100 * e['rel_mean']:.2f} %  saturations {e['saturations']}")
     placement = program.report.get("placement", {})
     if placement:
         lines.append(f"placement: {placement.get('chosen_per_chip')} hop-weighted routes "

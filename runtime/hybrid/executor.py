@@ -10,6 +10,7 @@ the simulator counts and the object that `verify` compares across backends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,9 +100,13 @@ class HostRunner:
             env[name] = value
 
 
+Observer = Callable[[QChipLayer, dict[str, np.ndarray]], None]
+
+
 def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: dict[str, np.ndarray], call: int,
-             record: dict[str, list[np.ndarray]]) -> np.ndarray:
-    """One call of the graph: stage 0, segment 0, …, last stage; returns logits and rolls the states."""
+             record: dict[str, list[np.ndarray]], observer: Observer | None = None) -> np.ndarray:
+    """One call of the graph: stage 0, segment 0, …, last stage; returns logits and rolls the states.
+    `observer(layer, env)` sees every chip layer's output as soon as its segment ran (calibration reports)."""
     for k in range(len(program.stages)):
         host.stage(k, env)
         layers = program.segment_layers(k)
@@ -110,6 +115,8 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
             for la in layers:
                 env[la.output] = np.asarray(outputs[la.output]).astype(np.int32)
                 record.setdefault(la.name, []).append(payloads[la.name].astype(np.int16))
+                if observer is not None:
+                    observer(la, env)
     for s in program.states:
         if f"{s.name}:next" in env:
             env[s.name] = env.pop(f"{s.name}:next")
@@ -119,8 +126,10 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
 class Session:
     """A running program: host sessions, chip backend and states; `forward(ids)` for the family's time axis."""
 
-    def __init__(self, program: HybridProgram, chip: ChipBackend | None = None, batch: int = 1) -> None:
+    def __init__(self, program: HybridProgram, chip: ChipBackend | None = None, batch: int = 1,
+                 observer: Observer | None = None) -> None:
         self.program, self.chip, self.host = program, chip or ReferenceChip(), HostRunner(program)
+        self.observer = observer
         self.record: dict[str, list[np.ndarray]] = {}
         self.env: dict[str, np.ndarray] = {}
         self.tokens_seen = 0
@@ -135,7 +144,7 @@ class Session:
     def step_token(self, ids: np.ndarray) -> np.ndarray:
         """SpikeGPT: one token per sequence [B] → logits [B, vocab]; every state carries on."""
         self.env[self.program.input_name] = np.asarray(ids, np.int64).reshape(-1, 1)
-        out = run_call(self.program, self.host, self.chip, self.env, self.tokens_seen, self.record)
+        out = run_call(self.program, self.host, self.chip, self.env, self.tokens_seen, self.record, self.observer)
         self.tokens_seen += 1
         return out
 
@@ -144,7 +153,7 @@ class Session:
         self._reset(ids.shape)
         self.env[self.program.input_name] = ids[..., None]
         calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
-        return sum(run_call(self.program, self.host, self.chip, self.env, t, self.record)
+        return sum(run_call(self.program, self.host, self.chip, self.env, t, self.record, self.observer)
                    for t in range(calls)) / calls
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
