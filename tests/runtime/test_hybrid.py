@@ -151,3 +151,15 @@ def test_cli_user_errors(tmp_path, capsys):
     assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "-o", str(art)]) == 0
     assert main(["generate", str(art), "--prompt", "\u00e9", "--tokens", "2"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+def test_calibration_report_per_layer():
+    """Every chip layer is reported; SpikeGPT's first LIF sees the float model's exact input range, so its spikes
+    are identical on these windows; errors stay bounded through the stack."""
+    from spikestack.runtime.hybrid.calibration import layer_errors
+
+    ids = load_corpus().val_ids[20_000:20_064].reshape(2, 32)
+    report = layer_errors(graph("spikegpt"), program("spikegpt"), ids)
+    assert list(report) == [la.name for la in program("spikegpt").layers]
+    assert report["blocks.0.lif1"]["max_abs"] == 0.0
+    assert all(e["rel_mean"] < 0.05 and e["saturations"] == 0 for e in report.values())
