@@ -68,6 +68,19 @@ def tables_for(pop, state_max: int) -> BiSpikeTables:  # pop: compiler.ir.QSpiki
                          carry_shift=int(pop.carry_shift), levels=int(pop.levels), state_max=state_max)
 
 
+def gif_charge(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GIF (SpikeLLM) call start: the host's input is the unsigned charge u. Returns (u, negative): a negative
+    input is clipped to 0 and counted as a saturation."""
+    x = np.asarray(x, np.int64)
+    return np.clip(x, 0, None), x < 0
+
+
+def gif_step(u: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """One GIF step: s = min(u, L − 1), u ← u − s (the charge empties in ≤ K steps). Returns (u, s) int64."""
+    s = np.minimum(u, levels - 1)
+    return u - s, s
+
+
 class LIFFields(NamedTuple):
     du: int
     dv: int

@@ -28,6 +28,8 @@ from spikestack.models.nir.ops import WKV, check_operands
 
 from spikestack.errors import NIRFormatError
 
+from .fold import Fold, find_folds
+
 NEURON_TYPES = (BiSpike, nir.LIF, GIF)
 
 
@@ -46,6 +48,7 @@ class PlannedLayer:
     projection: str | None
     segment: int
     inputs: tuple[str, ...]  # NIR predecessors of the neuron, summed
+    fold: Fold | None = None  # relay layers (fold.py): the folded Linear
 
     @property
     def value_name(self) -> str:
@@ -86,7 +89,8 @@ def _topological(graph: nir.NIRGraph, preds: dict[str, list[str]], sources: set[
     return order
 
 
-def plan_cut(graph: nir.NIRGraph) -> CutPlan:
+def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
+    """The cut; `dataflow` also folds Linears of normed integer residual streams onto the chip (fold.py)."""
     check_operands(graph)
     preds: dict[str, list[str]] = {}
     succs: dict[str, list[str]] = {}
@@ -115,6 +119,7 @@ def plan_cut(graph: nir.NIRGraph) -> CutPlan:
             if len(out) == 1 and isinstance(graph.nodes[out[0]], nir.Linear | nir.Affine) and preds[out[0]] == [name]:
                 fused[name] = out[0]
     projections = set(fused.values())
+    folded = {f.linear: f for f in find_folds(graph, preds)} if dataflow else {}
 
     avail: dict[str, int] = {inputs[0]: 0, **{d: 0 for d in delays}}
     level: dict[str, int] = {}
@@ -125,7 +130,14 @@ def plan_cut(graph: nir.NIRGraph) -> CutPlan:
         if name in projections:
             continue  # placed with its neuron
         ready = max((avail[p] for p in preds[name]), default=0)
-        if isinstance(node, NEURON_TYPES):
+        if name in folded:
+            fold = folded[name]
+            sources = (*fold.embed, *fold.spikes, *((fold.normed,) if fold.normed else ()))
+            ready = max(avail[p] for p in sources)
+            layers.append(PlannedLayer(neuron=name, kind="relay", projection=name, segment=ready, inputs=(),
+                                       fold=fold))
+            avail[name] = ready + 1
+        elif isinstance(node, NEURON_TYPES):
             layer = PlannedLayer(neuron=name, kind=chip_kind(node), projection=fused.get(name), segment=ready,
                                  inputs=tuple(preds[name]))
             layers.append(layer)
@@ -138,11 +150,36 @@ def plan_cut(graph: nir.NIRGraph) -> CutPlan:
             host_order.append(name)
     out = outputs[0]
     level[out] = max(avail[p] for p in preds[out])
+    if folded:  # LayerNorms, mixes and shifts read only by folded Linears are no longer computed
+        needed = _needed(graph, preds, out, layers)
+        host_order = [n for n in host_order if n in needed]
+        delays = {d for d in delays if d in needed}
     delay_stage = {d: max(avail[p] for p in preds[d]) for d in delays}
-    stages = max([*level.values(), *(la.segment + 1 for la in layers), *delay_stage.values()]) + 1
+    stages = max([*(level[n] for n in host_order), level[out], *(la.segment + 1 for la in layers),
+                  *delay_stage.values()]) + 1
     level[out] = stages - 1  # the output is the last stage's job
     return CutPlan(graph=graph, order=host_order, preds=preds, layers=layers, level=level, delays=delay_stage,
                    input_name=inputs[0], output_name=out, stages=stages)
+
+
+def _needed(graph: nir.NIRGraph, preds: dict[str, list[str]], out: str, layers: list[PlannedLayer]) -> set[str]:
+    """Host nodes (and Delays) that the output or a chip layer's input still depends on."""
+    chip_values = {la.value_name: la for la in layers}
+    stack = list(preds[out])
+    for la in layers:
+        stack += list(la.inputs)
+        if la.fold is not None:
+            stack += [*la.fold.spikes, *la.fold.embed, *((la.fold.normed,) if la.fold.normed else ())]
+    seen: set[str] = set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in chip_values:
+            continue  # a chip layer's own inputs are roots already
+        stack += preds.get(n, [])
+    return seen
 
 
 def stateful_host_nodes(plan: CutPlan) -> list[str]:

@@ -23,6 +23,9 @@ semantics per call (`runtime/hybrid/chip.py` is the definition, every backend is
 * ``gif`` (SpikeLLM, K = `steps` steps per call, state reset every call): the input is the unsigned charge u;
   s_k = min(u, L − 1), u ← u − s_k; payload s_k (graded, unsigned).
 
+* ``relay`` (SpikeGPT's dataflow fold, compiler/hybrid/fold.py: host-injected graded events, no neuron state):
+  payload = the input integer (|x| ≤ `levels`), one step per call.
+
 With a projection, the output tensor is acc[..., g, o] = Σ_steps Σ_{i ∈ group g} weight[o, i] · payload_i;
 without one, it is the payload of the call's last step (bispike, lif) or the sum over steps (gif).
 """
@@ -35,7 +38,7 @@ import numpy as np
 
 from ..ir import Core, frozen_array
 
-CHIP_KINDS = ("bispike", "lif", "gif")
+CHIP_KINDS = ("bispike", "lif", "gif", "relay")
 STATE_BITS = 24  # Loihi 1/2 neuron state width (REFERENCE.md §5.4)
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 
@@ -84,7 +87,7 @@ class QChipLayer:
     dv: int = 0
     vth: int = 0
     # gif and bispike
-    levels: int = 1  # bispike K; gif L (max spike L − 1)
+    levels: int = 1  # bispike K; gif L (max spike L − 1); relay: max |payload|
     projection: QChipProjection | None = None
 
     @property
@@ -92,6 +95,8 @@ class QChipLayer:
         """Bits of one event's graded payload, sign included (0: binary spike)."""
         if self.kind == "lif":
             return 0
+        if self.kind == "relay":
+            return int(self.levels).bit_length()
         peak = int(np.abs(self.amplitude).max()) * self.levels if self.kind == "bispike" else self.levels - 1
         return int(peak).bit_length() + (1 if self.kind == "bispike" else 0)
 

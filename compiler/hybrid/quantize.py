@@ -167,8 +167,45 @@ def _gif(plan: CutPlan, layer: PlannedLayer, segment: int) -> QChipLayer:
                       payload_unit=1.0, segment=segment, levels=2**node.bits, projection=proj)
 
 
+def relay_weights(plan: CutPlan, layer: PlannedLayer) -> tuple[np.ndarray, np.ndarray, int]:
+    """Real weights [branches·out, parts·C] of a folded Linear, its column groups and channel count C.
+
+    Columns: e (the LN0 input, if any) then S (the spike sum, if any); rows: the current token's branch, then
+    the shifted branch (fold.py has the algebra)."""
+    fold = layer.fold
+    w = np.asarray(plan.graph.nodes[fold.linear].weight, np.float64)
+    norm = plan.graph.nodes[fold.norm]
+    gamma = np.asarray(norm.weight, np.float64)
+    gamma0 = np.asarray(plan.graph.nodes[fold.normed].weight, np.float64) if fold.normed else None
+    blocks = []
+    for coef in (fold.now, *(() if fold.prev is None else (fold.prev,))):
+        parts = []
+        if gamma0 is not None:
+            parts.append(w * (coef * gamma * gamma0)[None, :])
+        if fold.spikes:
+            parts.append(w * (coef * gamma)[None, :])
+        blocks.append(np.concatenate(parts, axis=1))
+    width = gamma.size
+    n_parts = int(gamma0 is not None) + int(bool(fold.spikes))
+    groups = np.repeat(np.arange(n_parts), width)
+    return np.concatenate(blocks, axis=0), groups, width
+
+
+def _relay(plan: CutPlan, layer: PlannedLayer) -> QChipLayer:
+    fold = layer.fold
+    v, groups, _ = relay_weights(plan, layer)
+    payload_max = max(fold.bound_e, fold.bound_s, 1)
+    m, e = _mantissas(v, payload_max, fold.linear)
+    proj = QChipProjection(name=fold.linear, weight=frozen_array(m), unit=2.0 ** (e - 1),
+                           message_bits=payload_max.bit_length(), groups=frozen_array(groups.astype(np.int8)),
+                           n_groups=int(groups.max()) + 1, bias=None)
+    return QChipLayer(name=fold.linear, kind="relay", width=int(groups.size), steps=1,
+                      input=f"chip_in:{fold.linear}", output=f"chip_out:{fold.linear}", in_unit=1.0,
+                      payload_unit=1.0, segment=layer.segment, levels=payload_max, projection=proj)
+
+
 def _check_target(q: QChipLayer, target: Target) -> None:
-    if q.kind != "lif" and "programmable" not in target.neuron_models:
+    if q.kind not in ("lif", "relay") and "programmable" not in target.neuron_models:
         raise TargetLimitError(f"layer {q.name!r}: neuron kind {q.kind!r} needs programmable neurons; target "
                                f"{target.name} offers {', '.join(target.neuron_models)} only")
     bits = q.payload_bits
@@ -184,6 +221,8 @@ def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target) -> l
             q = _bispike(plan, layer, x_max[layer.neuron], layer.segment)
         elif layer.kind == "lif":
             q = _lif(plan, layer, x_max[layer.neuron], layer.segment)
+        elif layer.kind == "relay":
+            q = _relay(plan, layer)
         else:
             q = _gif(plan, layer, layer.segment)
         _check_target(q, target)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from spikestack.compiler.hybrid.ir import STATE_MAX, QChipLayer
 
-from ..neurons import BiSpikeTables, LIFFields, bispike_step, lif_step
+from ..neurons import BiSpikeTables, LIFFields, bispike_step, gif_charge, gif_step, lif_step
 
 
 @dataclass
@@ -43,18 +43,20 @@ def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int)
         state.u, state.s = u, s
         state.saturations += int(sat.sum())
         return (s * int(layer.amplitude[t]))[None]
+    if layer.kind == "relay":  # host-injected graded events: the payload is the input
+        state.saturations += int((np.abs(x) > layer.levels).sum())
+        return np.clip(x, -layer.levels, layer.levels)[None]
     if layer.kind == "lif":
         if state.u is None:
             state.u, state.v = np.zeros_like(x), np.zeros_like(x)
         state.u, state.v, s = lif_step(state.u, state.v, x, lif_fields(layer))
         return s[None]
     # gif: the charge empties in ≤ K steps of at most L − 1
-    u = np.clip(x, 0, None)
-    state.saturations += int((x < 0).sum())
+    u, negative = gif_charge(x)
+    state.saturations += int(negative.sum())
     out = np.empty((layer.steps, *x.shape), np.int64)
     for k in range(layer.steps):
-        out[k] = np.minimum(u, layer.levels - 1)
-        u = u - out[k]
+        u, out[k] = gif_step(u, layer.levels)
     return out
 
 

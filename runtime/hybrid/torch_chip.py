@@ -74,6 +74,9 @@ class TorchChip:
                 pay = self._bispike(la, x, st, call)
             elif la.kind == "lif":
                 pay = self._lif(la, x, st)
+            elif la.kind == "relay":
+                self.sat[la.name] += int((x.abs() > la.levels).sum())
+                pay = x.clamp(-la.levels, la.levels)[None]
             else:
                 pay = self._gif(la, x)
             payloads[la.name] = pay.numpy()

@@ -1,0 +1,258 @@
+"""Chip backend of hybrid programs on Lava's CPU backend (`Loihi2SimCfg(select_tag="fixed_pt")`), bit for bit
+equal to the numpy reference (`chip.py`, `ReferenceChip`).
+
+Why a third backend: the reference and torch chips are our own code; this one runs every chip layer as Lava
+Processes — Lava's stock fixed_pt LIF (PyLifModelBitAcc) and stock Sparse synapses, and our bi-spike and GIF
+ProcessModels (`runtime/lava/procs/chip_*.py`, calling the same integer functions as the reference) — so the
+artifact's integer semantics are checked against Lava's own message passing, delays and weight handling.
+
+One Lava network (and runtime) per chip layer, built once per (program, lead) and kept alive across calls,
+because host stages run between calls in the executor's loop:
+
+    ChipInput ──▶ neuron (LIF | ChipBiSpike | ChipGIF) ──▶ Sparse (projection) ──▶ DendriteSum (K ≥ 2 only)
+                                                      └──▶ StepLog (stock LIF only: it keeps no spike history)
+
+* Positions: every position of the lead axes (B for SpikeGPT, B × L otherwise) is its own copy of the
+  neurons, flattened C-order into one population of prod(lead) × width; the projection is block-diagonal
+  over the copies (scipy CSR in a stock `Sparse`, so it grows linearly with the positions).
+* Groups (SpikeLLM's salient / non-salient accumulators): the projection's rows are [groups × out], row
+  g·out + o holding weight[o, i] for the inputs i of group g and zeros elsewhere.
+* Per call: `Var.set` the input on the source, run K Lava steps (K = the layer's steps per call: 1 for lif and
+  bispike, `steps` for gif), `Var.get` the payloads and accumulators. A Sparse delivers at step k what it got
+  at step k − 1 (REFERENCE.md §5.3), so the accumulator of a call is the destination's sum of steps 1 … K − 1
+  plus the synapse's `a_buff` (W·s of step K − 1, computed but not yet sent); the arrival at the next call's
+  step 0 is that same in-flight value and the destination drops it.
+
+Cost (measured, 2 CPU cores, spikelm-dec-tiny on 1 × 4 positions): ≈0.22 s to compile and fork one layer's
+network (16 layers: 3.6 s), ≈31 ms per layer and call (Var.set, one run, one or two Var.get on 256–1024
+neurons), mostly Var transport: Lava moves Var data one float64 item per message. Use it to verify small inputs;
+a new lead (another batch or sequence length) rebuilds every network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import numpy as np
+from spikestack.compiler.hybrid.ir import STATE_MAX, HybridProgram, QChipLayer
+
+LAVA_WEIGHT_BITS = 8  # Sparse/Dense fixed_pt weight mantissa bits; the compiler's even mantissas pass unchanged
+
+
+def call_steps(layer: QChipLayer) -> int:
+    """Lava time steps per call: the neuron steps of one call (ir.py: one for lif and bispike)."""
+    return int(layer.steps) if layer.kind == "gif" else 1
+
+
+def projection_matrix(layer: QChipLayer, positions: int):
+    """CSR int32 [positions · groups · out, positions · width]: block-diagonal over the positions, rows per
+    accumulator group (zeros for the inputs of other groups, dropped from the CSR)."""
+    import scipy.sparse as sp
+
+    p = layer.projection
+    w = np.asarray(p.weight, np.int32)
+    groups = np.asarray(p.groups)
+    grouped = np.concatenate([np.where(groups[None, :] == g, w, 0) for g in range(p.n_groups)], axis=0)
+    m = sp.block_diag([sp.csr_matrix(grouped)] * positions, format="csr").astype(np.int32)
+    m.eliminate_zeros()
+    return m
+
+
+@dataclass
+class _LayerNet:
+    """The Lava processes of one chip layer and what the host knows about their state."""
+
+    layer: QChipLayer
+    lead: tuple[int, ...]
+    source: Any  # ChipInput; `run` is called on it (any process of a network runs the whole network)
+    neuron: Any
+    synapse: Any = None  # Sparse, with a projection
+    dendrite: Any = None  # DendriteSum, with a projection and K ≥ 2
+    log: Any = None  # StepLog of a stock LIF's spikes
+    next_call: int = 0  # the bispike's `call` Var after the last run
+    dirty: bool = False  # a sequence ended: state must be cleared before the next call
+
+    @property
+    def steps(self) -> int:
+        return call_steps(self.layer)
+
+
+class LavaChip:
+    """ChipBackend on Lava's CPU backend; see the module docstring for the network of each layer."""
+
+    name = "lava"
+
+    def __init__(self) -> None:
+        self.program: HybridProgram | None = None
+        self.lead: tuple[int, ...] = ()
+        self.nets: dict[str, _LayerNet] = {}
+        self._cfg = None
+        self._lava: dict[str, Any] = {}
+
+    # --- Lava imports (only here and in runtime/lava/procs)
+    def _load(self) -> None:
+        if self._lava:
+            return
+        from spikestack.runtime.lava import prepare_lava_import
+
+        prepare_lava_import()
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.lif.models import PyLifModelBitAcc
+        from lava.proc.lif.process import LIF
+        from lava.proc.sparse.models import PySparseModelBitAcc
+        from lava.proc.sparse.process import Sparse
+
+        from ..lava.procs.chip_bispike import ChipBiSpike, PyChipBiSpikeFixed
+        from ..lava.procs.chip_gif import ChipGIF, PyChipGIFFixed
+        from ..lava.procs.chip_io import (
+            ChipInput,
+            DendriteSum,
+            PyChipInputFixed,
+            PyDendriteSumFixed,
+            PyStepLogFixed,
+            StepLog,
+        )
+
+        self._lava = dict(RunSteps=RunSteps, LIF=LIF, Sparse=Sparse, ChipBiSpike=ChipBiSpike, ChipGIF=ChipGIF,
+                          ChipInput=ChipInput, DendriteSum=DendriteSum, StepLog=StepLog)
+        # explicit models: no discovery surprises, and the stock bit-accurate ones for LIF and Sparse
+        self._cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
+            LIF: PyLifModelBitAcc, Sparse: PySparseModelBitAcc, ChipBiSpike: PyChipBiSpikeFixed,
+            ChipGIF: PyChipGIFFixed, ChipInput: PyChipInputFixed, DendriteSum: PyDendriteSumFixed,
+            StepLog: PyStepLogFixed})
+
+    # --- ChipBackend
+    def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
+        """Lava Var shapes are fixed at build time: a new program or lead rebuilds (lazily, at each layer's first
+        call, because Var.set needs a started runtime and the first input becomes the source's init); the same
+        ones keep the networks and only mark their state for clearing."""
+        lead = tuple(int(n) for n in lead)
+        if program is self.program and lead == self.lead:
+            for net in self.nets.values():
+                net.dirty = True
+            return
+        self.close()
+        self.program, self.lead = program, lead
+
+    def segment(self, layers: list[QChipLayer], inputs: dict[str, np.ndarray], call: int
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        outputs, payloads = {}, {}
+        for la in layers:
+            outputs[la.output], payloads[la.name] = self._call(la, np.asarray(inputs[la.input]), call)
+        return outputs, payloads
+
+    def saturations(self) -> dict[str, int]:
+        """Per layer, as ReferenceChip counts them (bispike: |u| beyond 24 bits; gif: negative charges). Stock LIF
+        counts nothing (its u wraps and v saturates silently, as in the reference): 0."""
+        out = {}
+        for la in self.program.layers if self.program is not None else ():
+            net = self.nets.get(la.name)
+            if net is None or la.kind == "lif" or net.dirty:
+                out[la.name] = 0
+            else:
+                out[la.name] = int(net.neuron.saturations.get()[0])
+        return out
+
+    def close(self) -> None:
+        """Stop every runtime (each holds one OS process per Lava Process); errors from one do not keep the others
+        running."""
+        nets, self.nets = self.nets, {}
+        errors = []
+        for net in nets.values():
+            try:
+                net.source.stop()
+            except Exception as exc:  # report after stopping the rest
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # --- one layer
+    def _call(self, la: QChipLayer, x: np.ndarray, call: int) -> tuple[np.ndarray, np.ndarray]:
+        if x.shape != (*self.lead, la.width):
+            raise ValueError(f"layer {la.name!r}: input shape {x.shape}, built for {(*self.lead, la.width)}")
+        flat = x.reshape(-1).astype(np.int64)
+        if np.abs(flat).max(initial=0) > np.iinfo(np.int32).max:
+            raise ValueError(f"layer {la.name!r}: input beyond int32, the width of Lava's ports here")
+        flat = flat.astype(np.int32)
+        net = self.nets.get(la.name)
+        if net is None:
+            net = self.nets[la.name] = self._build(la, flat, call)
+        else:
+            net.source.x.set(flat)
+            self._prepare(net, call)
+        net.source.run(condition=self._lava["RunSteps"](num_steps=net.steps), run_cfg=self._cfg)
+        net.next_call = call + 1
+        return self._read(net)
+
+    def _prepare(self, net: _LayerNet, call: int) -> None:
+        """Clear state left by a finished sequence and align the bi-spike's step index with the executor's call."""
+        la = net.layer
+        if net.dirty:
+            if la.kind == "lif":
+                zeros = np.zeros(prod(net.lead) * la.width, np.int32)
+                net.neuron.u.set(zeros)
+                net.neuron.v.set(zeros)
+            else:
+                net.neuron.saturations.set(np.zeros(1, np.int32))
+            net.dirty = False
+        if la.kind == "bispike" and call != net.next_call:
+            net.neuron.call.set(np.array([call], np.int32))
+
+    def _build(self, la: QChipLayer, x0: np.ndarray, call: int) -> _LayerNet:
+        self._load()
+        lv = self._lava
+        positions = prod(self.lead)
+        n = positions * la.width
+        steps = call_steps(la)
+        source = lv["ChipInput"](x=x0, steps=steps, name=f"{la.name}:in")
+        log = None
+        if la.kind == "lif":
+            neuron = lv["LIF"](shape=(n,), du=la.du, dv=la.dv, vth=la.vth, bias_mant=0, bias_exp=0, name=la.name)
+            log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
+            neuron.s_out.connect(log.a_in)
+        elif la.kind == "bispike":
+            neuron = lv["ChipBiSpike"](size=n, thresholds=la.thresholds, carry=la.carry, carry_shift=la.carry_shift,
+                                       levels=la.levels, amplitude=la.amplitude, period=la.period,
+                                       state_max=STATE_MAX, first_call=call, name=la.name)
+        elif la.kind == "gif":
+            neuron = lv["ChipGIF"](size=n, steps=steps, levels=la.levels, name=la.name)
+        else:
+            raise NotImplementedError(f"layer {la.name!r}: no Lava model for chip kind {la.kind!r}")
+        source.s_out.connect(neuron.a_in)
+        net = _LayerNet(layer=la, lead=self.lead, source=source, neuron=neuron, log=log)
+        if la.projection is not None:
+            p = la.projection
+            net.synapse = lv["Sparse"](weights=projection_matrix(la, positions), num_message_bits=p.message_bits,
+                                       num_weight_bits=LAVA_WEIGHT_BITS, weight_exp=0, name=p.name)
+            neuron.s_out.connect(net.synapse.s_in)
+            if steps > 1:
+                net.dendrite = lv["DendriteSum"](size=positions * p.n_groups * p.size, steps=steps,
+                                                 name=f"{p.name}:acc")
+                net.synapse.a_out.connect(net.dendrite.a_in)
+        source.create_runtime(run_cfg=self._cfg)
+        return net
+
+    def _read(self, net: _LayerNet) -> tuple[np.ndarray, np.ndarray]:
+        """(output for the host, payloads int64 [steps, *lead, width]) of the call just run."""
+        la = net.layer
+        rows = net.log.log if net.log is not None else net.neuron.payload
+        payloads = _ints(rows.get()).reshape(net.steps, *net.lead, la.width)
+        if la.projection is None:
+            out = payloads.sum(0) if la.kind == "gif" else payloads[-1]
+            return out, payloads
+        acc = _ints(net.synapse.a_buff.get())
+        if net.dendrite is not None:
+            acc = acc + _ints(net.dendrite.acc.get())
+        return acc.reshape(*net.lead, la.projection.n_groups, la.projection.size), payloads
+
+
+def _ints(a: np.ndarray) -> np.ndarray:
+    """Var.get returns float64 (Lava's transport); values are integers below 2^31, so the cast is exact."""
+    a = np.asarray(a)
+    out = np.rint(a).astype(np.int64)
+    if not np.array_equal(out, a):
+        raise AssertionError("Lava returned a non-integer value from a fixed_pt Var")
+    return out
