@@ -90,7 +90,7 @@ def _calibrated(program, nir_path: Path, tokens: int):
 
 
 def compile_to(source: Path, target: str, out: Path, dump_after: str | None = None, *, dt: float | None = None,
-               steps: int | None = None, encoding: str | None = None, calibrate: int = 0):
+               steps: int | None = None, encoding: str | None = None, calibrate: int = 0, dataflow: bool = False):
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
 
@@ -105,9 +105,10 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
             from spikestack.models.nir.export import model_to_nir
 
             return hybrid_cli.compile_graph(model_to_nir(family, source), target, out, encoding=encoding,
-                                            dump_after=dump_after, calibrate=calibrate)
+                                            dump_after=dump_after, calibrate=calibrate, dataflow=dataflow)
         from spikestack.models.nir.export import export_checkpoint
 
+        _no_dataflow(dataflow, source)
         with tempfile.TemporaryDirectory() as tmp:
             nir_path = Path(tmp) / "model.nir"
             export_checkpoint(source, nir_path)
@@ -121,12 +122,18 @@ def compile_to(source: Path, target: str, out: Path, dump_after: str | None = No
         graph = read_nir(source)
         if hybrid_cli.is_hybrid_graph(graph):
             return hybrid_cli.compile_graph(graph, target, out, encoding=encoding, dump_after=dump_after,
-                                            calibrate=calibrate)
+                                            calibrate=calibrate, dataflow=dataflow)
+        _no_dataflow(dataflow, source)
         program = compile_graph(source, target, dump_after=dump_after, dump_dir=out.parent / f"{out.name}.dump",
                                 dt=dt, steps=steps, encoding=encoding)
         program = _calibrated(program, source, calibrate)
     artifact.save(program, out)
     return program
+
+
+def _no_dataflow(dataflow: bool, source: Path) -> None:
+    if dataflow:
+        raise SpikestackError(f"{source}: --dataflow folds language-model graphs (SpikeGPT); this is a chain program")
 
 
 def _is_hybrid(program) -> bool:
@@ -137,7 +144,8 @@ def _is_hybrid(program) -> bool:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
-                         steps=args.steps, encoding=args.encoding, calibrate=args.calibrate)
+                         steps=args.steps, encoding=args.encoding, calibrate=args.calibrate,
+                         dataflow=args.dataflow)
     if _is_hybrid(program):
         print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
               f"{len(program.layers)} chip layers, {len(program.stages)} host stages ({program.family})")
@@ -346,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")
     s.add_argument("--calibrate", type=int, default=256, metavar="N",
                    help="measure per-layer quantisation error on N validation windows (0: skip)")
+    s.add_argument("--dataflow", action="store_true",
+                   help="SpikeGPT: fold Linears of the normed residual stream onto the cores (event-driven "
+                        "projections; compiler/hybrid/fold.py)")
     s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
                    help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
     s.set_defaults(fn=cmd_compile)

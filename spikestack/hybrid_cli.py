@@ -53,7 +53,7 @@ def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) ->
 
 
 def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str | None, dump_after: str | None,
-                  calibrate: int = 0):
+                  calibrate: int = 0, dataflow: bool = False):
     """Compile, attach the per-layer quantization report on `calibrate` validation positions, save."""
     from spikestack.compiler import artifact
     from spikestack.compiler.hybrid.compile import compile_hybrid, graph_context
@@ -68,7 +68,10 @@ def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str 
                or CALIBRATION_POSITIONS)
     ids, _ = sample_ids(vocab, min(context, CALIBRATION_POSITIONS),
                         CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
-    program = compile_hybrid(graph, target, ids)
+    program = compile_hybrid(graph, target, ids, dataflow=dataflow)
+    if dataflow and not any(la.kind == "relay" for la in program.layers):
+        raise SpikestackError("--dataflow: no Linear of this graph reads a normed integer residual stream (SpikeGPT "
+                              "with a binary embedding); nothing to fold")
     if calibrate > 0:
         from dataclasses import replace
 

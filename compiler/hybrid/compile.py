@@ -8,6 +8,9 @@ run of the NIR graph on sample ids, peak input per chip layer) → quantize (`qu
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import nir
@@ -135,24 +138,45 @@ def _macs(plan: CutPlan, nodes: list[str]) -> int:
     return total
 
 
-def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray) -> HybridProgram:
+@contextmanager
+def _phase(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray,
+                   timings: dict[str, float] | None = None, *, dataflow: bool = False) -> HybridProgram:
+    """`timings`, when given, receives the seconds of each pass: cut, calibrate, quantize, host_build,
+    onnx_export, partition_place (bench/compile_scale.py). `dataflow` folds Linears of SpikeGPT's normed
+    residual stream onto the cores (compiler/hybrid/fold.py)."""
     target = load_target(target) if isinstance(target, str) else target
-    plan = plan_cut(graph)
+    with _phase(timings, "cut"):
+        plan = plan_cut(graph, dataflow=dataflow)
     if not plan.layers:
         raise CompileError("graph has no spiking neuron node (BiSpike, LIF or GIF): nothing to put on the chip")
     time_axis = str(_meta(graph, "time_axis", "tokens"))
-    x_max = calibrate(graph, plan, calibration_ids)
-    layers = quantize_layers(plan, x_max, target)
+    with _phase(timings, "calibrate"):
+        x_max = calibrate(graph, plan, calibration_ids)
+    with _phase(timings, "quantize"):
+        layers = quantize_layers(plan, x_max, target)
     example = _example_env(plan, time_axis)
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
-    modules = build_stages(plan, layers, example, _chip_example, max(max_positions, CALIBRATION_POSITIONS))
+    with _phase(timings, "host_build"):
+        modules = build_stages(plan, layers, example, _chip_example, max(max_positions, CALIBRATION_POSITIONS))
     accumulators = {la.output for la in layers if la.projection is not None}
     env = dict(example)
     stages = []
     states = host_states(plan)
     state_names = {s.name for s in states}
-    with torch.no_grad():
-        for k, module in enumerate(modules):
+    with torch.no_grad(), _phase(timings, "onnx_export"):
+        for k in range(len(modules)):
+            # each stage's torch copy of its weights is dropped once exported: at the 216M shape they are
+            # 0.9 GB that the ONNX bytes of the later stages can reuse (bench/compile_scale.py)
+            module, modules[k] = modules[k], None
             onnx_bytes = export_onnx(module, env, accumulators)
             for name, value in zip(module.outputs, module(*(env[n] for n in module.inputs)), strict=True):
                 env[name] = value
@@ -178,10 +202,11 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
                 "host_traffic_values_per_position": _traffic(layers)})
     verify_hybrid(program)
-    program = _partition(program, target)
-    verify_hybrid(program)
-    program = place(program, target)
-    verify_hybrid(program)
+    with _phase(timings, "partition_place"):
+        program = _partition(program, target)
+        verify_hybrid(program)
+        program = place(program, target)
+        verify_hybrid(program)
     return program
 
 

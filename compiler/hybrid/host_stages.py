@@ -100,6 +100,72 @@ def host_module(node: nir.NIRNode, positions: int) -> nn.Module:
     return NODE_MAP[type(node)](node)
 
 
+def _stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Mean and sqrt(biased variance + eps) over channels, as LayerNorm computes them."""
+    mean = x.mean(-1, keepdim=True)
+    return mean, torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + eps)
+
+
+class FoldDequant(nn.Module):
+    """The host half of a folded Linear (fold.py): per-token scalars applied to the chip's accumulators.
+
+    For each branch b (current token; token-shifted), with Wq_e, Wq_s the compiled weight blocks (real units):
+        z_b = (acc_e − m_e·Wq_e 1)/σ_e + Wq_s β0 − m_x·Wq_s 1 + acc_s      (e terms only with LN0, s only with S)
+        y_b = z_b/σ_x + W (c_b ⊙ β)
+    y = y_now + (last call's y_shift), and y_shift of this call is handed on as state."""
+
+    def __init__(self, plan: CutPlan, la: QChipLayer) -> None:
+        super().__init__()
+        fold = plan.layers[[pl.neuron for pl in plan.layers].index(la.name)].fold
+        g = plan.graph
+        norm = g.nodes[fold.norm]
+        w = np.asarray(g.nodes[fold.linear].weight, np.float64)
+        out, width = w.shape
+        p = la.projection
+        wq = np.asarray(p.weight, np.float64) * p.unit  # [branches·out, parts·width]
+        self.has_e, self.has_s = fold.normed is not None, bool(fold.spikes)
+        self.branches = 1 + int(fold.prev is not None)
+        self.out, self.width = out, width
+        self.eps = float(norm.epsilon)
+        self.eps0 = float(g.nodes[fold.normed].epsilon) if self.has_e else 0.0
+        beta0 = np.asarray(g.nodes[fold.normed].bias, np.float64) if self.has_e else np.zeros(width)
+        gamma = np.asarray(norm.weight, np.float64)
+        rs_e, rs_s, k_s, k_beta = [], [], [], []
+        for b, coef in enumerate((fold.now, *(() if fold.prev is None else (fold.prev,)))):
+            rows = wq[b * out:(b + 1) * out]
+            e_block = rows[:, :width] if self.has_e else np.zeros((out, width))
+            s_block = rows[:, -width:] if self.has_s else w * (coef * gamma)[None, :]  # no S: the float weights
+            rs_e.append(e_block.sum(1))
+            rs_s.append(s_block.sum(1))
+            k_s.append(s_block @ beta0)
+            k_beta.append(w @ (coef * np.asarray(norm.bias, np.float64)))
+        for name, value in (("rs_e", rs_e), ("rs_s", rs_s), ("k_s", k_s), ("k_beta", k_beta)):
+            self.register_buffer(name, torch.from_numpy(np.stack(value)).float())  # [branches, out]
+        bias = getattr(g.nodes[fold.linear], "bias", None)
+        self.register_buffer("bias", torch.from_numpy(np.zeros(out) if bias is None else np.asarray(bias)).float())
+        self.unit = float(p.unit)
+
+    def forward(self, raw: Tensor, x: Tensor, e: Tensor | None, shifted: Tensor | None
+                ) -> tuple[Tensor, Tensor | None]:
+        acc = raw.float() * self.unit  # [..., groups, branches·out]
+        m_x, s_x = _stats(x, self.eps)
+        if self.has_e:
+            m_e, s_e = _stats(e, self.eps0)
+        ys = []
+        for b in range(self.branches):
+            cols = slice(b * self.out, (b + 1) * self.out)
+            z = self.k_s[b] - m_x * self.rs_s[b]
+            if self.has_e:
+                z = z + (acc[..., 0, cols] - m_e * self.rs_e[b]) / s_e
+            if self.has_s:
+                z = z + acc[..., -1, cols]
+            ys.append(z / s_x + self.k_beta[b])
+        y = ys[0] + self.bias
+        if self.branches == 1:
+            return y, None
+        return y + shifted, ys[1]
+
+
 class StageModule(nn.Module):
     """forward(*inputs) → outputs, all env tensors by name (`self.inputs`, `self.outputs`)."""
 
@@ -118,11 +184,15 @@ class StageModule(nn.Module):
         if missing:
             raise CompileError(f"node {missing[0]!r}: type {type(g.nodes[missing[0]]).__name__} has no host "
                                "implementation")
+        self.folds = nn.ModuleDict()
+        self.fold_of = {pl.neuron: pl.fold for pl in plan.layers if pl.fold is not None}
         self.encoders = nn.ModuleDict({_key(la.name): GIFEncode(g.nodes[la.name], float(g.nodes[la.name].min_step))
                                        for la in self.send if la.kind == "gif"})
         for la in self.recv:
             p = la.projection
-            if p is not None:
+            if la.kind == "relay":
+                self.folds[_key(la.name)] = FoldDequant(plan, la)
+            elif p is not None:
                 self.register_buffer(f"w_{_key(la.name)}", torch.from_numpy(_group_colsums(la)).float())
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -146,7 +216,13 @@ class StageModule(nn.Module):
             y = y + torch.from_numpy(np.asarray(p.bias, np.float32))
         return y
 
-    def _quant(self, la: QChipLayer, x: Tensor, env: dict[str, Tensor]) -> None:
+    def _quant(self, la: QChipLayer, x: Tensor | None, env: dict[str, Tensor]) -> None:
+        if la.kind == "relay":  # [e ; S]: integer vectors, exact in float32 below 2^24
+            fold = self.fold_of[la.name]
+            parts = [self._summed(fold.embed, env)] if fold.normed else []
+            parts += [self._summed(fold.spikes, env)] if fold.spikes else []
+            env[la.input] = torch.round(torch.cat(parts, -1)).to(torch.int32)
+            return
         if la.kind == "gif":
             codes, scale, zero = self.encoders[_key(la.name)](x)
             env[la.input], env[gif_scale_name(la.name)], env[gif_zero_name(la.name)] = codes, scale, zero
@@ -167,6 +243,16 @@ class StageModule(nn.Module):
     def compute(self, env: dict[str, Tensor]) -> None:
         g = self.plan.graph
         for la in self.recv:
+            if la.kind == "relay":
+                fold = self.fold_of[la.name]
+                e = self._summed(fold.embed, env) if fold.normed else None
+                x = self._summed(((fold.normed,) if fold.normed else ()) + fold.spikes, env)
+                state = state_name(f"fold:{la.name}")
+                env[la.name], shifted = self.folds[_key(la.name)](env[la.output], x, e,
+                                                                  env[state] if fold.prev is not None else None)
+                if shifted is not None:
+                    env[next_name(state)] = shifted
+                continue
             env[la.projection.name if la.projection else la.name] = self._dequant(la, env[la.output], env)
         for name in self.nodes:
             node, preds = g.nodes[name], self.plan.preds[name]
@@ -188,7 +274,7 @@ class StageModule(nn.Module):
         for d in self.delays:
             env[next_name(state_name(d))] = self._summed(self.plan.preds[d], env)
         for la in self.send:
-            self._quant(la, self._summed(self.layer_inputs[la.name], env), env)
+            self._quant(la, None if la.kind == "relay" else self._summed(self.layer_inputs[la.name], env), env)
         if self.stage == self.plan.stages - 1:
             env["logits"] = self._summed(self.plan.preds[self.plan.output_name], env)
 
@@ -217,8 +303,12 @@ def _group_colsums(la: QChipLayer) -> np.ndarray:
 
 
 def host_states(plan: CutPlan) -> list[StateSpec]:
-    """Every host state tensor: Delay values and WKV's (a, b, p), per-position shapes."""
+    """Every host state tensor: Delay values, WKV's (a, b, p) and folded token shifts, per-position shapes."""
     specs = []
+    for pl in plan.layers:
+        if pl.fold is not None and pl.fold.prev is not None:
+            out = int(np.asarray(plan.graph.nodes[pl.fold.linear].weight).shape[0])
+            specs.append(StateSpec(name=state_name(f"fold:{pl.neuron}"), shape=(out,), init=0.0))
     for d in sorted(plan.delays):
         specs.append(StateSpec(name=state_name(d), shape=tuple(int(s) for s in np.shape(plan.graph.nodes[d].delay)),
                                init=0.0))

@@ -155,7 +155,8 @@ class HybridProgram:
     def populations(self) -> tuple[_Pop, ...]:
         pops = []
         for layer in self.layers:
-            pops.append(_Pop(name=layer.name, size=layer.width))
+            if layer.kind != "relay":  # a relay's events come from the host: it has no neurons on a core
+                pops.append(_Pop(name=layer.name, size=layer.width))
             if layer.projection is not None:
                 pops.append(_Pop(name=layer.projection.name, size=layer.projection.size))
         return tuple(pops)

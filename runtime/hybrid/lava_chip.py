@@ -150,7 +150,7 @@ class LavaChip:
         out = {}
         for la in self.program.layers if self.program is not None else ():
             net = self.nets.get(la.name)
-            if net is None or la.kind == "lif" or net.dirty:
+            if net is None or la.kind in ("lif", "relay") or net.dirty:
                 out[la.name] = 0
             else:
                 out[la.name] = int(net.neuron.saturations.get()[0])
@@ -176,6 +176,8 @@ class LavaChip:
         flat = x.reshape(-1).astype(np.int64)
         if np.abs(flat).max(initial=0) > np.iinfo(np.int32).max:
             raise ValueError(f"layer {la.name!r}: input beyond int32, the width of Lava's ports here")
+        if la.kind == "relay":  # the host never sends more than the compiled payload bound (as the reference)
+            flat = np.clip(flat, -la.levels, la.levels)
         flat = flat.astype(np.int32)
         net = self.nets.get(la.name)
         if net is None:
@@ -191,7 +193,9 @@ class LavaChip:
         """Clear state left by a finished sequence and align the bi-spike's step index with the executor's call."""
         la = net.layer
         if net.dirty:
-            if la.kind == "lif":
+            if la.kind == "relay":
+                pass  # no state
+            elif la.kind == "lif":
                 zeros = np.zeros(prod(net.lead) * la.width, np.int32)
                 net.neuron.u.set(zeros)
                 net.neuron.v.set(zeros)
@@ -219,9 +223,14 @@ class LavaChip:
                                        state_max=STATE_MAX, first_call=call, name=la.name)
         elif la.kind == "gif":
             neuron = lv["ChipGIF"](size=n, steps=steps, levels=la.levels, name=la.name)
+        elif la.kind == "relay":  # host-injected graded events straight into the synapses; the log is the trace
+            neuron = source
+            log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
+            source.s_out.connect(log.a_in)
         else:
             raise NotImplementedError(f"layer {la.name!r}: no Lava model for chip kind {la.kind!r}")
-        source.s_out.connect(neuron.a_in)
+        if neuron is not source:
+            source.s_out.connect(neuron.a_in)
         net = _LayerNet(layer=la, lead=self.lead, source=source, neuron=neuron, log=log)
         if la.projection is not None:
             p = la.projection

@@ -225,3 +225,73 @@ def test_verifier_catches_missing_input():
     broken = replace(prog, stages=(replace(prog.stages[0], outputs=()),) + prog.stages[1:])
     with pytest.raises(CompileError, match="chip layer .blocks.0.lif1.: its input .chip_in:blocks.0.lif1. is not"):
         verify_hybrid(broken)
+
+
+# ------------------------------------------------------------------------------------------------ dataflow fold
+def test_fold_finds_every_linear_of_the_normed_stream():
+    """Per block: att key/value/receptance and ffn key/receptance read LN(x) through μ-mixes; plus the head."""
+    plan = plan_cut(graph("spikegpt"), dataflow=True)
+    relays = {la.neuron for la in plan.layers if la.kind == "relay"}
+    assert relays == {f"blocks.{i}.{n}" for i in (0, 1) for n in ("att_key", "att_value", "att_receptance",
+                                                                    "ffn_key", "ffn_receptance")} | {"head"}
+    head = next(la.fold for la in plan.layers if la.neuron == "head")
+    assert head.prev is None and head.bound_s == 4 and head.bound_e == 1  # 4 LIF layers below, binary e
+    assert "blocks.0.ln1" not in plan.order  # read only by folded Linears: no longer computed
+    assert plan_cut(graph("spikellm"), dataflow=True).layers == plan_cut(graph("spikellm")).layers  # nothing folds
+
+
+def test_fold_algebra_is_exact_in_float():
+    """FoldDequant on exact (unquantized) accumulators reproduces the float model's Linear, shift included."""
+    from spikestack.compiler.hybrid.host_stages import FoldDequant
+    from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+    from spikestack.compiler.hybrid.quantize import relay_weights
+    from spikestack.models.nir.to_torch import _key, nir_to_module, run_tokens
+
+    g = graph("spikegpt")
+    plan = plan_cut(g, dataflow=True)
+    pl = next(la for la in plan.layers if la.neuron == "blocks.1.att_key")
+    v, groups, width = relay_weights(plan, pl)
+    proj = QChipProjection(name=pl.neuron, weight=v, unit=1.0, message_bits=2, groups=groups, n_groups=2)
+    layer = QChipLayer(name=pl.neuron, kind="relay", width=v.shape[1], steps=1, input="i", output="o", in_unit=1.0,
+                       payload_unit=1.0, segment=pl.segment, levels=3, projection=proj)
+    fold = FoldDequant(plan, layer).double()
+    module = nir_to_module(g, dtype=torch.float64)
+    seen: dict[str, list[torch.Tensor]] = {}
+    for name in ("emb_flat", "blocks.0.ln0", *pl.fold.spikes, pl.neuron):
+        module.mods[_key(name)].register_forward_hook(
+            lambda _m, _a, out, name=name: seen.setdefault(name, []).append(out[0] if isinstance(out, tuple) else out))
+    with torch.no_grad():
+        run_tokens(module, torch.as_tensor(load_corpus().val_ids[:10][None]))
+        shifted = torch.zeros(1, v.shape[0] // 2, dtype=torch.float64)
+        for t in range(10):
+            e = seen["emb_flat"][t]
+            s = sum(seen[n][t] for n in pl.fold.spikes)
+            inp = torch.cat([e, s], -1)
+            w = torch.from_numpy(v)
+            raw = torch.stack([inp[..., groups == k] @ w[:, groups == k].T for k in (0, 1)], -2)
+            y, shifted = fold(raw, seen["blocks.0.ln0"][t] + s, e, shifted)
+            torch.testing.assert_close(y, seen[pl.neuron][t], rtol=1e-5, atol=1e-6)  # float32 constants
+
+
+def test_dataflow_program_tracks_float_and_is_bit_exact():
+    from spikestack.runtime.hybrid.executor import run
+    from spikestack.runtime.hybrid.verify import verify
+
+    prog = compile_hybrid(graph("spikegpt"), "loihi2", calib_ids(), dataflow=True)
+    assert sum(la.kind == "relay" for la in prog.layers) == 11
+    ids = load_corpus().val_ids[2000:2000 + 3 * 33].reshape(3, 33)
+    _, problems = verify(prog, ids[:1, :6], ("torch", "reference"))
+    assert problems == []
+    from spikestack.models.nir.to_torch import nir_to_module, run_tokens
+
+    with torch.no_grad():
+        ref = run_tokens(nir_to_module(graph("spikegpt"), dtype=torch.float64), torch.as_tensor(ids[:, :-1])).numpy()
+    got = run(prog, ids[:, :-1]).logits
+
+    def bpc(logits):
+        z = logits - logits.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return float(-np.take_along_axis(logp, ids[:, 1:, None], -1).mean() / np.log(2))
+
+    assert (ref.argmax(-1) == got.argmax(-1)).mean() >= 0.9
+    assert abs(bpc(got) - bpc(ref)) < 0.03

@@ -198,6 +198,7 @@ def test_spikegpt_checkpoint_consistent_with_trace():
 
 def test_spikelm_checkpoint_sops_and_attention_macs():
     from spikestack.runtime.hybrid.executor import run
+    from spikestack.simulators.report import markdown_report
 
     program, ids = _compiled("spikelm-dec", "spikelm-dec-tiny.pt")
     trace = run(program, ids[:2, :8])
@@ -214,3 +215,4 @@ def test_spikelm_checkpoint_sops_and_attention_macs():
     assert r["host_ops_per_token"]["activation_matmul_macs"] == 2 * 8 * d * n_layers * program.steps_per_token
     assert r["latency_s_per_call"] > 0 and r["tokens_per_s"] == pytest.approx(16 / sum(
         c["latency_s"] for c in r["per_call"]))
+    assert "## Counting conventions side by side" in markdown_report(r)
