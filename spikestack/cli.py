@@ -191,6 +191,10 @@ def simulate_artifact(art: Path, profile_name: str | None, tokens: int) -> dict:
 
     program = artifact.load(art)
     profile = load_profile(profile_name or load_target(program.target).default_profile)
+    if _is_hybrid(program):
+        from spikestack import hybrid_cli
+
+        return hybrid_cli.simulate(program, profile, tokens)
     ids, _ = _eval_windows(program, tokens)
     return simulate(program, run(program, ids), profile)
 
@@ -325,6 +329,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spikestack.compiler.hybrid.compile import HYBRID_PASSES
     from spikestack.compiler.pipeline import PASS_NAMES
 
     p = argparse.ArgumentParser(prog="spikestack", description=__doc__.splitlines()[0])
@@ -348,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source")
     s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("--dump-after", choices=PASS_NAMES, help="write the IR after this pass next to the artifact")
+    s.add_argument("--dump-after", choices=sorted(set(PASS_NAMES) | set(HYBRID_PASSES)),
+                   help="write the IR after this pass next to the artifact (chain passes: "
+                        f"{', '.join(PASS_NAMES)}; language-model passes: {', '.join(HYBRID_PASSES)})")
     s.add_argument("--dt", type=float, help="Euler step in seconds for foreign LIF graphs (default: graph "
                    "metadata spikestack.dt, else 1e-4)")
     s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")

@@ -60,15 +60,28 @@ def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str 
 
     if encoding not in (None, "graded"):
         raise SpikestackError(f"--encoding {encoding}: hybrid (language-model) programs send graded payloads only")
-    if dump_after is not None:
-        raise SpikestackError("--dump-after applies to chain programs; inspect a hybrid artifact with "
-                              "`spikestack inspect` instead")
+    from spikestack.compiler.hybrid.compile import HYBRID_PASSES
+
+    if dump_after is not None and dump_after not in HYBRID_PASSES:
+        raise SpikestackError(f"--dump-after {dump_after}: not a pass of hybrid (language-model) programs; their "
+                              f"passes are {', '.join(HYBRID_PASSES)}")
     vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
     context = (int((graph.metadata or {}).get("spikestack.max_seq_len", 0)) or graph_context(graph)
                or CALIBRATION_POSITIONS)
     ids, _ = sample_ids(vocab, min(context, CALIBRATION_POSITIONS),
                         CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
-    program = compile_hybrid(graph, target, ids, dataflow=dataflow)
+    def dump(name: str, ir) -> None:
+        if name == dump_after:
+            import json
+
+            from spikestack.compiler.pipeline import to_jsonable
+
+            folder = out.parent / f"{out.name}.dump"
+            folder.mkdir(parents=True, exist_ok=True)
+            index = HYBRID_PASSES.index(name)
+            (folder / f"{index:03d}_{name}.json").write_text(json.dumps(to_jsonable(ir), indent=1, sort_keys=True))
+
+    program = compile_hybrid(graph, target, ids, dataflow=dataflow, on_pass=dump)
     if dataflow and not any(la.kind == "relay" for la in program.layers):
         raise SpikestackError("--dataflow: no Linear of this graph reads a normed integer residual stream (SpikeGPT "
                               "with a binary embedding); nothing to fold")
@@ -141,6 +154,15 @@ def cmd_generate(program, prompt: str, tokens: int, backend: str) -> int:
     ids = generate_ids(program, [index[ch] for ch in prompt], tokens, lambda: chip_backend(backend))
     print("".join(vocab[i] for i in ids))
     return 0
+
+
+def simulate(program, profile, tokens: int) -> dict:
+    """Counts, energy and latency (simulators/hybrid.py) on `tokens` validation positions run on the reference."""
+    from spikestack.runtime.hybrid.executor import run
+    from spikestack.simulators.hybrid import simulate_hybrid
+
+    ids, _ = _windows(program, tokens)
+    return simulate_hybrid(program, run(program, ids), profile)
 
 
 def inspect(program) -> str:

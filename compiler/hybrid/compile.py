@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import nir
 import numpy as np
@@ -149,20 +150,26 @@ def _phase(timings: dict[str, float] | None, name: str) -> Iterator[None]:
 
 
 def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray,
-                   timings: dict[str, float] | None = None, *, dataflow: bool = False) -> HybridProgram:
+                   timings: dict[str, float] | None = None, *, dataflow: bool = False,
+                   on_pass: Callable[[str, Any], None] | None = None) -> HybridProgram:
     """`timings`, when given, receives the seconds of each pass: cut, calibrate, quantize, host_build,
     onnx_export, partition_place (bench/compile_scale.py). `dataflow` folds Linears of SpikeGPT's normed
-    residual stream onto the cores (compiler/hybrid/fold.py)."""
+    residual stream onto the cores (compiler/hybrid/fold.py). `on_pass(name, ir)` sees the IR after each of
+    HYBRID_PASSES (`compile --dump-after`)."""
     target = load_target(target) if isinstance(target, str) else target
+    seen = on_pass or (lambda _name, _ir: None)
     with _phase(timings, "cut"):
         plan = plan_cut(graph, dataflow=dataflow)
+    seen("cut", plan_summary(plan))
     if not plan.layers:
         raise CompileError("graph has no spiking neuron node (BiSpike, LIF or GIF): nothing to put on the chip")
     time_axis = str(_meta(graph, "time_axis", "tokens"))
     with _phase(timings, "calibrate"):
         x_max = calibrate(graph, plan, calibration_ids)
+    seen("calibrate", x_max)
     with _phase(timings, "quantize"):
         layers = quantize_layers(plan, x_max, target)
+    seen("quantize", layers)
     example = _example_env(plan, time_axis)
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
     with _phase(timings, "host_build"):
@@ -202,12 +209,28 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
                 "host_traffic_values_per_position": _traffic(layers)})
     verify_hybrid(program)
+    seen("host", program.stages)
     with _phase(timings, "partition_place"):
         program = _partition(program, target)
         verify_hybrid(program)
+        seen("partition", program.cores)
         program = place(program, target)
         verify_hybrid(program)
+        seen("place", program)
     return program
+
+
+HYBRID_PASSES = ("cut", "calibrate", "quantize", "host", "partition", "place")
+
+
+def plan_summary(plan: CutPlan) -> dict[str, Any]:
+    """The cut as data (no NIR objects): chip layers by segment, host nodes by stage, delays, stage count."""
+    return {"stages": plan.stages, "layers": [
+        {"name": la.neuron, "kind": la.kind, "projection": la.projection, "segment": la.segment,
+         "inputs": list(la.inputs), "fold": None if la.fold is None else {
+             "norm": la.fold.norm, "spikes": list(la.fold.spikes), "normed": la.fold.normed,
+             "shifted": la.fold.prev is not None}} for la in plan.layers],
+        "host": {n: plan.level[n] for n in plan.order}, "delays": plan.delays}
 
 
 def graph_context(graph: nir.NIRGraph) -> int:

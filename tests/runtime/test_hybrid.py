@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -138,6 +140,21 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "payload:blocks.0.lif1" in np.load(tmp_path / "t.npz").files
     assert main(["generate", str(art), "--prompt", "The ", "--tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("The ")
+    assert main(["simulate", str(art), "--tokens", "8", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["kind"] == "hybrid" and sim["tokens"] == 9 and sim["energy_per_token_j"] > 0
+
+
+def test_cli_dataflow_and_dump(tmp_path, capsys):
+    art = tmp_path / "df.art"
+    assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "--dataflow", "--calibrate", "0",
+                 "--dump-after", "cut", "-o", str(art)]) == 0
+    assert "15 chip layers" in capsys.readouterr().out
+    cut = json.loads((tmp_path / "df.art.dump" / "000_cut.json").read_text())
+    assert sum(la["kind"] == "relay" for la in cut["layers"]) == 11
+    assert main(["verify", str(art), "--backends", "torch,reference", "--tokens", "6"]) == 0
+    assert main(["compile", str(CKPT / "spikellm-char-tiny.pt"), "--dataflow", "-o", str(tmp_path / "x")]) == 2
+    assert "nothing to fold" in capsys.readouterr().err
 
 
 def test_cli_user_errors(tmp_path, capsys):
