@@ -1,7 +1,9 @@
-"""`make demo`: the shipped bi-spike checkpoint through every stage, and one short report.
+"""`make demo`: the shipped checkpoints through every stage, and one short report.
 
-checkpoint → NIR file → compiler (loihi2) → artifact → reference executor and Lava (bit-exactness on a few
-tokens) → simulator (SOPs, energy, latency) → report and a firing-rate plot.
+Spine: the bi-spike checkpoint → NIR file → compiler (loihi2) → artifact → reference executor and Lava
+(bit-exactness on a few tokens) → simulator (SOPs, energy, latency) → report and a firing-rate plot.
+Language models (`demo_lm.py`): SpikeGPT, SpikeLM and SpikeLLM through the hybrid compiler, the three chip
+backends and the simulator.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
         "firing_rate_plot": str(plot),
         "seconds": round(time.time() - t0, 1),
     }
+    from spikestack.demo_lm import print_rows, run_lm_demo
+
+    lm_rows, lm_exact = run_lm_demo(out)
+    summary["language_models"] = lm_rows
+    summary["seconds"] = round(time.time() - t0, 1)
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     print("spikestack demo: bispike-mlp (SpikeLM elastic bi-spikes) → NIR → loihi2 → reference + Lava → simulator")
     print(f"  float model BPC          {summary['float_bpc']:.4f}   ({summary['eval_tokens']} validation chars)")
@@ -73,8 +80,9 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     print(f"  cores                    {sim['cores']} on {sim['tiles']} tile(s)")
     print(f"  SOPs                     {sim['sops']:.4g} total, {sim['sops_per_token']:.4g} per token")
     print("  " + human_table(sim).replace("\n", "\n  "))
+    print_rows(lm_rows)
     print(f"  plot {plot}; report {out / 'report.json'}; {summary['seconds']} s")
-    return 0 if not problems else 1
+    return 0 if not problems and lm_exact else 1
 
 
 if __name__ == "__main__":
