@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
     s.add_argument("artifact")
     s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
-    s.add_argument("--tokens", type=int, default=32)
+    s.add_argument("--tokens", "--inputs", dest="tokens", type=int, default=32,
+                   help="number of input tokens (positions) run through every backend")
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("generate", help="greedy text from a float checkpoint or a compiled artifact directory")
