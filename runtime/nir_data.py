@@ -39,3 +39,14 @@ def to_nir_data(trace: Trace, dt: float = 1.0) -> nir.NIRGraphData:
 
 def write_nir_data(trace: Trace, path: str | Path, dt: float = 1.0) -> None:
     nir.write_data(str(path), to_nir_data(trace, dt))
+
+
+def hybrid_nir_data(payloads: dict[str, np.ndarray], dt: float = 1.0) -> nir.NIRGraphData:
+    """A hybrid trace (runtime/hybrid: payloads [calls, steps, *positions, width]) as NIR recordings: one sample
+    per position, time = (call · steps + step) · dt, value = the graded payload."""
+    nodes = {}
+    for layer, p in payloads.items():
+        calls, steps, width = p.shape[0], p.shape[1], p.shape[-1]
+        per_position = np.asarray(p).reshape(calls * steps, -1, width).transpose(1, 0, 2)
+        nodes[layer] = nir.NIRNodeData(observables={"spikes": layer_events(per_position, dt)})
+    return nir.NIRGraphData(nodes=nodes)

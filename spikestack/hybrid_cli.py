@@ -115,9 +115,13 @@ def cmd_run(program, backend: str, tokens: int, trace_path: str | None) -> int:
 
     ids, targets = _windows(program, tokens)
     trace = run(program, ids, chip_backend(backend))
-    if trace_path:
+    if trace_path and Path(trace_path).suffix == ".nir":
+        from spikestack.runtime.nir_data import hybrid_nir_data
+
+        nir.write_data(trace_path, hybrid_nir_data(trace.payloads))
+    elif trace_path:
         if Path(trace_path).suffix != ".npz":
-            raise SpikestackError(f"{trace_path}: hybrid traces are written as .npz")
+            raise SpikestackError(f"{trace_path}: traces are written as .npz or .nir (NIR ValuedEventData)")
         np.savez_compressed(trace_path, logits=trace.logits, **{f"payload:{k}": v for k, v in trace.payloads.items()})
     result = {"backend": backend, "family": program.family, "positions": int(ids.size), "calls": trace.calls,
               "events": trace.events(), "saturations": trace.saturations}

@@ -138,6 +138,15 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["run", str(art), "--tokens", "16", "--trace", str(tmp_path / "t.npz")]) == 0
     assert '"bpc"' in capsys.readouterr().out
     assert "payload:blocks.0.lif1" in np.load(tmp_path / "t.npz").files
+    assert main(["run", str(art), "--tokens", "4", "--trace", str(tmp_path / "t.nir")]) == 0
+    capsys.readouterr()
+    import nir
+
+    data = nir.read_data(str(tmp_path / "t.nir"))
+    events = data.nodes["blocks.0.lif1"].observables["spikes"]
+    assert events.n_neurons == 64 and events.idx.shape[0] == 1  # one SpikeGPT sequence
+    assert np.isfinite(events.time).sum() == int((run(program("spikegpt"), load_corpus().val_ids[:5][None])
+                                                  .payloads["blocks.0.lif1"] != 0).sum())
     assert main(["generate", str(art), "--prompt", "The ", "--tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("The ")
     assert main(["simulate", str(art), "--tokens", "8", "--json"]) == 0
