@@ -52,10 +52,15 @@ def verify(
 ) -> tuple[dict[str, Trace], list[str]]:
     """Run every backend; return the traces and the list of mismatch lines (empty = bit-exact)."""
     traces = {name: backend_runner(name)(program, ids) for name in backends}
+    return traces, compare_all(program, traces, backends, first_divergence)
+
+
+def compare_all(program, traces: dict, backends: tuple[str, ...], divergence: Callable) -> list[str]:
+    """Every backend against the first: one mismatch line per differing pair (chain and hybrid programs)."""
     base = backends[0]
     problems = []
     for other in backends[1:]:
-        line = first_divergence(program, traces[base], traces[other], (base, other))
+        line = divergence(program, traces[base], traces[other], (base, other))
         if line:
             problems.append(f"{base} vs {other}: {line}")
-    return traces, problems
+    return problems

@@ -7,7 +7,6 @@ run of the NIR graph on sample ids, peak input per chip layer) → quantize (`qu
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,10 +19,10 @@ import torch
 from spikestack.models.nir.to_torch import NIRModule, _key, run_tokens
 from spikestack.models.threads import one_torch_thread
 
-from spikestack.errors import CompileError, TargetLimitError
+from spikestack.errors import CompileError
 
 from ..ir import Core
-from ..passes.partition import _capacity
+from ..passes.partition import check_core_count, slice_population
 from ..passes.place import place
 from ..targets import Target, load_target
 from .cut import CutPlan, plan_cut
@@ -78,16 +77,8 @@ def _partition(program: HybridProgram, target: Target) -> HybridProgram:
     of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
     cores: list[Core] = []
     for pop, fan_in in _populations(program):
-        cap = _capacity(pop.name, fan_in, target)
-        n = math.ceil(pop.size / cap)
-        bounds = np.linspace(0, pop.size, n + 1).round().astype(int)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            cores.append(Core(index=len(cores), pop=pop.name, lo=int(lo), hi=int(hi),
-                              synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits),
-                              axons_in=fan_in))
-    capacity = target.chip_cores * 64
-    if len(cores) > capacity:
-        raise TargetLimitError(f"program needs {len(cores)} cores, more than {capacity} on 64 chips of {target.name}")
+        cores += slice_population(pop.name, pop.size, fan_in, target, len(cores))
+    check_core_count(len(cores), target)
     return replace(program, cores=tuple(cores))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from spikestack.models.nir.neurons import GIF
 from spikestack.models.nir.nodes import BiSpike
 from spikestack.models.nir.ops import WKV, check_operands
+from spikestack.models.nir.to_torch import _topological_order
 
 from spikestack.errors import NIRFormatError
 
@@ -72,23 +73,6 @@ class CutPlan:
         return next((la for la in self.layers if value in (la.neuron, la.projection)), None)
 
 
-def _topological(graph: nir.NIRGraph, preds: dict[str, list[str]], sources: set[str]) -> list[str]:
-    pending = {n for n in graph.nodes if n not in sources and not isinstance(graph.nodes[n], nir.Output)}
-    ready, order = set(sources), []
-    while pending:
-        runnable = sorted(n for n in pending if all(p in ready for p in preds.get(n, [])))
-        if not runnable:
-            raise NIRFormatError(f"node {sorted(pending)[0]!r}: cycle without a Delay on it, or input from a missing "
-                                 "node")
-        for n in runnable:
-            if not preds.get(n):
-                raise NIRFormatError(f"node {n!r}: has no input edge")
-            order.append(n)
-            ready.add(n)
-            pending.discard(n)
-    return order
-
-
 def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
     """The cut; `dataflow` also folds Linears of normed integer residual streams onto the chip (fold.py)."""
     check_operands(graph)
@@ -110,7 +94,7 @@ def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
             raise NIRFormatError(f"node {name!r}: only one-call delays (token shift) are supported on the host, got "
                                  f"{np.unique(node.delay).tolist()}")
     delays = {n for n, v in graph.nodes.items() if isinstance(v, nir.Delay)}
-    order = _topological(graph, preds, {inputs[0], *delays})
+    order = _topological_order(graph, preds, {inputs[0], *delays})
 
     fused: dict[str, str] = {}  # neuron → its projection
     for name in order:

@@ -48,14 +48,22 @@ def partition(program: Program, target: Target) -> Program:
             src = program.pop(proj.src) if proj.src in {p.name for p in program.populations} else None
             planes = planes_count(proj.encoding, src.levels) if isinstance(src, QSpikingPop) else 1
             fan_in = int(proj.weight.shape[1]) * planes
-        cap = _capacity(pop.name, fan_in, target)
-        n_cores = math.ceil(pop.size / cap)
-        bounds = np.linspace(0, pop.size, n_cores + 1).round().astype(int)
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
-            cores.append(Core(index=len(cores), pop=pop.name, lo=int(lo), hi=int(hi),
-                              synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits),
-                              axons_in=fan_in))
-    capacity = target.chip_cores * 64  # more than 64 chips is not a deployment we model
-    if len(cores) > capacity:
-        raise TargetLimitError(f"program needs {len(cores)} cores, more than {capacity} on 64 chips of {target.name}")
+        cores += slice_population(pop.name, pop.size, fan_in, target, len(cores))
+    check_core_count(len(cores), target)
     return replace(program, cores=tuple(cores))
+
+
+def slice_population(name: str, size: int, fan_in: int, target: Target, first_index: int) -> list[Core]:
+    """Balanced contiguous slices of one population, each within the target's per-core limits."""
+    cap = _capacity(name, fan_in, target)
+    n_cores = math.ceil(size / cap)
+    bounds = np.linspace(0, size, n_cores + 1).round().astype(int)
+    return [Core(index=first_index + i, pop=name, lo=int(lo), hi=int(hi),
+                 synaptic_memory_bits=int((hi - lo) * fan_in * target.weight_mantissa_bits), axons_in=fan_in)
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+
+
+def check_core_count(n_cores: int, target: Target) -> None:
+    capacity = target.chip_cores * 64  # more than 64 chips is not a deployment we model
+    if n_cores > capacity:
+        raise TargetLimitError(f"program needs {n_cores} cores, more than {capacity} on 64 chips of {target.name}")

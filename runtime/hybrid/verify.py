@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from spikestack.compiler.hybrid.ir import HybridProgram
 
+from ..verify import compare_all
 from .executor import ChipBackend, HybridTrace, ReferenceChip, Session, run
 
 BACKENDS = ("torch", "reference", "lava")
@@ -54,13 +55,7 @@ def first_divergence(program: HybridProgram, a: HybridTrace, b: HybridTrace, nam
 def verify(program: HybridProgram, ids: np.ndarray, backends: tuple[str, ...] = BACKENDS
            ) -> tuple[dict[str, HybridTrace], list[str]]:
     traces = {name: run(program, ids, chip_backend(name)) for name in backends}
-    base = backends[0]
-    problems = []
-    for other in backends[1:]:
-        line = first_divergence(program, traces[base], traces[other], (base, other))
-        if line:
-            problems.append(f"{base} vs {other}: {line}")
-    return traces, problems
+    return traces, compare_all(program, traces, backends, first_divergence)
 
 
 def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
