@@ -183,6 +183,16 @@ def inspect(program) -> str:
         n_cores = cores.get(la.name, 0) + (cores.get(la.projection.name, 0) if la.projection else 0)
         lines.append(f"{la.name:44s} {la.kind:8s} {la.width:5d} {la.steps:5d} {la.payload_bits:5d} b "
                      f"{syn:9d} {n_cores:5d} {la.segment:3d}")
+    if program.cores:
+        from spikestack.compiler.targets import load_target
+
+        target = load_target(program.target)
+        neurons = np.array([c.hi - c.lo for c in program.cores])
+        memory = np.array([c.synaptic_memory_bits for c in program.cores]) / target.synaptic_memory_bits
+        chips = len({c.chip for c in program.cores})
+        lines.append(f"per-core load: neurons max {neurons.max()} / mean {neurons.mean():.0f} of "
+                     f"{target.max_neurons}; synaptic memory max {memory.max():.1%} / mean {memory.mean():.1%}; "
+                     f"{chips} chip(s)")
     lines.append("host stages (ONNX):")
     for st in program.stages:
         ops = ", ".join(st.ops[:4]) + (f", … (+{len(st.ops) - 4})" if len(st.ops) > 4 else "")

@@ -132,7 +132,8 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["compile", str(CKPT / "spikegpt-char-2x64.pt"), "-o", str(art)]) == 0
     assert "4 chip layers, 5 host stages (spikegpt)" in capsys.readouterr().out
     assert main(["inspect", str(art)]) == 0
-    assert "blocks.1.lif2" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "blocks.1.lif2" in text and "per-core load: neurons max 64" in text
     assert main(["verify", str(art), "--backends", "torch,reference", "--tokens", "8"]) == 0
     assert capsys.readouterr().out.startswith("bit-exact: yes (torch, reference; spikegpt")
     assert main(["run", str(art), "--tokens", "16", "--trace", str(tmp_path / "t.npz")]) == 0
@@ -189,3 +190,22 @@ def test_calibration_report_per_layer():
     assert list(report) == [la.name for la in program("spikegpt").layers]
     assert report["blocks.0.lif1"]["max_abs"] == 0.0
     assert all(e["rel_mean"] < 0.05 and e["saturations"] == 0 for e in report.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=1, max_size=12))
+def test_chip_lif_tracks_spikegpt_lif(xs):
+    """The compiled LIF (Lava fixed_pt fields) fires as SpikeGPT's H = V + (X − V)/2, S = [H ≥ 1], except where
+    H lies within the quantization band of the threshold (input rounding, v/2 truncation, the 63-LSB ≥ shift)."""
+    layer = program("spikegpt").layers[0]
+    unit_v = layer.in_unit / 128  # in_unit = 64 δ_v τ/R, τ = 2, R = 1
+    state, v_float = LayerState(), 0.0
+    for t, x in enumerate(xs):
+        h = v_float + (x - v_float) / 2
+        s_float = h >= 1.0
+        v_float = 0.0 if s_float else h
+        a_in = int(np.clip(np.round(x / layer.in_unit), -(2**17 - 1), 2**17 - 1))
+        s_chip = bool(chip_call(layer, np.full(layer.width, a_in), state, t)[1][0, 0])
+        if s_chip != s_float:
+            assert abs(h - 1.0) < (64 + 2 * t + 2) * unit_v + layer.in_unit  # disagreement only at the threshold
+            break  # the two states have diverged by a reset: nothing more to compare
