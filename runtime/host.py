@@ -23,8 +23,16 @@ def _check_ids(program: Program, ids: np.ndarray) -> np.ndarray:
     return ids
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _session(onnx_bytes: bytes):
+    """One onnxruntime session per distinct ONNX model, kept across runs.
+
+    Why 64: a hybrid program has one host stage per segment plus one (up to 11 for the shipped LM families), and an
+    LRU smaller than a program's stage count evicts every stage on every run (cyclic access). With 8 slots, each
+    `executor.run` of spikelm-dec-tiny (11 stages) or spikellm-char-tiny (9) rebuilt all of its sessions: 35-80 ms
+    per run on 2 CPU cores (bench/runtime_speed.py), more than the run itself. A session of these models is well
+    under 1 MB.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

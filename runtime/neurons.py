@@ -32,21 +32,31 @@ class BiSpikeTables(NamedTuple):
 def bispike_step(
     u: np.ndarray, s_prev: np.ndarray, x: np.ndarray, t: int, tables: BiSpikeTables
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of the integer bi-spike neuron. Returns (u, s, saturated) with s int64 in -K..K."""
+    """One step of the integer bi-spike neuron. Returns (u, s, saturated) with s int64 in -K..K.
+
+    The executor's hot loop (every SpikeLM layer and call over all positions), so it avoids numpy passes that do
+    not change the result: the carry lookup skips bounds checks (`mode="clip"`: s_prev is in -K..K, so no index
+    is ever clipped), the clip to ±state_max runs only if a value is beyond it, and the ternary levels are
+    subtracted as int8 (per 16k neurons, measured: lookup 26 → 15 µs, saturation 38 → 11 µs, levels 33 → 26 µs).
+    """
     x = x.astype(np.int64, copy=False)
     if t == 0:
         u = x.copy()
     else:
-        u = u.astype(np.int64, copy=False) * tables.carry[t - 1][s_prev + tables.levels]  # a new array
-        u += np.int64(1) << (tables.carry_shift - 1)  # in place from here on: this is the executor's hot loop
+        carry = np.take(tables.carry[t - 1], s_prev + tables.levels, mode="clip")
+        u = np.multiply(u, carry, dtype=np.int64)  # a new array
+        u += np.int64(1) << (tables.carry_shift - 1)  # in place from here on
         u >>= tables.carry_shift
         u += x
-    saturated = np.abs(u) > tables.state_max
-    np.minimum(u, tables.state_max, out=u)
-    np.maximum(u, -tables.state_max, out=u)
+    if u.size and (u.max() > tables.state_max or u.min() < -tables.state_max):
+        saturated = np.abs(u) > tables.state_max
+        np.minimum(u, tables.state_max, out=u)
+        np.maximum(u, -tables.state_max, out=u)
+    else:
+        saturated = np.zeros(u.shape, bool)
     theta = tables.thresholds[t]
-    if tables.levels == 1:  # the ternary case, without the [..., K] intermediate (hot path of the executor)
-        s = (u > theta[0]).astype(np.int64) - (u < -theta[0])
+    if tables.levels == 1:  # the ternary case, without the [..., K] intermediate
+        s = ((u > theta[0]).view(np.int8) - (u < -theta[0]).view(np.int8)).astype(np.int64)
     else:
         s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
     return u, s.astype(np.int64, copy=False), saturated
@@ -100,9 +110,16 @@ def lif_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
 
 
 def _decay(x: np.ndarray, keep: int) -> np.ndarray:
-    """x · keep / 2^12 truncated toward zero, as Lava does (sign · (|x·keep| >> 12))."""
-    prod = x.astype(np.int64) * keep
-    return np.sign(prod) * (np.abs(prod) >> DECAY_SHIFT)
+    """x · keep / 2^12 truncated toward zero, as Lava does (sign · (|x·keep| >> 12)); a new int64 array.
+
+    Computed as a floor shift of x·keep + (2^12 − 1 if negative): the same integer, in place and without the
+    sign/abs temporaries (the executor calls this twice per LIF layer and token)."""
+    prod = np.multiply(x, keep, dtype=np.int64)
+    bias = prod >> 63  # −1 where negative, else 0
+    bias &= (1 << DECAY_SHIFT) - 1
+    prod += bias
+    prod >>= DECAY_SHIFT
+    return prod
 
 
 def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, f: LIFFields
@@ -111,12 +128,23 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, f: LIFFields
 
         u ← trunc(u · (4096 - du - 1) / 4096) + (a_in << 6), wrapped to 24 bits (Loihi 1's ds_offset = 1)
         v ← clip(trunc(v · (4096 - dv) / 4096) + u + bias, ±(2^23 - 1));  s = v > vth << 6;  v[s] = 0
+
+    u, v and a_in have one shape. In place on fresh arrays (the inputs are never written), the wrap only when a
+    value needs it: SpikeGPT calls this once per LIF layer and token on a few hundred neurons, where each numpy
+    call's fixed cost, not the arithmetic, is the time (4 × 64 neurons, measured: 41 → 24 µs).
     """
-    u = _decay(u, (1 << DECAY_SHIFT) - (f.du + 1)) + (a_in.astype(np.int64) << ACT_SHIFT)
-    u = np.where(u > UV_HALF_RANGE, u - 2 * UV_HALF_RANGE, u)
-    u = np.where(u <= -UV_HALF_RANGE, u + 2 * UV_HALF_RANGE, u)
-    v = _decay(v, (1 << DECAY_SHIFT) - f.dv) + u + f.bias
-    v = np.clip(v, -UV_HALF_RANGE + 1, UV_HALF_RANGE - 1)
-    s = v > (f.vth << ACT_SHIFT)
-    v = np.where(s, 0, v)
-    return u, v, s.astype(np.int64)
+    u_new = np.left_shift(a_in, ACT_SHIFT, dtype=np.int64)
+    keep_u = (1 << DECAY_SHIFT) - (f.du + 1)
+    if keep_u:  # du = 4095 (SpikeGPT's) keeps nothing of u
+        u_new += _decay(u, keep_u)
+    if u_new.size and (u_new.max() > UV_HALF_RANGE or u_new.min() <= -UV_HALF_RANGE):  # rare: wrap
+        u_new = np.where(u_new > UV_HALF_RANGE, u_new - 2 * UV_HALF_RANGE, u_new)
+        u_new = np.where(u_new <= -UV_HALF_RANGE, u_new + 2 * UV_HALF_RANGE, u_new)
+    v_new = _decay(v, (1 << DECAY_SHIFT) - f.dv)
+    v_new += u_new
+    v_new += f.bias
+    np.minimum(v_new, UV_HALF_RANGE - 1, out=v_new)
+    np.maximum(v_new, -UV_HALF_RANGE + 1, out=v_new)
+    s = v_new > (f.vth << ACT_SHIFT)
+    v_new[s] = 0
+    return u_new, v_new, s.astype(np.int64)

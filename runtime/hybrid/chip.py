@@ -2,8 +2,14 @@
 backend of hybrid programs (torch, Lava) is tested against.
 
 Tensors carry leading batch axes (sequences, positions) before the neuron axis; each position is its own copy of
-the layer's neurons (time-multiplexed on the same cores). Integers only; projection sums use float64 matmuls,
-exact because the compiler bounds every accumulator to 24 bits (< 2^53).
+the layer's neurons (time-multiplexed on the same cores). Integers only. Projection sums are float matmuls,
+exact because every product and every partial sum is an integer the float type holds exactly, so neither BLAS's
+summation order nor added zeros change a bit: `projection_dtype` picks float32 where a layer's bound
+peak |Σ steps payload| · max_o Σ_i |weight[o, i]| is below 2^24 (float32's 24-bit significand; half the memory
+traffic of float64 in these small, weight-bound matmuls), float64 (2^53) otherwise.
+
+Per-layer constants derived from the artifact (the grouped weight, the LIF fields, the bi-spike tables) are built
+at a layer's first call and kept in its `LayerState.extra`, not rebuilt per call: SpikeGPT makes one call per token.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ class LayerState:
     extra: dict = field(default_factory=dict)
 
 
+def _cached(state: LayerState, key: str, build):
+    """state.extra[key], built by `build()` at the layer's first call (see the module docstring)."""
+    value = state.extra.get(key)
+    if value is None:
+        value = state.extra[key] = build()
+    return value
+
+
 def _tables(layer: QChipLayer) -> BiSpikeTables:
     return BiSpikeTables(thresholds=np.asarray(layer.thresholds, np.int64), carry=np.asarray(layer.carry, np.int64),
                          carry_shift=int(layer.carry_shift), levels=int(layer.levels), state_max=STATE_MAX)
@@ -39,17 +53,20 @@ def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int)
     x = np.asarray(x, np.int64)
     if layer.kind == "bispike":
         t = call % layer.period
-        u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, _tables(layer))
+        tables = _cached(state, "tables", lambda: _tables(layer))
+        u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables)
         state.u, state.s = u, s
         state.saturations += int(sat.sum())
         return (s * int(layer.amplitude[t]))[None]
     if layer.kind == "relay":  # host-injected graded events: the payload is the input
-        state.saturations += int((np.abs(x) > layer.levels).sum())
-        return np.clip(x, -layer.levels, layer.levels)[None]
+        if x.size and (x.max() > layer.levels or x.min() < -layer.levels):  # two reductions on the usual path
+            state.saturations += int((np.abs(x) > layer.levels).sum())
+            x = np.clip(x, -layer.levels, layer.levels)
+        return x[None]
     if layer.kind == "lif":
         if state.u is None:
             state.u, state.v = np.zeros_like(x), np.zeros_like(x)
-        state.u, state.v, s = lif_step(state.u, state.v, x, lif_fields(layer))
+        state.u, state.v, s = lif_step(state.u, state.v, x, _cached(state, "lif", lambda: lif_fields(layer)))
         return s[None]
     # gif: the charge empties in ≤ K steps of at most L − 1
     u, negative = gif_charge(x)
@@ -60,19 +77,61 @@ def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int)
     return out
 
 
-def project(layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
-    """Accumulators int64 [..., groups, out] = Σ_steps Σ_{i ∈ g} weight[o, i] · payload_i."""
+FLOAT32_EXACT = 1 << 24  # integers of magnitude ≤ 2^24 are exact in float32 (24-bit significand)
+# At most this many positions, `project` multiplies row by row (numpy runs BLAS gemv per row): OpenBLAS's gemm
+# packs the whole weight on every call, which dominates with few rows. Measured (numpy 1.26 / OpenBLAS 0.3.23,
+# one thread, float32, [rows, 128] @ [128, 256]; row by row vs one gemm): 4 rows 11 vs 28 µs, 16 rows 31 vs
+# 40 µs, 64 rows 127 vs 84 µs. SpikeGPT streams B positions per call (B = 4 in bench/runtime_speed.py).
+FEW_ROWS = 16
+
+
+def payload_peak(layer: QChipLayer) -> int:
+    """Largest |Σ_steps payload| of one neuron in one call, by the semantics of ir.py."""
+    if layer.kind == "bispike":
+        per_step = int(np.abs(np.asarray(layer.amplitude)).max()) * int(layer.levels)
+    elif layer.kind == "lif":
+        per_step = 1
+    elif layer.kind == "relay":
+        per_step = int(layer.levels)
+    else:  # gif
+        per_step = int(layer.levels) - 1
+    return int(layer.steps) * per_step
+
+
+def projection_dtype(layer: QChipLayer) -> type[np.floating]:
+    """float32 where no partial sum of any accumulator can exceed 2^24 in magnitude, else float64 (module doc)."""
+    row_l1 = int(np.abs(np.asarray(layer.projection.weight, np.int64)).sum(1).max(initial=0))
+    return np.float32 if payload_peak(layer) * row_l1 < FLOAT32_EXACT else np.float64
+
+
+def grouped_weight(layer: QChipLayer) -> np.ndarray:
+    """[in, groups · out] in `projection_dtype`: column g · out + o holds weight[o, i] for the inputs i of group g,
+    0 elsewhere, so one matmul yields every group's accumulators."""
     p = layer.projection
-    total = payloads.sum(0).astype(np.float64)
-    w = np.asarray(p.weight, np.float64)
-    groups = np.asarray(p.groups)
-    out = np.stack([total[..., groups == g] @ w[:, groups == g].T for g in range(p.n_groups)], axis=-2)
-    return out.astype(np.int64)
+    w = np.asarray(p.weight).T.astype(projection_dtype(layer))
+    groups = np.asarray(p.groups)[:, None]
+    return np.concatenate([np.where(groups == g, w, 0) for g in range(p.n_groups)], axis=1)
+
+
+def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Accumulators int64 [..., groups, out] = Σ_steps Σ_{i ∈ g} weight[o, i] · payload_i.
+
+    One matmul of the step-summed payloads [positions, in] by `grouped_weight` [in, groups · out] (pass it to
+    skip rebuilding it), where per-group column masks and a batched matmul cost several copies and BLAS calls
+    (profiled in bench/runtime_speed.py); row by row up to FEW_ROWS positions.
+    """
+    p = layer.projection
+    if weight is None:
+        weight = grouped_weight(layer)
+    total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0)
+    x = total.reshape(-1, total.shape[-1]).astype(weight.dtype)
+    acc = (x[:, None, :] @ weight)[:, 0] if len(x) <= FEW_ROWS else x @ weight
+    return acc.astype(np.int64).reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
 def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int) -> tuple[np.ndarray, np.ndarray]:
     """(output tensor for the host, payloads [steps, ..., width]) of one call."""
     payloads = neuron_steps(layer, x, state, call)
     if layer.projection is not None:
-        return project(layer, payloads), payloads
+        return project(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
     return (payloads.sum(0) if layer.kind == "gif" else payloads[-1]), payloads

@@ -86,9 +86,14 @@ def check_ids(program: HybridProgram, ids: np.ndarray) -> np.ndarray:
 
 
 class HostRunner:
+    """The host stages in onnxruntime, with what every call reuses built once: the sessions (cached across runs by
+    `host._session`), each stage's output names and the chip layers of the segment after it."""
+
     def __init__(self, program: HybridProgram) -> None:
         self.program = program
         self.sessions = [_session(stage.onnx) for stage in program.stages]
+        self.output_names = [list(stage.outputs) for stage in program.stages]
+        self.segment_layers = [program.segment_layers(k) for k in range(len(program.stages))]
 
     def initial_states(self, lead: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {s.name: np.full((*lead, *s.shape), s.init, np.float32) for s in self.program.states}
@@ -96,7 +101,7 @@ class HostRunner:
     def stage(self, k: int, env: dict[str, np.ndarray]) -> None:
         stage = self.program.stages[k]
         feeds = {n: env[n] for n in stage.inputs}
-        for name, value in zip(stage.outputs, self.sessions[k].run(list(stage.outputs), feeds), strict=True):
+        for name, value in zip(stage.outputs, self.sessions[k].run(self.output_names[k], feeds), strict=True):
             env[name] = value
 
 
@@ -109,7 +114,7 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
     `observer(layer, env)` sees every chip layer's output as soon as its segment ran (calibration reports)."""
     for k in range(len(program.stages)):
         host.stage(k, env)
-        layers = program.segment_layers(k)
+        layers = host.segment_layers[k]
         if layers:
             outputs, payloads = chip.segment(layers, {la.input: env[la.input] for la in layers}, call)
             for la in layers:
