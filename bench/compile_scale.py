@@ -5,14 +5,27 @@ Section ``spikegpt`` (default): `SpikeGPT(SpikeGPTConfig(...))` with random weig
 18 layers × 768, vocab 50,277 (the 216M shape, REFERENCE.md §3.2). Per size: seconds per phase (model init,
 export, cut, calibrate, quantize, host build, ONNX export, partition/place, save), peak RSS, the model's
 parameters, the host parameters (Linear/Affine weights and embedding rows in the host stages), chip synapses
-(weights of chip projections) and cores. With the honest cut (compiler/hybrid/cut.py) every SpikeGPT Linear reads
-real values and runs on the host, so chip synapses are 0: the chip holds only the 2·L LIF populations.
+(weights of chip projections) and cores. Two modes, each its own list of results:
+
+* ``honest`` (`spikegpt`): the honest cut (compiler/hybrid/cut.py). Every SpikeGPT Linear reads real values and
+  runs on the host, so chip synapses are 0 and the chip holds only the 2·L LIF populations. The embedding is
+  binary only at the character vocabulary, as in the published models.
+* ``dataflow`` (`spikegpt_dataflow`): binary embedding and `compile_hybrid(..., dataflow=True)`
+  (compiler/hybrid/fold.py). Every Linear that reads the normed residual stream (time-mix key, value and
+  receptance, channel-mix key and receptance, the head) becomes a ``relay`` chip projection whose weights stack
+  the current-token and token-shifted branches (rows) and the e and S column groups, so its chip synapses are
+  about twice the model's parameters (≈ 413 M at the 216M shape, on about 3,300 cores). Relays get their input
+  from the host, so calibration (1 × 8 random ids) only sets the LIF units; random weights rarely make a LIF
+  spike, which does not matter to the compiler's work.
+
+Each mode fits total seconds against the weights it compiles (host parameters + chip synapses).
 
 Section ``chains`` (`--chains`): the older benchmark, bi-spike MLP chains of growing width through the chain
 compiler (quantize, partition, min-cut placement, artifact write), where every synapse is on chip.
 
 Each size runs in a fresh process so peak RSS is its own. Goal (issue 5, the shared 2-core machine): the 216M
-shape in <= 60 s and <= 6 GB. Run: .venv/bin/python bench/compile_scale.py [--quick] [--chains] [--sizes L:C:V,...]
+shape in <= 60 s and <= 6 GB. Run: .venv/bin/python bench/compile_scale.py [--quick] [--chains]
+[--mode honest|dataflow|both] [--sizes L:C:V,...]
 """
 
 from __future__ import annotations
@@ -41,11 +54,18 @@ def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process so far. `cpu_s` of a row spans the same work as `total_s`: on
+    the shared machine, wall time grows with the other jobs' load (`load_avg_1min`), CPU time much less."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 2)
+
+
 def _dir_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def one_spikegpt(n_layer: int, n_embd: int, vocab: int) -> dict:
+def one_spikegpt(n_layer: int, n_embd: int, vocab: int, dataflow: bool = False) -> dict:
     import nir
     import torch
     from spikestack.compiler import artifact
@@ -56,10 +76,12 @@ def one_spikegpt(n_layer: int, n_embd: int, vocab: int) -> dict:
     from spikestack.models.threads import one_torch_thread
 
     phases: dict[str, float] = {}
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     torch.manual_seed(0)
+    # honest: float embedding for BPE vocabularies (REFERENCE.md §3.5); dataflow folds only a binary embedding
     cfg = SpikeGPTConfig(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, ctx_len=1024,
-                         binary_embedding=vocab <= 77)  # float embedding for BPE vocabularies (REFERENCE.md §3.5)
+                         binary_embedding=dataflow or vocab <= 77)
     with torch.no_grad():
         model = SpikeGPT(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -71,7 +93,7 @@ def one_spikegpt(n_layer: int, n_embd: int, vocab: int) -> dict:
     ids = np.random.default_rng(0).integers(0, vocab, size=CALIBRATION_SHAPE)
     t_compile = time.perf_counter()
     with one_torch_thread():
-        program = compile_hybrid(graph, "loihi2", ids, timings=phases)
+        program = compile_hybrid(graph, "loihi2", ids, timings=phases, dataflow=dataflow)
     t_compile = time.perf_counter() - t_compile
     host_names = {n for st in program.stages for n in st.ops}
     host_params = sum(int(np.asarray(node.weight).size) for name, node in graph.nodes.items()
@@ -83,15 +105,19 @@ def one_spikegpt(n_layer: int, n_embd: int, vocab: int) -> dict:
         art_bytes = _dir_bytes(f"{tmp}/art")
     synapses = sum(int(np.asarray(la.projection.weight).size) for la in program.layers if la.projection is not None)
     total = sum(phases.values())
-    return {"shape": f"{n_layer}x{n_embd}", "n_layer": n_layer, "n_embd": n_embd, "vocab": vocab,
-            "params": params, "host_params": host_params, "chip_synapses": synapses,
-            "chip_layers": len(program.layers), "chip_neurons": sum(la.width for la in program.layers),
+    return {"mode": "dataflow" if dataflow else "honest", "shape": f"{n_layer}x{n_embd}", "n_layer": n_layer,
+            "n_embd": n_embd, "vocab": vocab, "params": params, "host_params": host_params, "chip_synapses": synapses,
+            "relay_layers": sum(la.kind == "relay" for la in program.layers), "chip_layers": len(program.layers),
+            "chip_neurons": sum(la.width for la in program.layers),
             "cores": len(program.cores), "chips": len({c.chip for c in program.cores}),
+            "max_fan_in": max(c.axons_in for c in program.cores),  # loihi2: 4,096 input axons per core
+            "min_neurons_per_core": min(c.hi - c.lo for c in program.cores),
             "host_stages": len(program.stages), "onnx_bytes": sum(len(st.onnx) for st in program.stages),
             "largest_onnx_bytes": max(len(st.onnx) for st in program.stages),  # protobuf's limit is 2 GiB
             "artifact_bytes": art_bytes, "compile_s": round(t_compile, 2),
-            "total_s": round(total, 2), "phases_s": {k: round(v, 3) for k, v in phases.items()},
-            "peak_rss_mb": _rss_mb()}
+            "total_s": round(total, 2), "cpu_s": round(_cpu_s() - cpu0, 2),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+            "phases_s": {k: round(v, 3) for k, v in phases.items()}, "peak_rss_mb": _rss_mb()}
 
 
 def one_chain(width: int, layers: int) -> dict:
@@ -121,15 +147,16 @@ def _child(args: list[str]) -> dict:
 
 
 def _linearity(rows: list[dict]) -> dict | None:
-    """Least-squares total_s = a + b · (host params in millions) over the sizes, and the largest relative
-    residual: small residuals mean time is linear in parameters (with a fixed cost a)."""
+    """Least-squares total_s = a + b · (compiled weights in millions: host parameters + chip synapses) over the
+    sizes, and the largest relative residual: small residuals mean time is linear in weights (with a fixed
+    cost a)."""
     ok = [r for r in rows if "error" not in r]
     if len(ok) < 3:
         return None
-    x = np.array([r["host_params"] / 1e6 for r in ok])
+    x = np.array([(r["host_params"] + r["chip_synapses"]) / 1e6 for r in ok])
     y = np.array([r["total_s"] for r in ok])
     b, a = np.polyfit(x, y, 1)
-    return {"fixed_s": round(float(a), 3), "s_per_million_params": round(float(b), 4),
+    return {"fixed_s": round(float(a), 3), "s_per_million_weights": round(float(b), 4),
             "max_relative_residual": round(float(np.max(np.abs(a + b * x - y) / y)), 3)}
 
 
@@ -138,12 +165,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small shapes only (about a minute)")
     ap.add_argument("--chains", action="store_true", help="also run the bi-spike chain section")
     ap.add_argument("--no-spikegpt", action="store_true", help="skip the SpikeGPT section")
+    ap.add_argument("--mode", choices=("honest", "dataflow", "both"), default="both",
+                    help="SpikeGPT compile mode: honest cut, dataflow fold (binary embedding), or both")
     ap.add_argument("--sizes", help="SpikeGPT shapes as L:C:V,L:C:V (overrides the defaults)")
     ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         kind, *rest = args.one
-        row = one_spikegpt(*map(int, rest)) if kind == "spikegpt" else one_chain(*map(int, rest))
+        if kind == "chain":
+            row = one_chain(*map(int, rest))
+        else:
+            row = one_spikegpt(*map(int, rest), dataflow=kind == "dataflow")
         print(json.dumps(row))
         return
     out: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "target": "loihi2",
@@ -151,9 +183,11 @@ def main() -> None:
     if not args.no_spikegpt:
         sizes = ([tuple(int(x) for x in s.split(":")) for s in args.sizes.split(",")] if args.sizes
                  else SPIKEGPT_QUICK if args.quick else SPIKEGPT_SIZES)
-        rows = [_child(["spikegpt", *map(str, s)]) for s in sizes]
-        out["spikegpt"] = {"calibration_ids": list(CALIBRATION_SHAPE), "results": rows,
-                           "time_vs_host_params": _linearity(rows)}
+        for mode, key in (("honest", "spikegpt"), ("dataflow", "spikegpt_dataflow")):
+            if args.mode in (mode, "both"):
+                rows = [_child([mode, *map(str, s)]) for s in sizes]
+                out[key] = {"mode": mode, "calibration_ids": list(CALIBRATION_SHAPE), "results": rows,
+                            "time_vs_weights": _linearity(rows)}
     if args.chains:
         out["chains"] = {"results": [_child(["chain", str(w), str(n)])
                                      for w, n in (CHAIN_QUICK if args.quick else CHAIN_SIZES)]}

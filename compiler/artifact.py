@@ -55,10 +55,24 @@ _HOST_TYPES = {"embedding": QHostInput, "spikes": QSpikeInput}
 _HOST_KINDS = {cls: kind for kind, cls in _HOST_TYPES.items()}
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return buf.getvalue()
+class _HashingWriter:
+    """A write-only file that hashes what passes through it (np.save streams an array in 16 MB chunks)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.f.write(data)
+
+
+def _save_npy(a: np.ndarray, path: Path) -> str:
+    """np.save(a) into `path`; returns the file's sha256. The bytes are those np.save writes into any file-like
+    object, without holding a copy of the array (the 216M shape's chip weights are 0.8 GB)."""
+    with open(path, "wb") as f:
+        out = _HashingWriter(f)
+        np.save(out, np.ascontiguousarray(a), allow_pickle=False)
+    return out.sha256.hexdigest()
 
 
 def _split(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -126,21 +140,17 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
 
 
 def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes]) -> Path:
-    """Hash everything into the manifest, write into a temporary sibling, rename into place."""
-    blobs = {key: _npy_bytes(a) for key, a in arrays.items()}
-    manifest["arrays"] = {
-        key: {"file": f"arrays/{key}.npy", "dtype": str(arrays[key].dtype), "shape": list(arrays[key].shape),
-              "sha256": hashlib.sha256(blob).hexdigest()}
-        for key, blob in sorted(blobs.items())
-    }
-    manifest["content_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
-
+    """Write arrays and files into a temporary sibling, hash them into the manifest, rename into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         (tmp / "arrays").mkdir()
-        for key, blob in blobs.items():
-            (tmp / "arrays" / f"{key}.npy").write_bytes(blob)
+        manifest["arrays"] = {
+            key: {"file": f"arrays/{key}.npy", "dtype": str(arrays[key].dtype), "shape": list(arrays[key].shape),
+                  "sha256": _save_npy(arrays[key], tmp / "arrays" / f"{key}.npy")}
+            for key in sorted(arrays)
+        }
+        manifest["content_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
         for rel, blob in files.items():
             (tmp / rel).parent.mkdir(exist_ok=True)
             (tmp / rel).write_bytes(blob)

@@ -22,19 +22,37 @@ FAMILIES = [("spikegpt", "spikegpt-char-2x64"), ("spikelm-dec", "spikelm-dec-tin
 
 
 @cache
-def _compiled(family: str, checkpoint: str) -> tuple[HybridProgram, np.ndarray]:
+def _compiled(family: str, checkpoint: str, dataflow: bool = False) -> tuple[HybridProgram, np.ndarray]:
     from spikestack.compiler.hybrid.compile import compile_hybrid
     from spikestack.models.data import load_corpus
     from spikestack.models.nir.export import model_to_nir
 
     ids = load_corpus().val_ids[:64].reshape(4, 16)  # calibration: 4 sequences × 16 characters
     graph = model_to_nir(family, CHECKPOINTS / f"{checkpoint}.pt")
-    return compile_hybrid(graph, "loihi2", ids), ids
+    return compile_hybrid(graph, "loihi2", ids, dataflow=dataflow), ids
 
 
 @pytest.mark.parametrize("family,checkpoint", FAMILIES)
 def test_shipped_family_on_lava_equals_reference(family, checkpoint):
-    program, ids = _compiled(family, checkpoint)
+    _assert_lava_equals_reference(*_compiled(family, checkpoint))
+
+
+def test_spikegpt_dataflow_on_lava_equals_reference():
+    """The dataflow fold (compiler/hybrid/fold.py): the 11 folded Linears run as relay layers (host-injected
+    graded events [e; S] into a Sparse projection, traced by a StepLog) beside the 4 LIF layers."""
+    program, ids = _compiled("spikegpt", "spikegpt-char-2x64", dataflow=True)
+    relays = [la for la in program.layers if la.kind == "relay"]
+    assert len(relays) == 11 and {la.kind for la in program.layers} == {"relay", "lif"}
+    # column groups: e and S, except block 0's time mix, which reads LN0(e) before any LIF has spiked
+    assert {la.name: la.projection.n_groups for la in relays if la.projection.n_groups == 1} == {
+        f"blocks.0.att_{n}": 1 for n in ("key", "value", "receptance")}
+    ref = _assert_lava_equals_reference(program, ids)
+    for la in relays:  # events reached every relay, within the compiled payload bound
+        assert 1 <= int(np.abs(ref.payloads[la.name]).max()) <= la.levels
+    assert max(int(np.abs(ref.payloads[la.name]).max()) for la in relays) >= 2  # graded: S counts several LIFs
+
+
+def _assert_lava_equals_reference(program: HybridProgram, ids: np.ndarray):
     x = ids[1:2, :4]  # 1 sequence × 4 tokens (not the first calibration row)
     ref, lava = run(program, x), run(program, x, chip=LavaChip())
     assert first_divergence(program, ref, lava, ("reference", "lava")) is None
@@ -47,6 +65,7 @@ def test_shipped_family_on_lava_equals_reference(family, checkpoint):
     np.testing.assert_array_equal(ref.logits, lava.logits)
     assert lava.saturations == ref.saturations
     assert ref.events() > 100  # real activity was compared
+    return ref
 
 
 def test_spikegpt_generation_on_lava_equals_reference():

@@ -122,7 +122,8 @@ class FoldDequant(nn.Module):
         w = np.asarray(g.nodes[fold.linear].weight, np.float64)
         out, width = w.shape
         p = la.projection
-        wq = np.asarray(p.weight, np.float64) * p.unit  # [branches·out, parts·width]
+        mant = np.asarray(p.weight)  # int16 [branches·out, parts·width]; real weights mant·unit
+        exact = np.int64 if np.issubdtype(mant.dtype, np.integer) else np.float64  # row sums of mantissas
         self.has_e, self.has_s = fold.normed is not None, bool(fold.spikes)
         self.branches = 1 + int(fold.prev is not None)
         self.out, self.width = out, width
@@ -132,10 +133,12 @@ class FoldDequant(nn.Module):
         gamma = np.asarray(norm.weight, np.float64)
         rs_e, rs_s, k_s, k_beta = [], [], [], []
         for b, coef in enumerate((fold.now, *(() if fold.prev is None else (fold.prev,)))):
-            rows = wq[b * out:(b + 1) * out]
-            e_block = rows[:, :width] if self.has_e else np.zeros((out, width))
-            s_block = rows[:, -width:] if self.has_s else w * (coef * gamma)[None, :]  # no S: the float weights
-            rs_e.append(e_block.sum(1))
+            rows = mant[b * out:(b + 1) * out]
+            # row sums of integer mantissas are exact, and so is their product with the power-of-two unit; only
+            # the S block is made real (float64, one branch at a time: the 216M head is 50,277 × 768)
+            rs_e.append(rows[:, :width].sum(1, dtype=exact) * p.unit if self.has_e else np.zeros(out))
+            s_block = (rows[:, -width:].astype(np.float64) * p.unit if self.has_s
+                       else w * (coef * gamma)[None, :])  # no S: the float weights
             rs_s.append(s_block.sum(1))
             k_s.append(s_block @ beta0)
             k_beta.append(w @ (coef * np.asarray(norm.bias, np.float64)))

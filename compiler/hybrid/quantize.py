@@ -49,14 +49,35 @@ def _pow2_ceil(x: float) -> int:
     return math.ceil(math.log2(x)) if x > 0 else 0
 
 
+MANTISSA_CHUNK = 1 << 22  # weights per chunk of `_mantissas` (a 32 MB float64 scratch)
+
+
 def _mantissas(w: np.ndarray, payload_max: int, name: str) -> tuple[np.ndarray, int]:
-    """Even 8-bit mantissas and exponent e (real = m·2^(e−1)) whose worst accumulator fits the state."""
-    peak = float(np.abs(w).max())
+    """Even 8-bit mantissas and exponent e (real = m·2^(e−1)) whose worst accumulator fits the state.
+
+    Row chunks through one scratch buffer, straight into the int16 result: the 216M shape's head relay is
+    50,277 × 1,536 weights, and whole-matrix temporaries cost 0.6 GB each. Every step is exact (a power-of-two
+    division, rounding, clipping, integer row sums), so chunking changes no mantissa."""
+    peak = max(float(w.max()), -float(w.min()))
     e = _pow2_ceil(peak / 127) if peak > 0 else 0
+    rows = max(1, MANTISSA_CHUNK // max(w.shape[1], 1))
+    scratch = np.empty((min(rows, w.shape[0]), w.shape[1]), np.float64)
+    out = np.empty(w.shape, np.int16)
     for _ in range(32):
-        m = 2 * np.clip(np.round(w / 2.0**e), -127, 127)
-        if float(np.abs(m).sum(1).max()) * payload_max <= STATE_MAX:
-            return m.astype(np.int16), e
+        fits = True
+        for lo in range(0, w.shape[0], rows):
+            hi = min(lo + rows, w.shape[0])
+            q = scratch[: hi - lo]
+            np.divide(w[lo:hi], 2.0**e, out=q)
+            np.round(q, out=q)
+            np.clip(q, -127, 127, out=q)
+            m = out[lo:hi]
+            np.multiply(q, 2, out=m, casting="unsafe")  # even integers |m| <= 254: exact in int16
+            if int(np.abs(m, dtype=np.int32).sum(1, dtype=np.int64).max()) * payload_max > STATE_MAX:
+                fits = False
+                break
+        if fits:
+            return out, e
         e += 1
     raise TargetLimitError(f"layer {name!r}: no weight exponent keeps the accumulator within 24 bits")
 
@@ -177,18 +198,16 @@ def relay_weights(plan: CutPlan, layer: PlannedLayer) -> tuple[np.ndarray, np.nd
     norm = plan.graph.nodes[fold.norm]
     gamma = np.asarray(norm.weight, np.float64)
     gamma0 = np.asarray(plan.graph.nodes[fold.normed].weight, np.float64) if fold.normed else None
-    blocks = []
-    for coef in (fold.now, *(() if fold.prev is None else (fold.prev,))):
-        parts = []
-        if gamma0 is not None:
-            parts.append(w * (coef * gamma * gamma0)[None, :])
-        if fold.spikes:
-            parts.append(w * (coef * gamma)[None, :])
-        blocks.append(np.concatenate(parts, axis=1))
-    width = gamma.size
+    coefs = (fold.now, *(() if fold.prev is None else (fold.prev,)))
+    out, width = w.shape
     n_parts = int(gamma0 is not None) + int(bool(fold.spikes))
+    v = np.empty((len(coefs) * out, n_parts * width), np.float64)  # written in place: no stacking copies
+    for b, coef in enumerate(coefs):
+        scales = ([coef * gamma * gamma0] if gamma0 is not None else []) + ([coef * gamma] if fold.spikes else [])
+        for k, scale in enumerate(scales):
+            np.multiply(w, scale[None, :], out=v[b * out:(b + 1) * out, k * width:(k + 1) * width])
     groups = np.repeat(np.arange(n_parts), width)
-    return np.concatenate(blocks, axis=0), groups, width
+    return v, groups, width
 
 
 def _relay(plan: CutPlan, layer: PlannedLayer) -> QChipLayer:

@@ -41,12 +41,25 @@ def traffic_graph(program: Program) -> nx.Graph:
     """Undirected core graph; edge weight = routes between the two cores (both directions summed)."""
     g = nx.Graph()
     g.add_nodes_from(c.index for c in program.cores)
-    cores_of = {p.name: [c for c in program.cores if c.pop == p.name] for p in program.populations}
+    cores_of: dict[str, list[Core]] = {p.name: [] for p in program.populations}
+    for c in program.cores:
+        if c.pop in cores_of:
+            cores_of[c.pop].append(c)
     for proj in program.projections:
-        nz = np.asarray(proj.weight) != 0
-        for src in cores_of.get(proj.src, []):  # host-fed projections have no source core
+        if not cores_of.get(proj.src):  # host-fed projections have no source core: no routes between cores
+            continue
+        weight = np.asarray(proj.weight)
+        # per destination core, the running count of source columns with a synapse into it: the routes from a
+        # source core are a difference of two counts (one row-slice scan per destination, not per pair)
+        counts = {}
+        for dst in cores_of[proj.dst]:
+            used = (weight[dst.lo:dst.hi] != 0).any(0)
+            counts[dst.index] = np.concatenate([[0], np.cumsum(used, dtype=np.int64)])
+        for src in cores_of[proj.src]:
             for dst in cores_of[proj.dst]:
-                routes = int(nz[dst.lo:dst.hi, src.lo:src.hi].any(0).sum())
+                cum = counts[dst.index]
+                n = cum.size - 1
+                routes = int(cum[min(src.hi, n)] - cum[min(src.lo, n)])
                 if routes:
                     w = g.get_edge_data(src.index, dst.index, {"weight": 0})["weight"]
                     g.add_edge(src.index, dst.index, weight=w + routes)
