@@ -163,8 +163,9 @@ class HybridProgram:
 
     @property
     def projections(self) -> tuple[_Proj, ...]:
-        return tuple(_Proj(name=la.projection.name, src=la.name, dst=la.projection.name, weight=la.projection.weight)
-                     for la in self.layers if la.projection is not None)
+        return tuple(_Proj(name=la.projection.name, src=f"host:{la.name}" if la.kind == "relay" else la.name,
+                           dst=la.projection.name, weight=la.projection.weight)
+                     for la in self.layers if la.projection is not None)  # a relay's events come from the host
 
 
 @dataclass(frozen=True, slots=True)
