@@ -1,6 +1,6 @@
 """Hybrid programs (the LM families) with their chip segments on Lava's CPU backend (Loihi2SimCfg, fixed_pt) must
-agree with the numpy reference chip bit for bit: every layer's payloads at every call and step, every chip → host
-tensor, the logits and the saturation counts."""
+agree with the numpy reference chip (and the torch chip) bit for bit: every layer's payloads at every call and
+step, every chip → host tensor, the logits and the saturation counts."""
 
 from __future__ import annotations
 
@@ -53,9 +53,13 @@ def test_spikegpt_dataflow_on_lava_equals_reference():
 
 
 def _assert_lava_equals_reference(program: HybridProgram, ids: np.ndarray):
+    """Three-way: the torch chip, the numpy reference and Lava on the same input (issue #6's verification)."""
+    from spikestack.runtime.hybrid.torch_chip import TorchChip
+
     x = ids[1:2, :4]  # 1 sequence × 4 tokens (not the first calibration row)
     ref, lava = run(program, x), run(program, x, chip=LavaChip())
     assert first_divergence(program, ref, lava, ("reference", "lava")) is None
+    assert first_divergence(program, ref, run(program, x, chip=TorchChip()), ("reference", "torch")) is None
     assert set(lava.payloads) == {la.name for la in program.layers}
     for name, p in ref.payloads.items():
         np.testing.assert_array_equal(p, lava.payloads[name], err_msg=name)
