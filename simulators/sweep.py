@@ -51,9 +51,15 @@ def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str,
                  token_fn: TokenFn) -> list[dict]:
     """Rows for one (target, encoding): compile, run once, price under every profile (or error rows if it does
     not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose."""
+    from spikestack.compiler.from_nir import read_nir
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.runtime.reference import run
 
+    from spikestack import hybrid_cli
+
+    graph = read_nir(nir_path)
+    if hybrid_cli.is_hybrid_graph(graph):
+        return _sweep_hybrid(graph, target, encoding, profiles, tokens)
     try:
         program = compile_graph(Path(nir_path), target, encoding=None if encoding == "auto" else encoding)
     except TargetLimitError as exc:
@@ -65,16 +71,41 @@ def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str,
     return [_row(target, encoding, p, simulate(program, trace, load_profile(p))) for p in profiles]
 
 
+def _sweep_hybrid(graph, target: str, encoding: str, profiles: tuple[str, ...], tokens: int) -> list[dict]:
+    """A language model (hybrid program, docs/hybrid.md): graded payloads only; other encodings are error rows."""
+    from spikestack.compiler.hybrid.compile import compile_hybrid
+    from spikestack.runtime.hybrid.executor import run
+
+    from spikestack import hybrid_cli
+
+    from .hybrid import simulate_hybrid
+
+    if encoding not in ("auto", "graded"):
+        return [_row(target, encoding, p, None, "hybrid (language-model) programs send graded payloads only")
+                for p in profiles]
+    vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
+    calib, _ = hybrid_cli.sample_ids(vocab, hybrid_cli.CALIBRATION_POSITIONS,
+                                     hybrid_cli.CALIBRATION_SEQUENCES * (hybrid_cli.CALIBRATION_POSITIONS - 1))
+    try:
+        program = compile_hybrid(graph, target, calib)
+    except TargetLimitError as exc:
+        return [_row(target, encoding, p, None, str(exc)) for p in profiles]
+    ids, _ = hybrid_cli.sample_ids(program.vocab_size, program.max_positions if program.time_axis != "tokens"
+                                   else 0, tokens)
+    trace = run(program, ids)
+    return [_row(target, "graded", p, simulate_hybrid(program, trace, load_profile(p))) for p in profiles]
+
+
 def nir_source(source: Path, tmp: Path) -> Path:
     """A NIR file for the source: itself, or the checkpoint exported once (not once per target)."""
     if not source.exists():
         raise SpikestackError(f"{source}: file not found")
     if source.suffix not in (".pt", ".pth"):
         return source
-    from spikestack.models.nir.export import export_checkpoint
+    from spikestack.models.nir.export import export_any
 
     out = tmp / f"{source.stem}.nir"
-    export_checkpoint(source, out)
+    export_any(source, out)
     return out
 
 

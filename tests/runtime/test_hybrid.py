@@ -209,3 +209,13 @@ def test_chip_lif_tracks_spikegpt_lif(xs):
         if s_chip != s_float:
             assert abs(h - 1.0) < (64 + 2 * t + 2) * unit_v + layer.in_unit  # disagreement only at the threshold
             break  # the two states have diverged by a reset: nothing more to compare
+
+
+def test_cli_sweep_language_model(tmp_path, capsys):
+    """A language-model checkpoint sweeps like a chain: Loihi 1 rows carry the limit, Loihi 2 rows the numbers."""
+    out = tmp_path / "sweep.json"
+    assert main(["sweep", str(CKPT / "spikellm-char-tiny.pt"), "--targets", "loihi1,loihi2", "--tokens", "16",
+                 "--workers", "1", "-o", str(out)]) == 0
+    rows = {r["target"]: r for r in json.loads(out.read_text())}
+    assert "needs programmable neurons" in rows["loihi1"]["error"] and rows["loihi1"]["cores"] is None
+    assert rows["loihi2"]["error"] == "" and rows["loihi2"]["cores"] == 28 and rows["loihi2"]["energy_per_token_j"] > 0
