@@ -242,7 +242,7 @@ def test_fold_finds_every_linear_of_the_normed_stream():
 
 def test_fold_algebra_is_exact_in_float():
     """FoldDequant on exact (unquantized) accumulators reproduces the float model's Linear, shift included."""
-    from spikestack.compiler.hybrid.host_stages import FoldDequant
+    from spikestack.compiler.hybrid.host_ops import FoldDequant
     from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
     from spikestack.compiler.hybrid.quantize import relay_weights
     from spikestack.models.nir.to_torch import _key, nir_to_module, run_tokens
