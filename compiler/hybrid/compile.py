@@ -21,8 +21,7 @@ from spikestack.models.threads import one_torch_thread
 
 from spikestack.errors import CompileError
 
-from ..ir import Core
-from ..passes.partition import check_core_count, slice_population
+from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
 from .cut import CutPlan, plan_cut
@@ -75,9 +74,9 @@ def _chip_example(layer: QChipLayer, x: torch.Tensor) -> torch.Tensor:
 def _partition(program: HybridProgram, target: Target) -> HybridProgram:
     """One core group per chip population: the spiking neurons (host-written, no synapses) and the accumulators
     of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
-    cores: list[Core] = []
-    for pop, fan_in in _populations(program):
-        cores += slice_population(pop.name, pop.size, fan_in, target, len(cores))
+    pops = [(pop.name, pop.size, fan_in) for pop, fan_in in _populations(program)]
+    edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight)) for p in program.projections]
+    cores = slice_populations(pops, edges, target)
     check_core_count(len(cores), target)
     return replace(program, cores=tuple(cores))
 

@@ -170,3 +170,20 @@ def test_input_population_bound_is_proven_too(program):
     graph.nodes["s1"].alpha = np.array([10.0, 20.0, 40.0, 80.0])
     with pytest.raises(TargetLimitError, match=r"layer 's1': worst-case state \d+ exceeds the 24-bit limit"):
         quantize(fold_amplitudes(from_nir(graph)), LOIHI2)
+
+
+def test_partition_respects_output_axons():
+    """Output axons = (neuron, destination core) routes. With 1,200 bits of synaptic memory `head` takes 7 cores
+    (one neuron each), so every s2 neuron with synapses on all of them needs 7 axons: at most 50 per core means
+    at most 7 s2 neurons per core; a limit of 6 cannot be met by any slicing of s2."""
+    prog = quantize(fold_amplitudes(from_nir(make_nir_chain(hidden=150))), LOIHI2)
+    tight = replace(load_target("generic"), synaptic_memory_bits=1200, max_axons_out=50)
+    cores = partition(prog, tight).cores
+    head = [c for c in cores if c.pop == "head"]
+    w = np.asarray(prog.incoming("head").weight) != 0
+    for core in (c for c in cores if c.pop == "s2"):
+        routes = sum(int(w[h.lo:h.hi, core.lo:core.hi].any(0).sum()) for h in head)
+        assert routes <= 50
+    assert len([c for c in cores if c.pop == "s2"]) >= 150 // 7
+    with pytest.raises(TargetLimitError, match=r"layer .s2.: one neuron needs 7 output axons .* \(over by 1\)"):
+        partition(prog, replace(tight, max_axons_out=6))  # s1 → 6 s2 cores still fits
