@@ -60,6 +60,17 @@ def events_per_spike(s: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
 
 
+def unsigned_plane_scales(encoding: str, max_level: int) -> np.ndarray:
+    """Planes of an unsigned level s ∈ [0, max_level] (GIF spikes, relay counts): the positive half only."""
+    return plane_scales(encoding, max_level)[: plane_scales(encoding, max_level).size // 2]
+
+
+def to_unsigned_planes(s: np.ndarray, encoding: str, max_level: int) -> np.ndarray:
+    """Unsigned levels [..., n] → binary planes int8 [..., P, n] with Σ_p scale_p · plane_p = s."""
+    planes = to_planes(s, encoding, max_level)
+    return planes[..., : planes.shape[-2] // 2, :]
+
+
 def planes_count(encoding: str, levels: int) -> int:
     """Axon planes an encoding occupies per source neuron (1 for graded)."""
     return 1 if encoding == "graded" else int(plane_scales(encoding, levels).size)

@@ -35,6 +35,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
 
 from .conventions import PAPER_E_AC_PJ, PAPER_E_MAC_PJ, PAPER_SOURCE, PJ, WHY
@@ -120,7 +121,10 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     calls, steps, width = payloads.shape[0], payloads.shape[1], payloads.shape[-1]
     positions = _positions(payloads.shape[2:-1])
     nz = (payloads != 0).reshape(calls, steps, positions, width)
-    ev = nz.sum(2).astype(np.float64)  # [calls, steps, width] events per neuron, summed over positions
+    encoding = "graded" if layer.projection is None else layer.projection.encoding
+    # binary messages per payload: 1 (graded), s (unary), popcount(s) (bit-serial) — compiler/encodings.py
+    per_event = events_per_spike(payloads, encoding).reshape(calls, steps, positions, width)
+    ev = per_event.sum(2).astype(np.float64)  # [calls, steps, width] events per neuron, summed over positions
     src = [c for c in program.cores if c.pop == layer.name]
     proj = layer.projection
     dst = [c for c in program.cores if proj is not None and c.pop == proj.name]
@@ -158,7 +162,7 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
                        cores=tuple(c.index for c in cores), neurons=neurons, synaptic_ops=synops,
                        active_updates=active, spikes_out=spikes_out, messages_out=msgs, hops=hops,
-                       max_hops=max_hops, link_load=link_load, events=int(nz.sum()), slots=int(nz.size),
+                       max_hops=max_hops, link_load=link_load, events=int(per_event.sum()), slots=int(nz.size),
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
 
 

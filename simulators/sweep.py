@@ -72,7 +72,7 @@ def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str,
 
 
 def _sweep_hybrid(graph, target: str, encoding: str, profiles: tuple[str, ...], tokens: int) -> list[dict]:
-    """A language model (hybrid program, docs/hybrid.md): graded payloads only; other encodings are error rows."""
+    """A language model (hybrid program, docs/hybrid.md); a forced encoding applies to its GIF and relay layers."""
     from spikestack.compiler.hybrid.compile import compile_hybrid
     from spikestack.runtime.hybrid.executor import run
 
@@ -80,20 +80,19 @@ def _sweep_hybrid(graph, target: str, encoding: str, profiles: tuple[str, ...], 
 
     from .hybrid import simulate_hybrid
 
-    if encoding not in ("auto", "graded"):
-        return [_row(target, encoding, p, None, "hybrid (language-model) programs send graded payloads only")
-                for p in profiles]
     vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
     calib, _ = hybrid_cli.sample_ids(vocab, hybrid_cli.CALIBRATION_POSITIONS,
                                      hybrid_cli.CALIBRATION_SEQUENCES * (hybrid_cli.CALIBRATION_POSITIONS - 1))
     try:
-        program = compile_hybrid(graph, target, calib)
+        program = compile_hybrid(graph, target, calib, encoding=None if encoding == "auto" else encoding)
     except TargetLimitError as exc:
         return [_row(target, encoding, p, None, str(exc)) for p in profiles]
     ids, _ = hybrid_cli.sample_ids(program.vocab_size, program.max_positions if program.time_axis != "tokens"
                                    else 0, tokens)
     trace = run(program, ids)
-    return [_row(target, "graded", p, simulate_hybrid(program, trace, load_profile(p))) for p in profiles]
+    if encoding == "auto":
+        encoding = "auto:" + "+".join(sorted(set(program.report.get("encodings", {}).values())))
+    return [_row(target, encoding, p, simulate_hybrid(program, trace, load_profile(p))) for p in profiles]
 
 
 def nir_source(source: Path, tmp: Path) -> Path:

@@ -75,14 +75,22 @@ def _partition(program: HybridProgram, target: Target) -> HybridProgram:
     """One core group per chip population: the spiking neurons (host-written, no synapses) and the accumulators
     of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
     pops = [(pop.name, pop.size, fan_in) for pop, fan_in in _populations(program)]
-    edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight)) for p in program.projections]
+    planes = _planes(program)
+    edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight), planes=planes[p.dst])
+             for p in program.projections]
     cores = slice_populations(pops, edges, target)
     check_core_count(len(cores), target)
     return replace(program, cores=tuple(cores))
 
 
+def _planes(program: HybridProgram) -> dict[str, int]:
+    """Axon planes per presynaptic neuron of each projection (binary encodings: one axon per plane)."""
+    return {la.projection.name: la.planes for la in program.layers if la.projection is not None}
+
+
 def _populations(program: HybridProgram):
-    fan_in = {p.dst: int(p.weight.shape[1]) for p in program.projections}
+    planes = _planes(program)
+    fan_in = {p.dst: int(p.weight.shape[1]) * planes[p.dst] for p in program.projections}
     return [(pop, fan_in.get(pop.name, 0)) for pop in program.populations]
 
 
@@ -151,7 +159,7 @@ def _phase(timings: dict[str, float] | None, name: str) -> Iterator[None]:
 
 def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray,
                    timings: dict[str, float] | None = None, *, dataflow: bool = False,
-                   on_pass: Callable[[str, Any], None] | None = None) -> HybridProgram:
+                   on_pass: Callable[[str, Any], None] | None = None, encoding: str | None = None) -> HybridProgram:
     """`timings`, when given, receives the seconds of each pass: cut, calibrate, quantize, host_build,
     onnx_export, partition_place (bench/compile_scale.py). `dataflow` folds Linears of SpikeGPT's normed
     residual stream onto the cores (compiler/hybrid/fold.py). `on_pass(name, ir)` sees the IR after each of
@@ -168,7 +176,7 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         x_max = calibrate(graph, plan, calibration_ids)
     seen("calibrate", x_max)
     with _phase(timings, "quantize"):
-        layers = quantize_layers(plan, x_max, target)
+        layers = quantize_layers(plan, x_max, target, encoding)
     seen("quantize", layers)
     example = _example_env(plan, time_axis)
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
@@ -207,6 +215,7 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         states=tuple(states), input_name=plan.input_name,
         max_positions=max_positions,
         report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
+                "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None},
                 "host_traffic_values_per_position": _traffic(layers)})
     verify_hybrid(program)
     seen("host", program.stages)

@@ -26,6 +26,10 @@ semantics per call (`runtime/hybrid/chip.py` is the definition, every backend is
 * ``relay`` (SpikeGPT's dataflow fold, compiler/hybrid/fold.py: host-injected graded events, no neuron state):
   payload = the input integer (|x| ≤ `levels`), one step per call.
 
+Encodings (compiler/encodings.py) of a projection's events: ``graded`` (one message, payload s), or, for the
+unsigned payloads of gif and relay layers, ``unary`` (s binary events) and ``bitserial`` (the bits of s, plane b
+weighted 2^b: SpikeLLM's (T/L)·log2 L compression). All three give the same accumulators.
+
 With a projection, the output tensor is acc[..., g, o] = Σ_steps Σ_{i ∈ group g} weight[o, i] · payload_i;
 without one, it is the payload of the call's last step (bispike, lif) or the sum over steps (gif).
 """
@@ -59,6 +63,7 @@ class QChipProjection:
     groups: np.ndarray  # int8 [in]
     n_groups: int
     bias: np.ndarray | None = None  # float [out], added on the host
+    encoding: str = "graded"  # compiler/encodings.py; binary encodings only for unsigned payloads (gif, relay)
 
     @property
     def size(self) -> int:
@@ -89,6 +94,21 @@ class QChipLayer:
     # gif and bispike
     levels: int = 1  # bispike K; gif L (max spike L − 1); relay: max |payload|
     projection: QChipProjection | None = None
+
+    @property
+    def max_level(self) -> int:
+        """Largest unsigned payload of gif and relay layers (what their binary encodings must cover)."""
+        return self.levels - 1 if self.kind == "gif" else self.levels
+
+    @property
+    def planes(self) -> int:
+        """Axon planes per neuron of the projection's encoding (1 for graded)."""
+        p = self.projection
+        if p is None or p.encoding == "graded":
+            return 1
+        from ..encodings import unsigned_plane_scales
+
+        return int(unsigned_plane_scales(p.encoding, self.max_level).size)
 
     @property
     def payload_bits(self) -> int:

@@ -23,6 +23,7 @@ REFERENCE.md §5.3); real weight m·2^(e−1). Accumulators must fit 24 bits for
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import nir
 import numpy as np
@@ -228,12 +229,35 @@ def _check_target(q: QChipLayer, target: Target) -> None:
         raise TargetLimitError(f"layer {q.name!r}: neuron kind {q.kind!r} needs programmable neurons; target "
                                f"{target.name} offers {', '.join(target.neuron_models)} only")
     bits = q.payload_bits
-    if bits > target.max_payload_bits and not (bits == 0 and target.max_payload_bits >= 1):
+    binary = q.projection is not None and q.projection.encoding != "graded"
+    if not binary and bits > target.max_payload_bits and not (bits == 0 and target.max_payload_bits >= 1):
         raise TargetLimitError(f"layer {q.name!r}: graded spikes of {bits} bits exceed target {target.name}'s "
                                f"{target.max_payload_bits}-bit payload (over by {bits - target.max_payload_bits})")
 
 
-def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target) -> list[QChipLayer]:
+BINARY_CAPABLE = ("gif", "relay")  # unsigned payloads without a per-step amplitude (bi-spike keeps graded)
+
+
+def choose_encoding(q: QChipLayer, target: Target, forced: str | None) -> QChipLayer:
+    """The projection's event encoding (compiler/encodings.py): `forced` on every layer that can carry it (gif,
+    relay), else graded when the target carries the payload, else the binary code with fewer messages per event
+    (bit-serial from a maximum level of 3 up, as the chain's cost model: compiler/passes/lower_spikes.py)."""
+    p = q.projection
+    if p is None or q.kind not in BINARY_CAPABLE:
+        return q
+    if forced is not None:
+        encoding = forced
+    elif q.payload_bits <= target.max_payload_bits:
+        encoding = "graded"
+    else:
+        encoding = "bitserial" if q.max_level.bit_length() < q.max_level else "unary"
+    if encoding == "graded":
+        return q
+    return replace(q, projection=replace(p, encoding=encoding, message_bits=0))
+
+
+def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target,
+                    encoding: str | None = None) -> list[QChipLayer]:
     out = []
     for layer in plan.layers:
         if layer.kind == "bispike":
@@ -244,6 +268,7 @@ def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target) -> l
             q = _relay(plan, layer)
         else:
             q = _gif(plan, layer, layer.segment)
+        q = choose_encoding(q, target, encoding)
         _check_target(q, target)
         out.append(q)
     return out

@@ -17,7 +17,7 @@ from spikestack.errors import NIRFormatError
 
 from .nodes import NAMESPACE, _as_array, _as_float, _as_int, _as_shape, _Extension
 
-MIN_STEP = 1e-5  # Δ floor, SpikeLLM's CLIPMIN (REFERENCE.md §2; models/spikellm.py MIN_STEP)
+MIN_STEP = 1e-5  # Δ floor, SpikeLLM's CLIPMIN (REFERENCE.md §2; models/spikellm_neurons.py MIN_STEP)
 
 
 def _token_code(x: np.ndarray, group: np.ndarray, n_steps: int, max_code: int,

@@ -83,7 +83,7 @@ class EmbeddingModule(_Stateless):
 
 
 def _code(x: Tensor, group: Tensor, n_steps: int, max_code: int, min_step: float) -> Tensor:
-    """Δ (code - z) of the channels in `group` (models/spikellm.py `quantize_per_token`, same op order)."""
+    """Δ (code - z) of the channels in `group` (models/spikellm_neurons.py `quantize_per_token`, same op order)."""
     lo = x.masked_fill(~group, float("inf")).amin(dim=-1, keepdim=True)
     hi = x.masked_fill(~group, float("-inf")).amax(dim=-1, keepdim=True)
     step = ((hi - lo) / n_steps).clamp_min(min_step)
@@ -160,7 +160,7 @@ class ProductModule(_Stateless):
 
 
 class WKVModule(_Stateful):
-    """One token of the stable WKV recurrence (models/spikegpt.py `wkv_step`, same op order); state (A, B, P)."""
+    """One token of the stable WKV recurrence (models/spikegpt_wkv.py `wkv_step`, same op order); state (A, B, P)."""
 
     def __init__(self, node: WKV) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from spikestack.compiler.encodings import to_unsigned_planes, unsigned_plane_scales
 from spikestack.compiler.hybrid.ir import STATE_MAX, QChipLayer
 
 from ..neurons import BiSpikeTables, LIFFields, bispike_step, gif_charge, gif_step, lif_step
@@ -129,9 +130,25 @@ def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None =
     return acc.astype(np.int64).reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
+def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Binary encodings computed literally: each step's payload split into its binary planes
+    (compiler/encodings.py), every plane through the synapses on its own, weighted by the plane's value (2^b for
+    bit-serial, 1 for unary); equal to the graded product, which `torch_chip.py` computes (tested)."""
+    p = layer.projection
+    scales = unsigned_plane_scales(p.encoding, layer.max_level)
+    planes = to_unsigned_planes(payloads, p.encoding, layer.max_level).sum(0)  # [..., P, width] events per plane
+    acc = np.zeros((*planes.shape[:-2], weight.shape[1]), np.int64)
+    for k, scale in enumerate(scales):
+        x = planes[..., k, :].reshape(-1, planes.shape[-1]).astype(weight.dtype)
+        acc += int(scale) * (x @ weight).astype(np.int64).reshape(acc.shape)
+    return acc.reshape(*planes.shape[:-2], p.n_groups, p.size)
+
+
 def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int) -> tuple[np.ndarray, np.ndarray]:
     """(output tensor for the host, payloads [steps, ..., width]) of one call."""
     payloads = neuron_steps(layer, x, state, call)
+    if layer.projection is not None and layer.projection.encoding != "graded":
+        return project_planes(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
     if layer.projection is not None:
         return project(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
     return (payloads.sum(0) if layer.kind == "gif" else payloads[-1]), payloads

@@ -60,6 +60,24 @@ def projection_matrix(layer: QChipLayer, positions: int):
     return m
 
 
+def projection_matrices(layer: QChipLayer, positions: int) -> list[tuple[Any, int]]:
+    """(CSR weights, weight_exp) of the Sparse processes carrying the projection in its encoding: graded — one
+    matrix over the positions' neurons; unary — one matrix over [planes × positions × width] axons, every plane
+    holding the weights; bit-serial — one matrix per bit b, holding the weights on plane b only, weight_exp = b
+    (Lava scales the 8-bit mantissas by 2^b)."""
+    import scipy.sparse as sp
+
+    m = projection_matrix(layer, positions)
+    p = layer.projection
+    if p.encoding == "graded":
+        return [(m, 0)]
+    planes = layer.planes
+    if p.encoding == "unary":
+        return [(sp.hstack([m] * planes, format="csr"), 0)]
+    empty = sp.csr_matrix(m.shape, dtype=np.int32)
+    return [(sp.hstack([m if k == b else empty for k in range(planes)], format="csr"), b) for b in range(planes)]
+
+
 @dataclass
 class _LayerNet:
     """The Lava processes of one chip layer and what the host knows about their state."""
@@ -68,7 +86,7 @@ class _LayerNet:
     lead: tuple[int, ...]
     source: Any  # ChipInput; `run` is called on it (any process of a network runs the whole network)
     neuron: Any
-    synapse: Any = None  # Sparse, with a projection
+    synapses: tuple = ()  # Sparse processes of the projection (one; bit-serial: one per bit plane)
     dendrite: Any = None  # DendriteSum, with a projection and K ≥ 2
     log: Any = None  # StepLog of a stock LIF's spikes
     next_call: int = 0  # the bispike's `call` Var after the last run
@@ -110,19 +128,21 @@ class LavaChip:
         from ..lava.procs.chip_io import (
             ChipInput,
             DendriteSum,
+            PlaneEncoder,
             PyChipInputFixed,
             PyDendriteSumFixed,
+            PyPlaneEncoderFixed,
             PyStepLogFixed,
             StepLog,
         )
 
         self._lava = dict(RunSteps=RunSteps, LIF=LIF, Sparse=Sparse, ChipBiSpike=ChipBiSpike, ChipGIF=ChipGIF,
-                          ChipInput=ChipInput, DendriteSum=DendriteSum, StepLog=StepLog)
+                          ChipInput=ChipInput, DendriteSum=DendriteSum, StepLog=StepLog, PlaneEncoder=PlaneEncoder)
         # explicit models: no discovery surprises, and the stock bit-accurate ones for LIF and Sparse
         self._cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={
             LIF: PyLifModelBitAcc, Sparse: PySparseModelBitAcc, ChipBiSpike: PyChipBiSpikeFixed,
             ChipGIF: PyChipGIFFixed, ChipInput: PyChipInputFixed, DendriteSum: PyDendriteSumFixed,
-            StepLog: PyStepLogFixed})
+            StepLog: PyStepLogFixed, PlaneEncoder: PyPlaneEncoderFixed})
 
     # --- ChipBackend
     def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
@@ -234,13 +254,22 @@ class LavaChip:
         net = _LayerNet(layer=la, lead=self.lead, source=source, neuron=neuron, log=log)
         if la.projection is not None:
             p = la.projection
-            net.synapse = lv["Sparse"](weights=projection_matrix(la, positions), num_message_bits=p.message_bits,
-                                       num_weight_bits=LAVA_WEIGHT_BITS, weight_exp=0, name=p.name)
-            neuron.s_out.connect(net.synapse.s_in)
+            axons = neuron.s_out
+            if p.encoding != "graded":  # binary planes: an encoder stage, then one Sparse per plane weight
+                encoder = lv["PlaneEncoder"](size=n, encoding=p.encoding, max_level=la.max_level,
+                                             name=f"{p.name}:axons")
+                neuron.s_out.connect(encoder.a_in)
+                axons = encoder.s_out
+            net.synapses = tuple(lv["Sparse"](weights=w, num_message_bits=p.message_bits, weight_exp=exp,
+                                              num_weight_bits=LAVA_WEIGHT_BITS, name=f"{p.name}:{exp}")
+                                 for w, exp in projection_matrices(la, positions))
+            for syn in net.synapses:
+                axons.connect(syn.s_in)
             if steps > 1:
                 net.dendrite = lv["DendriteSum"](size=positions * p.n_groups * p.size, steps=steps,
                                                  name=f"{p.name}:acc")
-                net.synapse.a_out.connect(net.dendrite.a_in)
+                for syn in net.synapses:  # several a_out into one port add up
+                    syn.a_out.connect(net.dendrite.a_in)
         source.create_runtime(run_cfg=self._cfg)
         return net
 
@@ -252,7 +281,7 @@ class LavaChip:
         if la.projection is None:
             out = payloads.sum(0) if la.kind == "gif" else payloads[-1]
             return out, payloads
-        acc = _ints(net.synapse.a_buff.get())
+        acc = sum(_ints(syn.a_buff.get()) for syn in net.synapses)
         if net.dendrite is not None:
             acc = acc + _ints(net.dendrite.acc.get())
         return acc.reshape(*net.lead, la.projection.n_groups, la.projection.size), payloads

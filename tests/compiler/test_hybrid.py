@@ -184,7 +184,9 @@ def test_payload_limit_names_layer_and_excess(tmp_path):
     path.write_text(narrow)
     with pytest.raises(TargetLimitError, match=r"layer 'model\.layers\.0\..*graded spikes of 4 bits exceed .*2-bit "
                                                r"payload \(over by 2\)"):
-        compile_hybrid(graph("spikellm"), str(path), calib_ids())
+        compile_hybrid(graph("spikellm"), str(path), calib_ids(), encoding="graded")
+    auto = compile_hybrid(graph("spikellm"), str(path), calib_ids())  # the cost model falls back to bit-serial
+    assert set(auto.report["encodings"].values()) == {"bitserial"}
 
 
 def test_lif_with_leak_potential_is_refused():
@@ -295,3 +297,39 @@ def test_dataflow_program_tracks_float_and_is_bit_exact():
 
     assert (ref.argmax(-1) == got.argmax(-1)).mean() >= 0.9
     assert abs(bpc(got) - bpc(ref)) < 0.03
+
+
+# ------------------------------------------------------------------------------------------------ encodings
+@pytest.mark.parametrize("family, dataflow", [("spikellm", False), ("spikegpt", True)])
+@pytest.mark.parametrize("encoding", ["unary", "bitserial"])
+def test_binary_encodings_are_exact(family, dataflow, encoding):
+    """Binary planes (computed literally by the numpy chip) give the graded accumulators (the torch chip computes
+    graded products): traces agree, and the logits equal those of the graded program bit for bit."""
+    from spikestack.runtime.hybrid.executor import run
+    from spikestack.runtime.hybrid.verify import verify
+
+    ids = load_corpus().val_ids[300:324].reshape(2, 12)
+    graded = compile_hybrid(graph(family), "loihi2", calib_ids(), dataflow=dataflow)
+    binary = compile_hybrid(graph(family), "loihi2", calib_ids(), dataflow=dataflow, encoding=encoding)
+    kinds = {la.projection.encoding for la in binary.layers
+             if la.projection is not None and la.kind in ("gif", "relay")}
+    assert kinds == {encoding}
+    traces, problems = verify(binary, ids, ("torch", "reference"))
+    assert problems == []
+    np.testing.assert_array_equal(traces["reference"].logits, run(graded, ids).logits)
+    la = next(la for la in binary.layers if la.kind in ("gif", "relay") and la.max_level > 1)
+    planes = la.max_level if encoding == "unary" else la.max_level.bit_length()
+    assert la.planes == planes and la.projection.message_bits == 0
+    assert {c.axons_in for c in binary.cores if c.pop == la.projection.name} == {la.width * planes}
+
+
+def test_loihi1_takes_the_dataflow_fold_in_binary_codes():
+    """Loihi 1 carries binary spikes only: the relays' multi-level counts go bit-serial (or unary for counts ≤ 2),
+    the binary ones stay single events, and SpikeGPT's LIFs run on its compartments."""
+    prog = compile_hybrid(graph("spikegpt"), "loihi1", calib_ids(), dataflow=True)
+    chosen = prog.report["encodings"]
+    for la in prog.layers:
+        if la.kind == "relay":
+            want = "graded" if la.max_level == 1 else ("bitserial" if la.max_level >= 3 else "unary")
+            assert chosen[la.name] == want, la.name
+    assert {"bitserial", "unary", "graded"} <= set(chosen.values())

@@ -216,3 +216,27 @@ def test_spikelm_checkpoint_sops_and_attention_macs():
     assert r["latency_s_per_call"] > 0 and r["tokens_per_s"] == pytest.approx(16 / sum(
         c["latency_s"] for c in r["per_call"]))
     assert "## Counting conventions side by side" in markdown_report(r)
+
+
+def test_binary_encodings_count_their_events():
+    """Bit-serial sends popcount(s) binary events per payload s, unary s; synaptic ops follow the events."""
+    from spikestack.compiler.encodings import events_per_spike
+    from spikestack.compiler.hybrid.compile import compile_hybrid
+    from spikestack.models.data import load_corpus
+    from spikestack.models.nir.export import model_to_nir
+    from spikestack.runtime.hybrid.executor import run
+    from spikestack.simulators.hybrid import count_hybrid
+
+    ckpt = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "spikellm-char-tiny.pt"
+    graph = model_to_nir("spikellm", ckpt)
+    ids = load_corpus().val_ids[:48].reshape(3, 16)
+    counts = {}
+    for enc in ("graded", "unary", "bitserial"):
+        prog = compile_hybrid(graph, "loihi2", ids, encoding=enc)
+        trace = run(prog, ids[:1, :8])
+        layers = count_hybrid(prog, trace.payloads).layers
+        p = trace.payloads[prog.layers[0].name]
+        assert layers[0].events == int(events_per_spike(p, enc).sum())
+        counts[enc] = layers[0]
+    assert counts["unary"].events > counts["bitserial"].events > counts["graded"].events > 0
+    assert counts["unary"].synaptic_ops.sum() > counts["graded"].synaptic_ops.sum()

@@ -89,3 +89,33 @@ class PyDendriteSumFixed(PyLoihiProcessModel):
             self.acc[:] = 0
         else:
             self.acc[:] += a_in
+
+
+class PlaneEncoder(AbstractProcess):
+    """The axon side of a binary encoding (compiler/encodings.py): a graded unsigned level s becomes binary events
+    on P planes (unary: [s > k]; bit-serial: bit b of s), sent plane-major in the same step. It stands for the
+    neuron's spike-out stage, which on the chip emits these events itself; the synapses of plane p hold the
+    plane's weight (bit-serial: weight_exp = b)."""
+
+    def __init__(self, *, size: int, encoding: str, max_level: int, name: str = "plane_encoder") -> None:
+        from spikestack.compiler.encodings import unsigned_plane_scales
+
+        planes = int(unsigned_plane_scales(encoding, max_level).size)
+        super().__init__(shape=(size,), name=name, encoding=encoding, max_level=int(max_level))
+        self.a_in = InPort(shape=(size,))
+        self.s_out = OutPort(shape=(planes * size,))
+
+
+@implements(proc=PlaneEncoder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPlaneEncoderFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+
+    def run_spk(self) -> None:
+        from spikestack.compiler.encodings import to_unsigned_planes
+
+        s = self.a_in.recv().astype(np.int64)
+        planes = to_unsigned_planes(s, self.proc_params["encoding"], self.proc_params["max_level"])
+        self.s_out.send(planes.reshape(-1).astype(np.int32))
