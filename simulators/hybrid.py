@@ -108,7 +108,7 @@ def _routes(program: HybridProgram) -> tuple[dict[tuple[int, int, int, int], int
         if la.projection is None:
             continue
         for s in (c for c in cores if c.pop == la.name):
-            for d in (c for c in cores if c.pop == la.projection.name):
+            for d in (c for c in cores if c.pop == program.projection_target(la)):
                 routes[(s.index, d.index)] = [index.setdefault(link, len(index))
                                               for link in xy_route((s.x, s.y), (d.x, d.y))]
     return index, routes
@@ -127,7 +127,8 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     ev = per_event.sum(2).astype(np.float64)  # [calls, steps, width] events per neuron, summed over positions
     src = [c for c in program.cores if c.pop == layer.name]
     proj = layer.projection
-    dst = [c for c in program.cores if proj is not None and c.pop == proj.name]
+    target = program.projection_target(layer) if proj is not None else None
+    dst = [c for c in program.cores if proj is not None and c.pop == target]
     cores = src + dst
     shape = (calls, steps, len(cores))
     synops, active, spikes_out, msgs, hops = (np.zeros(shape, np.int64) for _ in range(5))
@@ -166,10 +167,10 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
 
 
-def layer_io_values(layer: QChipLayer) -> tuple[int, int]:
-    """Values per position and call: host → chip (the layer's input), chip → host (payloads or accumulators)."""
-    out = layer.width if layer.projection is None else layer.projection.n_groups * layer.projection.size
-    return layer.width, out
+def layer_io_values(program: HybridProgram, layer: QChipLayer) -> tuple[int, int]:
+    """Values per position and call: host → chip (the layer's input), chip → host (payloads or accumulators);
+    a chained edge (compiler/hybrid/cut.py) stays on the chip and counts for neither."""
+    return program.from_host(layer), program.to_host(layer)
 
 
 def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> HybridCounts:
@@ -184,8 +185,8 @@ def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> Hyb
     first = np.asarray(payloads[program.layers[0].name])
     calls, lead = int(first.shape[0]), tuple(int(n) for n in first.shape[2:-1])
     positions = _positions(lead)
-    values_in = sum(layer_io_values(la)[0] for la in program.layers) * positions * calls
-    values_out = sum(layer_io_values(la)[1] for la in program.layers) * positions * calls
+    values_in = sum(layer_io_values(program, la)[0] for la in program.layers) * positions * calls
+    values_out = sum(layer_io_values(program, la)[1] for la in program.layers) * positions * calls
     by_stage = []
     for st in program.stages:
         linear = st.macs_per_position * positions * calls
@@ -475,7 +476,7 @@ def _busiest_per_step(counts: HybridCounts) -> np.ndarray:
 
 def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int) -> dict:
     la = program.layer(lc.name)
-    values_in, values_out = layer_io_values(la)
+    values_in, values_out = layer_io_values(program, la)
     calls, steps = lc.synaptic_ops.shape[:2]
     return {"kind": la.kind, "segment": la.segment, "width": la.width, "steps_per_call": steps,
             "positions": lc.positions, "projection": None if la.projection is None else la.projection.name,

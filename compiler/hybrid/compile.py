@@ -68,7 +68,9 @@ def chip_output_shape(layer: QChipLayer, lead: tuple[int, ...]) -> tuple[int, ..
 
 
 def _chip_example(layer: QChipLayer, x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(chip_output_shape(layer, tuple(x.shape[:-1])), dtype=torch.int32)
+    """Zeros shaped as the layer's output; a chained layer's input is its source's accumulators [..., 1, out]."""
+    lead = tuple(x.shape[:-2] if layer.source is not None else x.shape[:-1])
+    return torch.zeros(chip_output_shape(layer, lead), dtype=torch.int32)
 
 
 def _partition(program: HybridProgram, target: Target) -> HybridProgram:
@@ -76,7 +78,7 @@ def _partition(program: HybridProgram, target: Target) -> HybridProgram:
     of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
     pops = [(pop.name, pop.size, fan_in) for pop, fan_in in _populations(program)]
     planes = _planes(program)
-    edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight), planes=planes[p.dst])
+    edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight), planes=planes[p.name])
              for p in program.projections]
     cores = slice_populations(pops, edges, target)
     check_core_count(len(cores), target)
@@ -90,7 +92,7 @@ def _planes(program: HybridProgram) -> dict[str, int]:
 
 def _populations(program: HybridProgram):
     planes = _planes(program)
-    fan_in = {p.dst: int(p.weight.shape[1]) * planes[p.dst] for p in program.projections}
+    fan_in = {p.dst: int(p.weight.shape[1]) * planes[p.name] for p in program.projections}
     return [(pop, fan_in.get(pop.name, 0)) for pop in program.populations]
 
 
@@ -105,7 +107,7 @@ def verify_hybrid(program: HybridProgram) -> None:
         if missing:
             raise CompileError(f"host stage {k}: input {missing[0]!r} is produced by no earlier stage")
         produced |= set(stage.outputs)
-        for la in program.segment_layers(k):
+        for la in sorted(program.segment_layers(k), key=lambda layer: layer.source is not None):
             if la.input not in produced:
                 raise CompileError(f"chip layer {la.name!r}: its input {la.input!r} is not produced by stage {k}")
             produced.add(la.output)
@@ -215,8 +217,8 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         states=tuple(states), input_name=plan.input_name,
         max_positions=max_positions,
         report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
-                "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None},
-                "host_traffic_values_per_position": _traffic(layers)})
+                "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None}})
+    program = replace(program, report=dict(program.report, host_traffic_values_per_position=_traffic(program)))
     verify_hybrid(program)
     seen("host", program.stages)
     with _phase(timings, "partition_place"):
@@ -249,8 +251,7 @@ def graph_context(graph: nir.NIRGraph) -> int:
     return int(pos[0].weight.shape[0]) if pos else 0
 
 
-def _traffic(layers: list[QChipLayer]) -> dict[str, int]:
+def _traffic(program: HybridProgram) -> dict[str, int]:
     """Values crossing the cut per position and call: host → chip inputs, chip → host outputs."""
-    to_chip = sum(la.width for la in layers)
-    to_host = sum(la.width if la.projection is None else la.projection.n_groups * la.projection.size for la in layers)
-    return {"host_to_chip": to_chip, "chip_to_host": to_host}
+    return {"host_to_chip": sum(program.from_host(la) for la in program.layers),
+            "chip_to_host": sum(program.to_host(la) for la in program.layers)}

@@ -10,6 +10,9 @@ neuron's input is always a real-valued sum computed on the host (the residual st
 no further node can move to the cores without rewriting the math (SpikeGPT's "dataflow" folding is such a
 rewrite; docs/roadmap.md).
 
+Chained layers: a stateless bi-spike fed only by a chip projection (SpikeLM's K/V re-spikes) takes that
+projection's dendritic sums directly, in the same segment, so its input never crosses to the host.
+
 Schedule: a host node runs in stage `level` = the latest stage at which all its operands exist; a chip layer
 runs in segment s = the stage its input is complete in, and its output is available from stage s + 1. A `Delay`
 is host state: its value (last call's input) exists from stage 0, and its new value is taken where its input is
@@ -50,6 +53,7 @@ class PlannedLayer:
     segment: int
     inputs: tuple[str, ...]  # NIR predecessors of the neuron, summed
     fold: Fold | None = None  # relay layers (fold.py): the folded Linear
+    source: str | None = None  # chained: the chip layer whose projection feeds this neuron on the chip
 
     @property
     def value_name(self) -> str:
@@ -121,6 +125,14 @@ def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
             layers.append(PlannedLayer(neuron=name, kind="relay", projection=name, segment=ready, inputs=(),
                                        fold=fold))
             avail[name] = ready + 1
+        elif isinstance(node, NEURON_TYPES) and _chainable(graph, preds, succs, name, projections):
+            source = next(n for n, p in fused.items() if p == preds[name][0])
+            segment = next(la.segment for la in layers if la.neuron == source)
+            layers.append(PlannedLayer(neuron=name, kind=chip_kind(node), projection=fused.get(name), segment=segment,
+                                       inputs=tuple(preds[name]), source=source))
+            avail[name] = segment + 1
+            if fused.get(name):
+                avail[fused[name]] = segment + 1
         elif isinstance(node, NEURON_TYPES):
             layer = PlannedLayer(neuron=name, kind=chip_kind(node), projection=fused.get(name), segment=ready,
                                  inputs=tuple(preds[name]))
@@ -144,6 +156,16 @@ def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
     level[out] = stages - 1  # the output is the last stage's job
     return CutPlan(graph=graph, order=host_order, preds=preds, layers=layers, level=level, delays=delay_stage,
                    input_name=inputs[0], output_name=out, stages=stages)
+
+
+def _chainable(graph: nir.NIRGraph, preds: dict[str, list[str]], succs: dict[str, list[str]], name: str,
+               projections: set[str]) -> bool:
+    """A stateless bi-spike (reset_scale 0: u = x, SpikeLM's K/V re-spikes) fed only by a chip projection that
+    feeds nothing else: the projection's synapses land on this neuron, so the edge stays on the chip."""
+    node = graph.nodes[name]
+    src = preds.get(name, [])
+    return (isinstance(node, BiSpike) and float(node.reset_scale) == 0.0 and len(src) == 1 and src[0] in projections
+            and succs.get(src[0], []) == [name])
 
 
 def _needed(graph: nir.NIRGraph, preds: dict[str, list[str]], out: str, layers: list[PlannedLayer]) -> set[str]:

@@ -60,6 +60,7 @@ class StageModule(nn.Module):
         self.nodes = [n for n in plan.order if plan.level[n] == stage]
         self.delays = [d for d, s in plan.delays.items() if s == stage]
         self.layer_inputs = {pl.neuron: pl.inputs for pl in plan.layers}
+        self.chip_only = {la.source for la in layers if la.source is not None}
         self.mods = nn.ModuleDict({_key(n): host_module(g.nodes[n], positions) for n in self.nodes
                                    if type(g.nodes[n]) in NODE_MAP})
         missing = [n for n in self.nodes if type(g.nodes[n]) not in NODE_MAP]
@@ -125,6 +126,8 @@ class StageModule(nn.Module):
     def compute(self, env: dict[str, Tensor]) -> None:
         g = self.plan.graph
         for la in self.recv:
+            if la.name in self.chip_only:
+                continue  # its accumulators feed a chained layer on the chip, not the host
             if la.kind == "relay":
                 fold = self.fold_of[la.name]
                 e = self._summed(fold.embed, env) if fold.normed else None
@@ -156,7 +159,8 @@ class StageModule(nn.Module):
         for d in self.delays:
             env[next_name(state_name(d))] = self._summed(self.plan.preds[d], env)
         for la in self.send:
-            self._quant(la, None if la.kind == "relay" else self._summed(self.layer_inputs[la.name], env), env)
+            if la.source is None:  # chained layers take their input on the chip
+                self._quant(la, None if la.kind == "relay" else self._summed(self.layer_inputs[la.name], env), env)
         if self.stage == self.plan.stages - 1:
             env["logits"] = self._summed(self.plan.preds[self.plan.output_name], env)
 

@@ -30,6 +30,9 @@ Encodings (compiler/encodings.py) of a projection's events: ``graded`` (one mess
 unsigned payloads of gif and relay layers, ``unary`` (s binary events) and ``bitserial`` (the bits of s, plane b
 weighted 2^b: SpikeLLM's (T/L)·log2 L compression). All three give the same accumulators.
 
+A chained layer (`source` set) runs in its source's segment, after it: its input is the source's accumulators
+(one group) plus its integer `bias`, never a host tensor; the source's synapses land on its neurons.
+
 With a projection, the output tensor is acc[..., g, o] = Σ_steps Σ_{i ∈ group g} weight[o, i] · payload_i;
 without one, it is the payload of the call's last step (bispike, lif) or the sum over steps (gif).
 """
@@ -94,6 +97,8 @@ class QChipLayer:
     # gif and bispike
     levels: int = 1  # bispike K; gif L (max spike L − 1); relay: max |payload|
     projection: QChipProjection | None = None
+    source: str | None = None  # chained (cut.py): input = that layer's accumulators [..., 0, :] + `bias`
+    bias: np.ndarray | None = None  # int64 [width], chained layers only
 
     @property
     def max_level(self) -> int:
@@ -164,6 +169,20 @@ class HybridProgram:
     def segments(self) -> int:
         return len(self.stages) - 1
 
+    def projection_target(self, layer: QChipLayer) -> str:
+        """The population a layer's projection lands on: its own accumulators, or the layer chained to it."""
+        return next((la.name for la in self.layers if la.source == layer.name), layer.projection.name)
+
+    def to_host(self, layer: QChipLayer) -> int:
+        """Values per position and call that the layer hands to the host (none when a chained layer takes them)."""
+        if any(la.source == layer.name for la in self.layers):
+            return 0
+        return layer.width if layer.projection is None else layer.projection.n_groups * layer.projection.size
+
+    def from_host(self, layer: QChipLayer) -> int:
+        """Values per position and call the host writes into the layer (none for a chained layer)."""
+        return 0 if layer.source is not None else layer.width
+
     def layer(self, name: str) -> QChipLayer:
         return next(layer for layer in self.layers if layer.name == name)
 
@@ -174,17 +193,19 @@ class HybridProgram:
     @property
     def populations(self) -> tuple[_Pop, ...]:
         pops = []
+        chained = {la.source for la in self.layers if la.source is not None}
         for layer in self.layers:
             if layer.kind != "relay":  # a relay's events come from the host: it has no neurons on a core
                 pops.append(_Pop(name=layer.name, size=layer.width))
-            if layer.projection is not None:
+            if layer.projection is not None and layer.name not in chained:  # else its synapses land on the chain
                 pops.append(_Pop(name=layer.projection.name, size=layer.projection.size))
         return tuple(pops)
 
     @property
     def projections(self) -> tuple[_Proj, ...]:
+        target = {la.source: la.name for la in self.layers if la.source is not None}
         return tuple(_Proj(name=la.projection.name, src=f"host:{la.name}" if la.kind == "relay" else la.name,
-                           dst=la.projection.name, weight=la.projection.weight)
+                           dst=target.get(la.name, la.projection.name), weight=la.projection.weight)
                      for la in self.layers if la.projection is not None)  # a relay's events come from the host
 
 

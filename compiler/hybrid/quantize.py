@@ -103,12 +103,15 @@ def _fan_in_sum(plan: CutPlan, layer: PlannedLayer) -> float:
     return float(np.abs(np.asarray(plan.graph.nodes[layer.projection].weight)).sum(1).max())
 
 
-def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int) -> QChipLayer:
+def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int,
+             source: QChipLayer | None = None) -> QChipLayer:
     node = plan.graph.nodes[layer.neuron]
     alpha = np.asarray(node.alpha, np.float64)
     steps, levels = alpha.size, int(node.levels)
     pop = SpikingPop(name=layer.neuron, size=int(node.shape[0]), alpha=alpha, levels=levels,
                      reset_scale=float(node.reset_scale))
+    if source is not None:
+        return _chained_bispike(plan, layer, pop, source, segment)
     unit = 2.0 ** _pow2_ceil(max(2 * x_max, 1e-30) / 2**BISPIKE_INPUT_BITS)
     for _ in range(64):
         tables = _spiking_tables(pop, unit, np.zeros(pop.size), STATE_MAX)
@@ -135,6 +138,32 @@ def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int) -> 
                       output=f"chip_out:{layer.neuron}", in_unit=unit, payload_unit=payload_unit, segment=segment,
                       thresholds=tables.thresholds, carry=tables.carry, carry_shift=tables.carry_shift,
                       amplitude=frozen_array(amplitude), period=steps, levels=levels, projection=proj)
+
+
+def _chained_bispike(plan: CutPlan, layer: PlannedLayer, pop: SpikingPop, source: QChipLayer,
+                     segment: int) -> QChipLayer:
+    """A stateless bi-spike on the chip edge of `source`'s projection: its input LSB is that projection's
+    accumulator LSB (the dendritic sum arrives unscaled), the projection's bias becomes the neuron's integer bias.
+    Without a carry u = x, so the 24-bit state holds whatever the accumulator (bounded by `_mantissas`) plus the
+    bias holds; beyond it the neuron saturates and counts (`bispike_step`)."""
+    proj = source.projection
+    unit = proj.unit
+    tables = _spiking_tables(pop, unit, np.zeros(pop.size), STATE_MAX)
+    if np.any(np.asarray(tables.carry)):
+        raise CompileError(f"layer {layer.neuron!r}: only stateless bi-spikes (reset_scale 0) can be chained")
+    if int(np.asarray(tables.thresholds).max()) > STATE_MAX:
+        raise TargetLimitError(f"layer {layer.neuron!r}: threshold {int(np.asarray(tables.thresholds).max())} LSB of "
+                               f"{source.name!r}'s accumulator exceeds the 24-bit state")
+    bias = np.zeros(pop.size) if proj.bias is None else np.round(np.asarray(proj.bias) / unit)
+    alpha_ref = float(pop.alpha.max())
+    amplitude = np.maximum(np.round(2.0**MAX_AMPLITUDE_BITS * pop.alpha / alpha_ref), 1).astype(np.int64)
+    return QChipLayer(name=layer.neuron, kind="bispike", width=pop.size, steps=1, input=source.output,
+                      output=f"chip_out:{layer.neuron}", in_unit=unit,
+                      payload_unit=alpha_ref / 2**MAX_AMPLITUDE_BITS,
+                      segment=segment, thresholds=tables.thresholds, carry=tables.carry,
+                      carry_shift=tables.carry_shift, amplitude=frozen_array(amplitude), period=pop.alpha.size,
+                      levels=pop.levels, projection=None, source=source.name,
+                      bias=frozen_array(np.clip(bias, -STATE_MAX, STATE_MAX).astype(np.int64)))
 
 
 def _uniform(node: nir.NIRNode, name: str, field_name: str) -> float:
@@ -258,10 +287,14 @@ def choose_encoding(q: QChipLayer, target: Target, forced: str | None) -> QChipL
 
 def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target,
                     encoding: str | None = None) -> list[QChipLayer]:
-    out = []
+    out: list[QChipLayer] = []
     for layer in plan.layers:
         if layer.kind == "bispike":
-            q = _bispike(plan, layer, x_max[layer.neuron], layer.segment)
+            source = next(q for q in out if q.name == layer.source) if layer.source else None
+            if layer.projection is not None and source is not None:
+                raise CompileError(f"layer {layer.neuron!r}: a chained bi-spike with its own projection is not "
+                                   "supported")
+            q = _bispike(plan, layer, x_max[layer.neuron], layer.segment, source)
         elif layer.kind == "lif":
             q = _lif(plan, layer, x_max[layer.neuron], layer.segment)
         elif layer.kind == "relay":

@@ -49,9 +49,17 @@ def lif_fields(layer: QChipLayer) -> LIFFields:
     return LIFFields(du=layer.du, dv=layer.dv, vth=layer.vth, bias=np.zeros(layer.width, np.int64))
 
 
+def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
+    """A chained layer's input is its source's accumulators [..., 1, width] plus its bias (ir.py); others as given."""
+    x = np.asarray(x, np.int64)
+    if layer.source is None:
+        return x
+    return x[..., 0, :] + np.asarray(layer.bias, np.int64)
+
+
 def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int) -> np.ndarray:
     """Run the layer's neurons for one call; returns payloads int64 [steps, ..., width] and updates `state`."""
-    x = np.asarray(x, np.int64)
+    x = chained_input(layer, x)
     if layer.kind == "bispike":
         t = call % layer.period
         tables = _cached(state, "tables", lambda: _tables(layer))

@@ -85,6 +85,19 @@ def check_ids(program: HybridProgram, ids: np.ndarray) -> np.ndarray:
     return ids
 
 
+def waves(layers: list[QChipLayer]) -> list[list[QChipLayer]]:
+    """A segment's layers in dependency order: host-fed layers first, then each chained layer after its source."""
+    out, done, pending = [], set(), list(layers)
+    while pending:
+        wave = [la for la in pending if la.source is None or la.source in done]
+        if not wave:
+            raise ValueError(f"chip layer {pending[0].name!r}: its source {pending[0].source!r} is not in the segment")
+        out.append(wave)
+        done |= {la.name for la in wave}
+        pending = [la for la in pending if la not in wave]
+    return out
+
+
 class HostRunner:
     """The host stages in onnxruntime, with what every call reuses built once: the sessions (cached across runs by
     `host._session`), each stage's output names and the chip layers of the segment after it."""
@@ -93,7 +106,7 @@ class HostRunner:
         self.program = program
         self.sessions = [_session(stage.onnx) for stage in program.stages]
         self.output_names = [list(stage.outputs) for stage in program.stages]
-        self.segment_layers = [program.segment_layers(k) for k in range(len(program.stages))]
+        self.segment_waves = [waves(program.segment_layers(k)) for k in range(len(program.stages))]
 
     def initial_states(self, lead: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {s.name: np.full((*lead, *s.shape), s.init, np.float32) for s in self.program.states}
@@ -114,8 +127,7 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
     `observer(layer, env)` sees every chip layer's output as soon as its segment ran (calibration reports)."""
     for k in range(len(program.stages)):
         host.stage(k, env)
-        layers = host.segment_layers[k]
-        if layers:
+        for layers in host.segment_waves[k]:  # chained layers run after their sources, on their accumulators
             outputs, payloads = chip.segment(layers, {la.input: env[la.input] for la in layers}, call)
             for la in layers:
                 env[la.output] = np.asarray(outputs[la.output]).astype(np.int32)

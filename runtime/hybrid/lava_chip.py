@@ -191,6 +191,11 @@ class LavaChip:
 
     # --- one layer
     def _call(self, la: QChipLayer, x: np.ndarray, call: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Chained layers: the runtime hands the source network's accumulators over, plus the bias; on the chip
+        the source's synapses would land on these neurons directly — the integers are the same.)"""
+        from .chip import chained_input
+
+        x = chained_input(la, x)
         if x.shape != (*self.lead, la.width):
             raise ValueError(f"layer {la.name!r}: input shape {x.shape}, built for {(*self.lead, la.width)}")
         flat = x.reshape(-1).astype(np.int64)

@@ -69,6 +69,8 @@ class TorchChip:
         outputs, payloads = {}, {}
         for la in layers:
             x = torch.as_tensor(np.asarray(inputs[la.input]), dtype=torch.int64)
+            if la.source is not None:  # chained: the source's dendritic sums (one group) plus the neuron's bias
+                x = x.select(-2, 0) + torch.as_tensor(np.array(la.bias), dtype=torch.int64)
             st = self.state[la.name]
             if la.kind == "bispike":
                 pay = self._bispike(la, x, st, call)

@@ -159,8 +159,25 @@ def test_cores_cover_every_population_and_respect_limits():
     assert all(c.hi - c.lo <= target.max_neurons for c in prog.cores)
     assert all(c.synaptic_memory_bits <= target.synaptic_memory_bits for c in prog.cores)
     assert all(c.x >= 0 and c.y >= 0 for c in prog.cores)  # placed
-    # 16 spiking populations + 12 accumulator populations, each small enough for one core
-    assert len(prog.cores) == 28
+    # 16 spiking populations + 12 accumulator populations, each small enough for one core, less the 4 K/V
+    # projections whose synapses land on their chained re-spike neurons
+    assert len(prog.cores) == 24
+
+
+def test_kv_respikes_are_chained_on_chip():
+    """SpikeLM's K/V re-spikes take the key/value projections' dendritic sums on the chip: the minimal cut. Per block
+    the host writes q, k, v, o, up (64 each) and down (256) spikers and reads q, o, down (64), up (256) sums and
+    the k, v re-spikes (64 each): 576 values each way per block and position, 1,152 for two blocks."""
+    prog = program("spikelm-dec")
+    chained = {la.name: la.source for la in prog.layers if la.source is not None}
+    assert chained == {f"backbone.blocks.{i}.attn.{kv}_spike": f"backbone.blocks.{i}.attn.{kv}.spike"
+                       for i in (0, 1) for kv in ("key", "value")}
+    assert prog.report["host_traffic_values_per_position"] == {"host_to_chip": 1152, "chip_to_host": 1152}
+    for name, source in chained.items():
+        la, src = prog.layer(name), prog.layer(source)
+        assert la.segment == src.segment and la.in_unit == src.projection.unit and la.input == src.output
+        assert np.array_equal(la.bias, np.round(np.asarray(graph("spikelm-dec").nodes[src.projection.name].bias)
+                                                / la.in_unit).astype(np.int64))
 
 
 # ------------------------------------------------------------------------------------------------ targets, errors
