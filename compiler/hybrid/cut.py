@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 from spikestack.models.nir.neurons import GIF
-from spikestack.models.nir.nodes import BiSpike
+from spikestack.models.nir.nodes import BiSpike, Embedding
 from spikestack.models.nir.ops import WKV, check_operands
 from spikestack.models.nir.to_torch import _topological_order
 
-from spikestack.errors import NIRFormatError
+from spikestack.errors import CompileError, NIRFormatError
 
 from .fold import Fold, find_folds
 
@@ -97,6 +97,12 @@ def plan_cut(graph: nir.NIRGraph, dataflow: bool = False) -> CutPlan:
         if isinstance(node, nir.Delay) and not np.all(np.asarray(node.delay) == 1):
             raise NIRFormatError(f"node {name!r}: only one-call delays (token shift) are supported on the host, got "
                                  f"{np.unique(node.delay).tolist()}")
+    takers = [n for n in succs.get(inputs[0], []) if not isinstance(graph.nodes[n], Embedding)]
+    if takers:
+        kind = type(graph.nodes[takers[0]]).__name__
+        raise CompileError(f"node {takers[0]!r}: branching graphs compile as language models, whose Input (token ids) "
+                           f"feeds only spikestack.Embedding nodes; {takers[0]!r} is a {kind} (foreign networks "
+                           "compile when they are chains: docs/architecture.md)")
     delays = {n for n, v in graph.nodes.items() if isinstance(v, nir.Delay)}
     order = _topological_order(graph, preds, {inputs[0], *delays})
 

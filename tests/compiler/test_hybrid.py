@@ -350,3 +350,16 @@ def test_loihi1_takes_the_dataflow_fold_in_binary_codes():
             want = "graded" if la.max_level == 1 else ("bitserial" if la.max_level >= 3 else "unary")
             assert chosen[la.name] == want, la.name
     assert {"bitserial", "unary", "graded"} <= set(chosen.values())
+
+
+def test_foreign_branching_graph_is_refused_by_node():
+    """A branching graph whose input is not token ids (a foreign residual SNN) stops with one line naming the node."""
+    n = 4
+    lif = nir.LIF(tau=np.full(n, 2.0), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n])}),
+                            "a1": nir.Affine(weight=np.eye(n), bias=np.zeros(n)), "l1": lif,
+                            "sum": nir.Scale(scale=np.ones(n)),
+                            "output": nir.Output(output_type={"output": np.array([n])})},
+                     edges=[("input", "a1"), ("a1", "l1"), ("l1", "sum"), ("a1", "sum"), ("sum", "output")])
+    with pytest.raises(CompileError, match=r"node 'a1': branching graphs compile as language models.* Affine"):
+        plan_cut(g)
