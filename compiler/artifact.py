@@ -125,15 +125,25 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
         if la.projection is not None:
             entry["projection"] = _split(la.projection, f"proj.{la.projection.name}", arrays)
         layers.append(entry)
-    files = {f"host/stage{st.index:03d}.onnx": st.onnx for st in program.stages}
-    stages = [{**{f.name: getattr(st, f.name) for f in fields(st) if f.name != "onnx"},
-               "file": f"host/stage{st.index:03d}.onnx", "sha256": hashlib.sha256(st.onnx).hexdigest()}
-              for st in program.stages]
+    files: dict[str, bytes] = {}
+
+    def stage_entries(stages: tuple[HostStage, ...], prefix: str) -> list[dict[str, Any]]:
+        entries = []
+        for st in stages:
+            path = f"host/{prefix}{st.index:03d}.onnx"
+            files[path] = st.onnx
+            entries.append({**{f.name: getattr(st, f.name) for f in fields(st) if f.name != "onnx"},
+                            "file": path, "sha256": hashlib.sha256(st.onnx).hexdigest()})
+        return entries
+
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "kind": "hybrid",
         **{f.name: getattr(program, f.name) for f in fields(program)
-           if f.name not in ("layers", "stages", "states", "cores", "report")},
-        "layers": layers, "stages": stages, "states": [asdict(s) for s in program.states],
+           if f.name not in ("layers", "stages", "states", "cores", "report", "decode_stages", "decode_states")},
+        "layers": layers, "stages": stage_entries(program.stages, "stage"),
+        "states": [asdict(s) for s in program.states],
+        "decode_stages": stage_entries(program.decode_stages, "decode"),
+        "decode_states": [asdict(s) for s in program.decode_states],
         "cores": [asdict(c) for c in program.cores], "report": program.report,
     }
     return _write(out_dir, manifest, arrays, files)
@@ -245,17 +255,20 @@ def _load_hybrid(art_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.n
             if proj is not None:
                 layer = replace(layer, projection=_build(QChipProjection, proj, arrays))
             layers.append(layer)
-        stages = []
-        for e in manifest["stages"]:
-            blob = _read_checked(art_dir, e, "host stage")
-            stages.append(HostStage(index=e["index"], onnx=blob, inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]),
-                                    state_in=tuple(e["state_in"]), state_out=tuple(e["state_out"]), ops=tuple(e["ops"]),
-                                    macs_per_position=e["macs_per_position"]))
+        def stages(entries: list[dict[str, Any]]) -> tuple[HostStage, ...]:
+            return tuple(HostStage(index=e["index"], onnx=_read_checked(art_dir, e, "host stage"),
+                                   inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]),
+                                   state_in=tuple(e["state_in"]), state_out=tuple(e["state_out"]),
+                                   ops=tuple(e["ops"]), macs_per_position=e["macs_per_position"]) for e in entries)
+
+        def states(entries: list[dict[str, Any]]) -> tuple[StateSpec, ...]:
+            return tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"]) for s in entries)
+
         scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
                                             "input_name", "output_name", "max_positions")}
-        return HybridProgram(**scalars, layers=tuple(layers), stages=tuple(stages),
-                             states=tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"])
-                                          for s in manifest["states"]),
+        return HybridProgram(**scalars, layers=tuple(layers), stages=stages(manifest["stages"]),
+                             states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
+                             decode_states=states(manifest.get("decode_states", [])),
                              cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None

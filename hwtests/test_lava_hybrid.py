@@ -80,6 +80,15 @@ def test_spikegpt_dataflow_for_loihi1_on_lava():
     _assert_lava_equals_reference(program, ids)
 
 
+def test_spikellm_kv_cache_generation_on_lava_equals_reference():
+    """Token-by-token SpikeLLM on Lava through the KV-cache program: one position per call, so the per-layer
+    networks are built once for the whole generation; the text equals the reference's."""
+    program, ids = _compiled("spikellm", "spikellm-char-tiny")
+    assert program.decode_stages
+    prompt = [int(t) for t in ids[2, :3]]
+    assert generate_ids(program, prompt, 3, LavaChip) == generate_ids(program, prompt, 3, ReferenceChip)
+
+
 def _assert_lava_equals_reference(program: HybridProgram, ids: np.ndarray):
     """Three-way: the torch chip, the numpy reference and Lava on the same input (issue #6's verification)."""
     from spikestack.runtime.hybrid.torch_chip import TorchChip

@@ -25,7 +25,7 @@ from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
 from .cut import CutPlan, plan_cut
-from .host_stages import build_stages, export_onnx, host_states
+from .host_stages import build_stages, cache_states, decode_supported, export_onnx, host_states
 from .ir import CHIP_KINDS, HostStage, HybridProgram, QChipLayer
 from .quantize import quantize_layers
 
@@ -96,13 +96,10 @@ def _populations(program: HybridProgram):
     return [(pop, fan_in.get(pop.name, 0)) for pop in program.populations]
 
 
-def verify_hybrid(program: HybridProgram) -> None:
-    """Structural invariants every backend relies on; a failure is a compiler bug."""
-    names = [la.name for la in program.layers]
-    if len(set(names)) != len(names):
-        raise CompileError("hybrid program: two chip layers share a name")
-    produced = {program.input_name} | {s.name for s in program.states}
-    for k, stage in enumerate(program.stages):
+def _verify_schedule(program: HybridProgram, stages: tuple[HostStage, ...], states) -> None:
+    """Every stage input and chip layer input is produced earlier in the call; the logits are produced."""
+    produced = {program.input_name} | {s.name for s in states}
+    for k, stage in enumerate(stages):
         missing = [n for n in stage.inputs if n not in produced]
         if missing:
             raise CompileError(f"host stage {k}: input {missing[0]!r} is produced by no earlier stage")
@@ -115,6 +112,16 @@ def verify_hybrid(program: HybridProgram) -> None:
             raise CompileError(f"host stage {k}: state inputs and outputs differ in number")
     if program.output_name not in produced:
         raise CompileError("hybrid program: no stage produces the logits")
+
+
+def verify_hybrid(program: HybridProgram) -> None:
+    """Structural invariants every backend relies on; a failure is a compiler bug."""
+    names = [la.name for la in program.layers]
+    if len(set(names)) != len(names):
+        raise CompileError("hybrid program: two chip layers share a name")
+    _verify_schedule(program, program.stages, program.states)
+    if program.decode_stages:
+        _verify_schedule(program, program.decode_stages, program.decode_states)
     for la in program.layers:
         if la.kind not in CHIP_KINDS:
             raise CompileError(f"chip layer {la.name!r}: unknown kind {la.kind!r}")
@@ -180,42 +187,22 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
     with _phase(timings, "quantize"):
         layers = quantize_layers(plan, x_max, target, encoding)
     seen("quantize", layers)
-    example = _example_env(plan, time_axis)
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
-    with _phase(timings, "host_build"):
-        modules = build_stages(plan, layers, example, _chip_example, max(max_positions, CALIBRATION_POSITIONS))
-    accumulators = {la.output for la in layers if la.projection is not None}
-    env = dict(example)
-    stages = []
+    positions = max(max_positions, CALIBRATION_POSITIONS)
     states = host_states(plan)
-    state_names = {s.name for s in states}
-    with torch.no_grad(), _phase(timings, "onnx_export"):
-        for k in range(len(modules)):
-            # each stage's torch copy of its weights is dropped once exported: at the 216M shape they are
-            # 0.9 GB that the ONNX bytes of the later stages can reuse (bench/compile_scale.py)
-            module, modules[k] = modules[k], None
-            onnx_bytes = export_onnx(module, env, accumulators)
-            for name, value in zip(module.outputs, module(*(env[n] for n in module.inputs)), strict=True):
-                env[name] = value
-            for la in module.send:
-                env[la.output] = _chip_example(la, env[la.input])
-            state_in = tuple(n for n in module.inputs if n in state_names)
-            stages.append(HostStage(index=k, onnx=onnx_bytes, inputs=tuple(module.inputs),
-                                    outputs=tuple(module.outputs), state_in=state_in,
-                                    state_out=tuple(f"{n}:next" for n in state_in), ops=tuple(module.nodes),
-                                    macs_per_position=_macs(plan, module.nodes)))
-    for k, stage in enumerate(stages):  # a state written here but read elsewhere: pair it by name
-        extra = [n[: -len(":next")] for n in stage.outputs if n.endswith(":next") and n[: -len(":next")]
-                 not in stage.state_in]
-        if extra:
-            stages[k] = replace(stage, state_in=stage.state_in + tuple(extra),
-                                state_out=stage.state_out + tuple(f"{n}:next" for n in extra))
+    stages = _host_program(plan, layers, _example_env(plan, time_axis), states, positions, timings)
+    decode_stages: tuple[HostStage, ...] = ()
+    decode_states = tuple(cache_states(plan)) if decode_supported(plan) else ()
+    if decode_states:  # the KV-cache program for token-by-token generation
+        example = {plan.input_name: torch.zeros(1, 1, 1, dtype=torch.int64)}
+        example.update({s.name: torch.zeros(1, 3, *s.shape[1:]) for s in decode_states})
+        decode_stages = _host_program(plan, layers, example, list(decode_states), positions, timings, decode=True)
     program = HybridProgram(
         family=str(_meta(graph, "family", "unknown")), target=target.name, time_axis=time_axis,
         steps_per_token=int(_meta(graph, "steps_per_token", 1)) if time_axis == "steps" else 1,
-        vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=tuple(stages),
-        states=tuple(states), input_name=plan.input_name,
-        max_positions=max_positions,
+        vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=stages,
+        states=tuple(states), input_name=plan.input_name, decode_stages=decode_stages,
+        decode_states=decode_states, max_positions=max_positions,
         report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
                 "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None}})
     program = replace(program, report=dict(program.report, host_traffic_values_per_position=_traffic(program)))
@@ -255,3 +242,36 @@ def _traffic(program: HybridProgram) -> dict[str, int]:
     """Values crossing the cut per position and call: host → chip inputs, chip → host outputs."""
     return {"host_to_chip": sum(program.from_host(la) for la in program.layers),
             "chip_to_host": sum(program.to_host(la) for la in program.layers)}
+
+
+def _host_program(plan: CutPlan, layers: list[QChipLayer], example: dict[str, torch.Tensor], states: list,
+                  positions: int, timings: dict[str, float] | None, decode: bool = False) -> tuple[HostStage, ...]:
+    """Trace and export every stage (the sequence program, or with `decode` the KV-cache one)."""
+    with _phase(timings, "host_build"):
+        modules = build_stages(plan, layers, example, _chip_example, positions, decode)
+    accumulators = {la.output for la in layers if la.projection is not None}
+    env = dict(example)
+    stages = []
+    state_names = {s.name for s in states}
+    with torch.no_grad(), _phase(timings, "onnx_export"):
+        for k in range(len(modules)):
+            # each stage's torch copy of its weights is dropped once exported: at the 216M shape they are
+            # 0.9 GB that the ONNX bytes of the later stages can reuse (bench/compile_scale.py)
+            module, modules[k] = modules[k], None
+            onnx_bytes = export_onnx(module, env, accumulators)
+            for name, value in zip(module.outputs, module(*(env[n] for n in module.inputs)), strict=True):
+                env[name] = value
+            for la in module.send:
+                env[la.output] = _chip_example(la, env[la.input])
+            state_in = tuple(n for n in module.inputs if n in state_names)
+            stages.append(HostStage(index=k, onnx=onnx_bytes, inputs=tuple(module.inputs),
+                                    outputs=tuple(module.outputs), state_in=state_in,
+                                    state_out=tuple(f"{n}:next" for n in state_in), ops=tuple(module.nodes),
+                                    macs_per_position=_macs(plan, module.nodes)))
+    for k, stage in enumerate(stages):  # a state written here but read elsewhere: pair it by name
+        extra = [n[: -len(":next")] for n in stage.outputs if n.endswith(":next") and n[: -len(":next")]
+                 not in stage.state_in]
+        if extra:
+            stages[k] = replace(stage, state_in=stage.state_in + tuple(extra),
+                                state_out=stage.state_out + tuple(f"{n}:next" for n in extra))
+    return tuple(stages)

@@ -9,8 +9,8 @@ import nir
 import numpy as np
 import torch
 from spikestack.models.nir.neurons import GIF
-from spikestack.models.nir.ops import RoPE
-from spikestack.models.nir.torch_modules import NODE_MAP, _heads, _merge
+from spikestack.models.nir.ops import Attention, RoPE
+from spikestack.models.nir.torch_modules import NODE_MAP, AttentionModule, _heads, _merge
 from torch import Tensor, nn
 
 from .cut import CutPlan
@@ -57,14 +57,34 @@ class HostRoPE(nn.Module):
         self.register_buffer("cos", angles.cos().float())
         self.register_buffer("sin", angles.sin().float())
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, offset: Tensor | int = 0) -> Tensor:
+        """`offset`: the absolute position of x's first row (decode: the number of cached positions)."""
         seq, d = x.shape[-2], self.head_dim
         heads = _heads(x, self.n_heads)
         rotated = torch.cat([-heads[..., d // 2:], heads[..., : d // 2]], dim=-1)
-        return _merge(heads * self.cos[:seq] + rotated * self.sin[:seq])
+        cos, sin = self.cos[offset: offset + seq], self.sin[offset: offset + seq]
+        return _merge(heads * cos + rotated * sin)
 
 
-def host_module(node: nir.NIRNode, positions: int) -> nn.Module:
+class CachedAttention(nn.Module):
+    """Decode: the new position's query against the cached keys and values plus its own (KV cache). With one new
+    position nothing is in its future, so no mask: `AttentionModule` with `causal` off, on [cache; new]."""
+
+    def __init__(self, node: Attention) -> None:
+        super().__init__()
+        self.inner = AttentionModule(node)
+        self.inner.causal = 0
+        self.operands = self.inner.operands
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        k_all, v_all = torch.cat([k_cache, k], -2), torch.cat([v_cache, v], -2)
+        return self.inner(q, k_all, v_all), k_all, v_all
+
+
+def host_module(node: nir.NIRNode, positions: int, decode: bool = False) -> nn.Module:
+    if decode and isinstance(node, Attention):
+        return CachedAttention(node)
     if isinstance(node, RoPE):
         return HostRoPE(node, positions)
     return NODE_MAP[type(node)](node)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import nir
 import numpy as np
 import torch
-from spikestack.models.nir.ops import WKV
+from spikestack.models.nir.ops import WKV, Attention, PositionEmbedding, RoPE
 from spikestack.models.nir.torch_modules import NODE_MAP, WKV_P0
 from torch import Tensor, nn
 
@@ -51,7 +51,8 @@ def gif_zero_name(layer: str) -> str:
 class StageModule(nn.Module):
     """forward(*inputs) → outputs, all env tensors by name (`self.inputs`, `self.outputs`)."""
 
-    def __init__(self, plan: CutPlan, stage: int, layers: list[QChipLayer], positions: int) -> None:
+    def __init__(self, plan: CutPlan, stage: int, layers: list[QChipLayer], positions: int,
+                 decode: bool = False) -> None:
         super().__init__()
         self.plan, self.stage = plan, stage
         g = plan.graph
@@ -61,7 +62,11 @@ class StageModule(nn.Module):
         self.delays = [d for d, s in plan.delays.items() if s == stage]
         self.layer_inputs = {pl.neuron: pl.inputs for pl in plan.layers}
         self.chip_only = {la.source for la in layers if la.source is not None}
-        self.mods = nn.ModuleDict({_key(n): host_module(g.nodes[n], positions) for n in self.nodes
+        self.decode = decode
+        # decode: each RoPE rotates at the position its attention's key cache has reached
+        self.rope_cache = {o: state_name(a, "k") for a in plan.order if isinstance(g.nodes[a], Attention)
+                           for o in g.nodes[a].operands.split(",") if isinstance(g.nodes[o], RoPE)} if decode else {}
+        self.mods = nn.ModuleDict({_key(n): host_module(g.nodes[n], positions, decode) for n in self.nodes
                                    if type(g.nodes[n]) in NODE_MAP})
         missing = [n for n in self.nodes if type(g.nodes[n]) not in NODE_MAP]
         if missing:
@@ -148,6 +153,12 @@ class StageModule(nn.Module):
                 env[name], new = module(k, v, state=state)
                 for part, value in zip("abp", new, strict=True):
                     env[next_name(state_name(name, part))] = value
+            elif self.decode and isinstance(node, Attention):
+                caches = (env[state_name(name, "k")], env[state_name(name, "v")])
+                env[name], k_all, v_all = module(*(self._get(o, env) for o in module.operands), *caches)
+                env[next_name(state_name(name, "k"))], env[next_name(state_name(name, "v"))] = k_all, v_all
+            elif name in self.rope_cache:
+                env[name] = module(self._summed(preds, env), env[self.rope_cache[name]].shape[-2])
             elif getattr(module, "operands", None) is not None:
                 env[name] = module(*(self._get(o, env) for o in module.operands))
             elif getattr(module, "multiplies", False):
@@ -186,6 +197,28 @@ def _group_colsums(la: QChipLayer) -> np.ndarray:
     p = la.projection
     w = np.asarray(p.weight, np.float64)
     return np.stack([w[:, np.asarray(p.groups) == g].sum(1) for g in range(p.n_groups)])
+
+
+def decode_supported(plan: CutPlan) -> bool:
+    """A KV-cache decode program exists for whole-sequence graphs (SpikeLLM) with attention and without absolute
+    position tables: one new position per call, its attention reading the cached keys and values."""
+    nodes = [plan.graph.nodes[n] for n in plan.order]
+    time_axis = (plan.graph.metadata or {}).get("spikestack.time_axis", "")
+    time_axis = time_axis.decode() if isinstance(time_axis, bytes) else str(time_axis)
+    return (time_axis == "sequence" and any(isinstance(n, Attention) for n in nodes)
+            and not any(isinstance(n, PositionEmbedding) for n in nodes) and not plan.delays)
+
+
+def cache_states(plan: CutPlan) -> list[StateSpec]:
+    """The KV cache of every attention node: [0, kv channels] per sequence at the start (it grows by one row per
+    call)."""
+    specs = []
+    for n in plan.order:
+        node = plan.graph.nodes[n]
+        if isinstance(node, Attention):
+            width = node.n_kv_heads * node.head_dim
+            specs += [StateSpec(name=state_name(n, part), shape=(0, width), init=0.0) for part in "kv"]
+    return specs
 
 
 def host_states(plan: CutPlan) -> list[StateSpec]:
@@ -257,8 +290,9 @@ class _Tracking(dict):
 
 
 def build_stages(plan: CutPlan, layers: list[QChipLayer], example: dict[str, Tensor],
-                 chip_example: Callable[[QChipLayer, Tensor], Tensor], positions: int) -> list[StageModule]:
-    stages = [StageModule(plan, k, layers, positions).float().eval() for k in range(plan.stages)]
+                 chip_example: Callable[[QChipLayer, Tensor], Tensor], positions: int,
+                 decode: bool = False) -> list[StageModule]:
+    stages = [StageModule(plan, k, layers, positions, decode).float().eval() for k in range(plan.stages)]
     with torch.no_grad():
         _trace_names(stages, example, chip_example)
     return stages

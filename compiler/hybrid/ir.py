@@ -164,6 +164,10 @@ class HybridProgram:
     input_name: str = "ids"
     output_name: str = "logits"
     max_positions: int = 0  # longest sequence the host program supports (0: unbounded)
+    # the KV-cache program (whole-sequence models): one new position per call, attention reading cached keys and
+    # values kept as host states; same chip layers (host_stages.py `decode_supported`)
+    decode_stages: tuple[HostStage, ...] = ()
+    decode_states: tuple[StateSpec, ...] = ()
 
     @property
     def segments(self) -> int:

@@ -102,17 +102,20 @@ class HostRunner:
     """The host stages in onnxruntime, with what every call reuses built once: the sessions (cached across runs by
     `host._session`), each stage's output names and the chip layers of the segment after it."""
 
-    def __init__(self, program: HybridProgram) -> None:
+    def __init__(self, program: HybridProgram, decode: bool = False) -> None:
+        """`decode`: the KV-cache program (`HybridProgram.decode_stages`), one new position per call."""
         self.program = program
-        self.sessions = [_session(stage.onnx) for stage in program.stages]
-        self.output_names = [list(stage.outputs) for stage in program.stages]
-        self.segment_waves = [waves(program.segment_layers(k)) for k in range(len(program.stages))]
+        self.stages = program.decode_stages if decode else program.stages
+        self.states = program.decode_states if decode else program.states
+        self.sessions = [_session(stage.onnx) for stage in self.stages]
+        self.output_names = [list(stage.outputs) for stage in self.stages]
+        self.segment_waves = [waves(program.segment_layers(k)) for k in range(len(self.stages))]
 
     def initial_states(self, lead: tuple[int, ...]) -> dict[str, np.ndarray]:
-        return {s.name: np.full((*lead, *s.shape), s.init, np.float32) for s in self.program.states}
+        return {s.name: np.full((*lead, *s.shape), s.init, np.float32) for s in self.states}
 
     def stage(self, k: int, env: dict[str, np.ndarray]) -> None:
-        stage = self.program.stages[k]
+        stage = self.stages[k]
         feeds = {n: env[n] for n in stage.inputs}
         for name, value in zip(stage.outputs, self.sessions[k].run(self.output_names[k], feeds), strict=True):
             env[name] = value
@@ -125,7 +128,7 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
              record: dict[str, list[np.ndarray]], observer: Observer | None = None) -> np.ndarray:
     """One call of the graph: stage 0, segment 0, …, last stage; returns logits and rolls the states.
     `observer(layer, env)` sees every chip layer's output as soon as its segment ran (calibration reports)."""
-    for k in range(len(program.stages)):
+    for k in range(len(host.stages)):
         host.stage(k, env)
         for layers in host.segment_waves[k]:  # chained layers run after their sources, on their accumulators
             outputs, payloads = chip.segment(layers, {la.input: env[la.input] for la in layers}, call)
@@ -134,7 +137,7 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
                 record.setdefault(la.name, []).append(payloads[la.name].astype(np.int16))
                 if observer is not None:
                     observer(la, env)
-    for s in program.states:
+    for s in host.states:
         if f"{s.name}:next" in env:
             env[s.name] = env.pop(f"{s.name}:next")
     return env[program.output_name].astype(np.float64)
@@ -151,6 +154,7 @@ class Session:
         self.env: dict[str, np.ndarray] = {}
         self.tokens_seen = 0
         self.batch = batch
+        self.decoder: HostRunner | None = None
         if program.time_axis == "tokens":
             self._reset((batch,))
 
@@ -172,6 +176,23 @@ class Session:
         calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
         return sum(run_call(self.program, self.host, self.chip, self.env, t, self.record, self.observer)
                    for t in range(calls)) / calls
+
+    def decode_token(self, ids: np.ndarray) -> np.ndarray:
+        """Whole-sequence models with a KV-cache program: one new position per sequence [B] → its logits
+        [B, vocab]. The first call starts empty caches; each call appends the position's keys and values."""
+        if not self.program.decode_stages:
+            raise ValueError("this program has no KV-cache (decode) host program")
+        ids = np.asarray(ids, np.int64).reshape(-1, 1, 1)
+        if self.decoder is None:
+            self.decoder = HostRunner(self.program, decode=True)
+            self.chip.reset(self.program, ids.shape[:2])
+            self.env = self.decoder.initial_states((ids.shape[0],))
+        if self.program.max_positions and self.tokens_seen >= self.program.max_positions:
+            raise ValueError(f"the KV cache is full: the model's context is {self.program.max_positions} positions")
+        self.env[self.program.input_name] = ids
+        out = run_call(self.program, self.decoder, self.chip, self.env, 0, self.record, self.observer)
+        self.tokens_seen += 1
+        return out[:, -1]
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(self.program, ids)

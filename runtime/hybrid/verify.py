@@ -60,8 +60,9 @@ def verify(program: HybridProgram, ids: np.ndarray, backends: tuple[str, ...] = 
 
 def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
                  chip: Callable[[], ChipBackend] = ReferenceChip) -> list[int]:
-    """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLM and
-    SpikeLLM re-run the last `max_positions` ids for every new token (their spiking state spans the sequence)."""
+    """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLLM decodes
+    one position per call against its KV cache (while the context lasts); SpikeLM re-runs the last `max_positions`
+    ids for every new token (its T spiking steps span the whole sequence)."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     session = Session(program, chip(), batch=1)
@@ -74,6 +75,15 @@ def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
             for _ in range(n_tokens):
                 out.append(int(np.argmax(logits[0])))
                 logits = session.step_token(np.array([out[-1]]))
+            return out
+        if program.decode_stages and len(prompt) + n_tokens <= (program.max_positions or len(prompt) + n_tokens):
+            logits = None
+            for tok in prompt:  # the prompt goes through the cache too: position by position
+                logits = session.decode_token(np.array([tok]))
+            for k in range(n_tokens):
+                out.append(int(np.argmax(logits[0])))
+                if k + 1 < n_tokens:
+                    logits = session.decode_token(np.array([out[-1]]))
             return out
         window = program.max_positions or len(prompt) + n_tokens
         for _ in range(n_tokens):
