@@ -9,7 +9,7 @@ import nir
 import numpy as np
 import torch
 from spikestack.models.nir.neurons import GIF
-from spikestack.models.nir.ops import Attention, RoPE
+from spikestack.models.nir.ops import Attention, PositionEmbedding, RoPE
 from spikestack.models.nir.torch_modules import NODE_MAP, AttentionModule, _heads, _merge
 from torch import Tensor, nn
 
@@ -82,9 +82,22 @@ class CachedAttention(nn.Module):
         return self.inner(q, k_all, v_all), k_all, v_all
 
 
+class OffsetPositionEmbedding(nn.Module):
+    """`PositionEmbeddingModule` at an offset: decode adds the rows of the new positions, not rows 0…"""
+
+    def __init__(self, node: PositionEmbedding) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.from_numpy(np.asarray(node.weight, np.float32)))
+
+    def forward(self, x: Tensor, offset: Tensor | int = 0) -> Tensor:
+        return x + self.weight[offset: offset + x.shape[-2]]
+
+
 def host_module(node: nir.NIRNode, positions: int, decode: bool = False) -> nn.Module:
     if decode and isinstance(node, Attention):
         return CachedAttention(node)
+    if decode and isinstance(node, PositionEmbedding):
+        return OffsetPositionEmbedding(node)
     if isinstance(node, RoPE):
         return HostRoPE(node, positions)
     return NODE_MAP[type(node)](node)

@@ -66,6 +66,10 @@ class StageModule(nn.Module):
         # decode: each RoPE rotates at the position its attention's key cache has reached
         self.rope_cache = {o: state_name(a, "k") for a in plan.order if isinstance(g.nodes[a], Attention)
                            for o in g.nodes[a].operands.split(",") if isinstance(g.nodes[o], RoPE)} if decode else {}
+        first_attention = next((a for a in plan.order if isinstance(g.nodes[a], Attention)), None)
+        if decode:  # absolute position tables add the row of the cache's length
+            self.rope_cache.update({n: state_name(first_attention, "k") for n in plan.order
+                                    if isinstance(g.nodes[n], PositionEmbedding)})
         self.mods = nn.ModuleDict({_key(n): host_module(g.nodes[n], positions, decode) for n in self.nodes
                                    if type(g.nodes[n]) in NODE_MAP})
         missing = [n for n in self.nodes if type(g.nodes[n]) not in NODE_MAP]
@@ -200,13 +204,15 @@ def _group_colsums(la: QChipLayer) -> np.ndarray:
 
 
 def decode_supported(plan: CutPlan) -> bool:
-    """A KV-cache decode program exists for whole-sequence graphs (SpikeLLM) with attention and without absolute
-    position tables: one new position per call, its attention reading the cached keys and values."""
+    """A KV-cache decode program exists for graphs over the whole sequence with causal attention (SpikeLLM; SpikeLM's
+    decoder, whose T step calls each keep their own cache): one new position per call, its attention reading the
+    cached keys and values, positions (RoPE, position tables) at the cache's length."""
     nodes = [plan.graph.nodes[n] for n in plan.order]
     time_axis = (plan.graph.metadata or {}).get("spikestack.time_axis", "")
     time_axis = time_axis.decode() if isinstance(time_axis, bytes) else str(time_axis)
-    return (time_axis == "sequence" and any(isinstance(n, Attention) for n in nodes)
-            and not any(isinstance(n, PositionEmbedding) for n in nodes) and not plan.delays)
+    attention = [n for n in nodes if isinstance(n, Attention)]
+    return (time_axis in ("sequence", "steps") and bool(attention) and all(int(n.causal) for n in attention)
+            and not plan.delays)
 
 
 def cache_states(plan: CutPlan) -> list[StateSpec]:

@@ -155,6 +155,7 @@ class Session:
         self.tokens_seen = 0
         self.batch = batch
         self.decoder: HostRunner | None = None
+        self.step_caches: list[dict[str, np.ndarray]] = []
         if program.time_axis == "tokens":
             self._reset((batch,))
 
@@ -183,16 +184,25 @@ class Session:
         if not self.program.decode_stages:
             raise ValueError("this program has no KV-cache (decode) host program")
         ids = np.asarray(ids, np.int64).reshape(-1, 1, 1)
+        calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
+        names = [s.name for s in self.program.decode_states]
         if self.decoder is None:
             self.decoder = HostRunner(self.program, decode=True)
             self.chip.reset(self.program, ids.shape[:2])
             self.env = self.decoder.initial_states((ids.shape[0],))
+            # SpikeLM: step t of the new position attends to step t of the earlier ones: one cache per step
+            self.step_caches = [{n: self.env[n] for n in names} for _ in range(calls)]
         if self.program.max_positions and self.tokens_seen >= self.program.max_positions:
             raise ValueError(f"the KV cache is full: the model's context is {self.program.max_positions} positions")
-        self.env[self.program.input_name] = ids
-        out = run_call(self.program, self.decoder, self.chip, self.env, 0, self.record, self.observer)
+        total = None
+        for t in range(calls):
+            self.env.update(self.step_caches[t])
+            self.env[self.program.input_name] = ids
+            out = run_call(self.program, self.decoder, self.chip, self.env, t, self.record, self.observer)
+            total = out if total is None else total + out
+            self.step_caches[t] = {n: self.env[n] for n in names}
         self.tokens_seen += 1
-        return out[:, -1]
+        return (total / calls)[:, -1]
 
     def forward(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(self.program, ids)

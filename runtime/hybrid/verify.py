@@ -60,9 +60,9 @@ def verify(program: HybridProgram, ids: np.ndarray, backends: tuple[str, ...] = 
 
 def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
                  chip: Callable[[], ChipBackend] = ReferenceChip) -> list[int]:
-    """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLLM decodes
-    one position per call against its KV cache (while the context lasts); SpikeLM re-runs the last `max_positions`
-    ids for every new token (its T spiking steps span the whole sequence)."""
+    """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLLM and
+    the SpikeLM decoder decode one position per call against their KV caches while the context lasts (SpikeLM: T
+    calls per position, one cache per step), then re-run the last `max_positions` ids per token."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     session = Session(program, chip(), batch=1)

@@ -219,24 +219,27 @@ def test_cli_sweep_language_model(tmp_path, capsys):
     assert rows["loihi2"]["error"] == "" and rows["loihi2"]["cores"] == 28 and rows["loihi2"]["energy_per_token_j"] > 0
 
 
-def test_kv_cache_decoding_matches_the_sequence_program(tmp_path):
-    """SpikeLLM's decode program (one position per call, attention on cached keys and values) gives the sequence
-    program's logits up to float32 op order, the same greedy text, and survives the artifact round trip; the
-    families whose state is not a KV cache have none."""
+@pytest.mark.parametrize("family", ["spikellm", "spikelm-dec"])
+def test_kv_cache_decoding_matches_the_sequence_program(tmp_path, family):
+    """The decode program (one position per call, attention on cached keys and values; SpikeLM keeps one cache per
+    spiking step) gives the sequence program's logits up to float32 op order, the same greedy text, and survives
+    the artifact round trip; SpikeGPT (recurrent) and the SpikeLM encoder (bidirectional) have none."""
     from dataclasses import replace
 
     from spikestack.compiler import artifact
     from spikestack.runtime.hybrid.executor import Session
 
-    prog = program("spikellm")
+    prog = program(family)
     assert len(prog.decode_stages) == len(prog.stages) and len(prog.decode_states) == 4  # k, v × 2 layers
     ids = load_corpus().val_ids[100:112]
     session = Session(prog)
     decoded = np.stack([session.decode_token(np.array([t])) for t in ids], 1)
     np.testing.assert_allclose(decoded, Session(prog).sequence(ids[None]), atol=1e-4)
-    assert session.env["state:model.layers.0.self_attn.attention:k"].shape == (1, 12, 64)
+    first_cache = prog.decode_states[0].name
+    assert all(c[first_cache].shape == (1, 12, 64) for c in session.step_caches)
+    assert len(session.step_caches) == prog.steps_per_token
     prompt = list(load_corpus().val_ids[:12])
     assert generate_ids(prog, prompt, 10) == generate_ids(replace(prog, decode_stages=(), decode_states=()), prompt, 10)
     loaded = artifact.load(artifact.save(prog, tmp_path / "llm"))
     assert [s.onnx for s in loaded.decode_stages] == [s.onnx for s in prog.decode_stages]
-    assert not program("spikegpt").decode_stages and not program("spikelm-dec").decode_stages
+    assert not program("spikegpt").decode_stages and not program("spikelm-enc").decode_stages
