@@ -194,6 +194,13 @@ def inspect(program) -> str:
         ops = ", ".join(st.ops[:4]) + (f", … (+{len(st.ops) - 4})" if len(st.ops) > 4 else "")
         lines.append(f"  stage {st.index}: {len(st.ops)} ops, {st.macs_per_position} MACs/position, "
                      f"{len(st.state_in)} states; {ops}")
+    if program.decode_stages:
+        per_step = f", one set per spiking step (x{program.steps_per_token})" if program.time_axis == "steps" else ""
+        lines.append(f"KV-cache decode program: {len(program.decode_stages)} stages, {len(program.decode_states)} "
+                     f"caches{per_step}, up to {program.max_positions} positions")
+    chained = [la for la in program.layers if la.source is not None]
+    if chained:
+        lines.append("chained on the chip: " + ", ".join(f"{la.source} → {la.name}" for la in chained))
     traffic = program.report.get("host_traffic_values_per_position", {})
     lines.append(f"host↔chip traffic per position and call: {traffic.get('host_to_chip', 0)} values to the chip, "
                  f"{traffic.get('chip_to_host', 0)} back")

@@ -133,7 +133,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "4 chip layers, 5 host stages (spikegpt)" in capsys.readouterr().out
     assert main(["inspect", str(art)]) == 0
     text = capsys.readouterr().out
-    assert "blocks.1.lif2" in text and "per-core load: neurons max 64" in text
+    assert "blocks.1.lif2" in text and "per-core load: neurons max 64" in text and "KV-cache" not in text
     assert main(["verify", str(art), "--backends", "torch,reference", "--tokens", "8"]) == 0
     assert capsys.readouterr().out.startswith("bit-exact: yes (torch, reference; spikegpt")
     assert main(["run", str(art), "--tokens", "16", "--trace", str(tmp_path / "t.npz")]) == 0
