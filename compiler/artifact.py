@@ -149,8 +149,22 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
     return _write(out_dir, manifest, arrays, files)
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """Only a missing path or an earlier artifact may be replaced: never a user's directory or file."""
+    if not out_dir.exists():
+        return
+    manifest = out_dir / "manifest.json"
+    try:
+        ours = out_dir.is_dir() and json.loads(manifest.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ArtifactError(f"{out_dir}: exists and is not a spikestack artifact; refusing to replace it")
+
+
 def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes]) -> Path:
     """Write arrays and files into a temporary sibling, hash them into the manifest, rename into place."""
+    _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -229,7 +243,11 @@ def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> An
 def load(art_dir: str | Path) -> Program | HybridProgram:
     art_dir = Path(art_dir)
     manifest = _read_manifest(art_dir)
-    arrays = _load_arrays(art_dir, manifest)
+    try:
+        arrays = _load_arrays(art_dir, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed array table "
+                            f"({type(exc).__name__}: {exc})") from None
     if manifest.get("kind") == "hybrid":
         return _load_hybrid(art_dir, manifest, arrays)
     try:
@@ -242,7 +260,7 @@ def load(art_dir: str | Path) -> Program | HybridProgram:
             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
             host_programs=_load_host_programs(art_dir, manifest),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None
 
 
@@ -270,5 +288,5 @@ def _load_hybrid(art_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.n
                              states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
                              decode_states=states(manifest.get("decode_states", [])),
                              cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None

@@ -62,7 +62,8 @@ class LayerCounts:
     hops: np.ndarray
     max_hops: np.ndarray  # [calls, steps]: longest route a message of this layer took
     link_load: np.ndarray  # [calls, steps, links] messages of this layer over each directed link
-    events: int  # non-zero payloads, all calls, steps and positions
+    events: int  # binary messages (1 per graded payload, s unary, popcount(s) bit-serial), all calls and positions
+    spikes: int  # non-zero payloads (what fires, whatever the encoding)
     slots: int  # calls × steps × positions × width
     levels_unit: np.ndarray  # bool [calls, steps]: every spike level of the step is in {-1, 0, 1} (NeuroBench)
     sops_by_projection: int  # == synaptic_ops.sum()
@@ -163,7 +164,8 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
                        cores=tuple(c.index for c in cores), neurons=neurons, synaptic_ops=synops,
                        active_updates=active, spikes_out=spikes_out, messages_out=msgs, hops=hops,
-                       max_hops=max_hops, link_load=link_load, events=int(per_event.sum()), slots=int(nz.size),
+                       max_hops=max_hops, link_load=link_load, events=int(per_event.sum()),
+                       spikes=int(nz.sum()), slots=int(nz.size),
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
 
 
@@ -309,7 +311,7 @@ def hybrid_conventions(program: HybridProgram, counts: HybridCounts, ann_mac_pj:
         per_step = lc.synaptic_ops.sum(-1)  # [calls, steps] (event, synapse) pairs
         acs += int(per_step[lc.levels_unit].sum())
         macs += int(per_step[~lc.levels_unit].sum())
-        rate = lc.events / lc.slots if lc.slots else 0.0
+        rate = lc.spikes / lc.slots if lc.slots else 0.0
         paper[la.projection.name] = rate * int(nzw.size) * calls_steps * lc.positions
     sops = sum(flow.values())
     paper_sop = sum(paper.values())
@@ -427,7 +429,7 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "latency_s_per_call_max": float(per_call.max()) if latency is not None else None,
         "tokens_per_s": n_tok / total_time if latency is not None and total_time else None,
         "time_to_first_token_s": first if latency is not None else None,
-        "firing_rate": {lc.name: round(lc.events / lc.slots, 6) if lc.slots else 0.0 for lc in counts.layers},
+        "firing_rate": {lc.name: round(lc.spikes / lc.slots, 6) if lc.slots else 0.0 for lc in counts.layers},
         "per_layer": {lc.name: _layer_entry(program, lc, n_tok) for lc in counts.layers},
         "per_call": _per_call(counts, latency),
         "per_core": [

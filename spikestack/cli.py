@@ -329,6 +329,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), tokens=args.tokens, verify_tokens=args.verify_tokens)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spikestack.compiler.hybrid.compile import HYBRID_PASSES
     from spikestack.compiler.pipeline import PASS_NAMES
@@ -372,14 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run an artifact on the validation text")
     s.add_argument("artifact")
     s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
-    s.add_argument("--tokens", type=int, default=256)
+    s.add_argument("--tokens", type=_positive, default=256)
     s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("simulate", help="SOPs, energy and latency of an artifact under a hardware profile")
     s.add_argument("artifact")
     s.add_argument("--profile", help="profile name or .toml (default: the target's)")
-    s.add_argument("--tokens", type=int, default=1024)
+    s.add_argument("--tokens", type=_positive, default=1024)
     s.add_argument("--json", action="store_true")
     s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
     s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
@@ -389,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source")
     s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
     s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
-    s.add_argument("--tokens", type=int, default=256)
+    s.add_argument("--tokens", type=_positive, default=256)
     s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
     s.add_argument("--workers", type=int, default=2, help="parallel processes (at most 2)")
     s.add_argument("-o", "--output", help="write the table as .csv or .json")
@@ -398,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
     s.add_argument("artifact")
     s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
-    s.add_argument("--tokens", "--inputs", dest="tokens", type=int, default=32,
+    s.add_argument("--tokens", "--inputs", dest="tokens", type=_positive, default=32,
                    help="number of input tokens (positions) run through every backend")
     s.set_defaults(fn=cmd_verify)
 
@@ -407,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
                    help="backend for an artifact")
     s.add_argument("--prompt", default="The ")
-    s.add_argument("--tokens", type=int, default=80)
+    s.add_argument("--tokens", type=_non_negative, default=80)
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser("inspect", help="an artifact directory (cores, encodings, host ops) or a NIR file (nodes)")

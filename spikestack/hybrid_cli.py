@@ -37,15 +37,22 @@ def is_hybrid_graph(graph: nir.NIRGraph) -> bool:
 
 
 def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(ids [B, L], targets [B, L] or None): n_tokens next-token predictions in windows of at most `context`."""
+    """(ids [B, L], targets [B, L] or None): n_tokens next-token predictions (rounded up to whole windows of at
+    most `context` positions) from the validation split, starting `offset` characters in."""
     from spikestack.models.data import load_corpus
 
+    if n_tokens < 1:
+        raise SpikestackError(f"--tokens must be at least 1, got {n_tokens}")
     corpus = load_corpus()
-    length = max(2, min(context or n_tokens + 1, n_tokens + 1))
-    rows = max(1, -(-n_tokens // (length - 1)))
+    length = max(1, min(context or n_tokens, n_tokens))
+    rows = -(-n_tokens // length)
     if vocab_size != corpus.vocab_size:
         rng = np.random.default_rng(RANDOM_IDS_SEED)
         return rng.integers(0, max(vocab_size, 1), (rows, length)), None
+    available = len(corpus.val_ids) - offset - 1
+    if rows * length > available:
+        raise SpikestackError(f"{rows * length} positions asked of the validation text, which has {available} "
+                              f"after offset {offset}; use fewer --tokens")
     stream = corpus.val_ids[offset: offset + rows * length + 1]
     ids = np.stack([stream[r * length: (r + 1) * length] for r in range(rows)])
     targets = np.stack([stream[r * length + 1: (r + 1) * length + 1] for r in range(rows)])
@@ -109,6 +116,8 @@ def cmd_run(program, backend: str, tokens: int, trace_path: str | None) -> int:
     from spikestack.runtime.hybrid.executor import run
     from spikestack.runtime.hybrid.verify import chip_backend
 
+    if trace_path and not Path(trace_path).parent.is_dir():
+        raise SpikestackError(f"{trace_path}: its folder does not exist")
     ids, targets = _windows(program, tokens)
     trace = run(program, ids, chip_backend(backend))
     if trace_path and Path(trace_path).suffix == ".nir":
@@ -144,6 +153,11 @@ def cmd_generate(program, prompt: str, tokens: int, backend: str) -> int:
     from spikestack.models.data import load_corpus
     from spikestack.runtime.hybrid.verify import chip_backend, generate_ids
 
+    if program.family == "spikelm-enc":
+        raise SpikestackError("generate: a SpikeLM encoder is bidirectional (masked-token model); generate from a "
+                              "SpikeGPT, SpikeLLM or SpikeLM decoder artifact")
+    if tokens < 0:
+        raise SpikestackError(f"--tokens must be at least 0, got {tokens}")
     vocab = load_corpus().vocab
     if program.vocab_size != len(vocab):
         raise SpikestackError(f"artifact vocabulary has {program.vocab_size} ids, the shipped corpus {len(vocab)}")

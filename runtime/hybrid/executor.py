@@ -143,14 +143,22 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
     return env[program.output_name].astype(np.float64)
 
 
+class _Discard(dict):
+    """A record that keeps nothing: every layer's list is a fresh throwaway."""
+
+    def setdefault(self, key, default=None):  # noqa: ARG002 - the dict protocol's signature
+        return []
+
+
 class Session:
     """A running program: host sessions, chip backend and states; `forward(ids)` for the family's time axis."""
 
     def __init__(self, program: HybridProgram, chip: ChipBackend | None = None, batch: int = 1,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, keep_trace: bool = True) -> None:
+        """`keep_trace=False` (generation): no payload record, which would grow with every call."""
         self.program, self.chip, self.host = program, chip or ReferenceChip(), HostRunner(program)
         self.observer = observer
-        self.record: dict[str, list[np.ndarray]] = {}
+        self.record: dict[str, list[np.ndarray]] = {} if keep_trace else _Discard()
         self.env: dict[str, np.ndarray] = {}
         self.tokens_seen = 0
         self.batch = batch

@@ -65,7 +65,7 @@ def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
     calls per position, one cache per step), then re-run the last `max_positions` ids per token."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
-    session = Session(program, chip(), batch=1)
+    session = Session(program, chip(), batch=1, keep_trace=False)
     out = list(prompt)
     try:
         if program.time_axis == "tokens":

@@ -239,4 +239,6 @@ def test_binary_encodings_count_their_events():
         assert layers[0].events == int(events_per_spike(p, enc).sum())
         counts[enc] = layers[0]
     assert counts["unary"].events > counts["bitserial"].events > counts["graded"].events > 0
+    # the same spikes fire whatever the code: firing rates agree, only the messages differ
+    assert counts["unary"].spikes == counts["bitserial"].spikes == counts["graded"].spikes == counts["graded"].events
     assert counts["unary"].synaptic_ops.sum() > counts["graded"].synaptic_ops.sum()
