@@ -61,8 +61,9 @@ def verify(program: HybridProgram, ids: np.ndarray, backends: tuple[str, ...] = 
 def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
                  chip: Callable[[], ChipBackend] = ReferenceChip) -> list[int]:
     """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLLM and
-    the SpikeLM decoder decode one position per call against their KV caches while the context lasts (SpikeLM: T
-    calls per position, one cache per step), then re-run the last `max_positions` ids per token."""
+    the SpikeLM decoder decode one position per call against their KV caches when prompt and continuation fit the
+    context (SpikeLM: T calls per position, one cache per step); otherwise every new token re-runs the last
+    `max_positions` ids."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     session = Session(program, chip(), batch=1, keep_trace=False)
@@ -76,7 +77,8 @@ def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
                 out.append(int(np.argmax(logits[0])))
                 logits = session.step_token(np.array([out[-1]]))
             return out
-        if program.decode_stages and len(prompt) + n_tokens <= (program.max_positions or len(prompt) + n_tokens):
+        fits = not program.max_positions or len(prompt) + n_tokens - 1 <= program.max_positions  # last not fed
+        if program.decode_stages and fits:
             logits = None
             for tok in prompt:  # the prompt goes through the cache too: position by position
                 logits = session.decode_token(np.array([tok]))
