@@ -40,7 +40,7 @@ from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
 
 from .conventions import PAPER_E_AC_PJ, PAPER_E_MAC_PJ, PAPER_SOURCE, PJ, WHY
 from .counts import xy_route
-from .model import NS, SAME_TECH_PROFILES, same_tech_profiles
+from .model import NS, SAME_TECH_PROFILES, report_header, same_tech_profiles
 from .profiles import EVENTS, Profile
 
 
@@ -394,12 +394,7 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "kind": "hybrid",
         "family": program.family,
         "time_axis": program.time_axis,
-        "profile": profile.name,
-        "profile_is_assumption": profile.assumption,
-        "profile_description": profile.description,
-        "profile_sources": dict(profile.sources),
-        "target": program.target,
-        "tokens": n_tok,
+        **report_header(profile, program.target, n_tok),
         "calls": counts.calls,
         "positions_per_call": counts.positions,
         "steps_per_token": program.steps_per_token,

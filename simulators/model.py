@@ -34,6 +34,13 @@ NS = 1e-9  # s per ns
 SAME_TECH_PROFILES = ("horowitz45_int8", "horowitz45_fp32")
 
 
+def report_header(profile: Profile, target: str, tokens: int) -> dict:
+    """The keys every simulation report opens with: the profile (and whether it is an assumption), target, tokens."""
+    return {"profile": profile.name, "profile_is_assumption": profile.assumption,
+            "profile_description": profile.description, "profile_sources": dict(profile.sources),
+            "target": target, "tokens": tokens}
+
+
 def simulate(program: Program, trace: Trace, profile: Profile) -> dict:
     counts = count_events(program, trace)
     return report(program, trace, counts, profile)
@@ -98,12 +105,7 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
     comparison = ann_comparison(program, n_tok, per_token_events, profile)
     per_core_synops = counts.synaptic_ops.mean((0, 1))
     return {
-        "profile": profile.name,
-        "profile_is_assumption": profile.assumption,
-        "profile_description": profile.description,
-        "profile_sources": dict(profile.sources),
-        "target": program.target,
-        "tokens": n_tok,
+        **report_header(profile, program.target, n_tok),
         "steps_per_token": program.steps,
         "cores": len(program.cores),
         "tiles": tiles,
