@@ -45,14 +45,6 @@ def _eval_windows(program, n_tokens: int):
     return context_windows(corpus.val_ids[: n_tokens + ctx], ctx)
 
 
-def _bpc(logits, targets) -> float:
-    import numpy as np
-
-    z = logits - logits.max(1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-logp[np.arange(len(targets)), targets].mean() / np.log(2))
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from spikestack.models.registry import train_function
 
@@ -176,7 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = {"backend": args.backend, "tokens": trace.tokens, "firing_rate": trace.firing_rate(),
               "saturations": trace.saturations}
     if targets is not None:
-        result["bpc"] = round(_bpc(trace.logits, targets), 4)
+        from spikestack.hybrid_cli import bpc
+
+        result["bpc"] = round(bpc(trace.logits, targets), 4)
     else:
         result["output_spike_counts"] = trace.readout.tolist()
     print(json.dumps(result, indent=1))

@@ -18,10 +18,11 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "b
 def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     import torch
 
-    from spikestack.cli import _bpc, _eval_windows
+    from spikestack.cli import _eval_windows
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.compiler.targets import load_target
+    from spikestack.hybrid_cli import bpc as _bpc
     from spikestack.models.bispike_mlp import load_checkpoint
     from spikestack.models.nir.export import export_checkpoint
     from spikestack.runtime import reference

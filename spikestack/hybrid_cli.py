@@ -107,6 +107,7 @@ def _windows(program, tokens: int):
 
 
 def bpc(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Bits per character of next-token `logits` [..., vocab] against `targets` [...] (every CLI report's)."""
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     return float(-np.take_along_axis(logp, targets[..., None], -1).mean() / np.log(2))

@@ -27,7 +27,7 @@ import nir
 import numpy as np
 from spikestack.models.nir.neurons import GIF
 from spikestack.models.nir.nodes import BiSpike, Embedding
-from spikestack.models.nir.ops import WKV, check_operands
+from spikestack.models.nir.ops import check_operands
 from spikestack.models.nir.to_torch import _topological_order
 
 from spikestack.errors import CompileError, NIRFormatError
@@ -192,7 +192,3 @@ def _needed(graph: nir.NIRGraph, preds: dict[str, list[str]], out: str, layers: 
             continue  # a chip layer's own inputs are roots already
         stack += preds.get(n, [])
     return seen
-
-
-def stateful_host_nodes(plan: CutPlan) -> list[str]:
-    return [n for n in plan.order if isinstance(plan.graph.nodes[n], WKV)]

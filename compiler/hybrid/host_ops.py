@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from spikestack.models.nir.neurons import GIF
 from spikestack.models.nir.ops import Attention, PositionEmbedding, RoPE
-from spikestack.models.nir.torch_modules import NODE_MAP, AttentionModule, _heads, _merge
+from spikestack.models.nir.torch_modules import NODE_MAP, AttentionModule, _heads, _merge, token_code
 from torch import Tensor, nn
 
 from .cut import CutPlan
@@ -23,7 +23,7 @@ class GIFEncode(nn.Module):
 
     def __init__(self, node: GIF, min_step: float) -> None:
         super().__init__()
-        groups = gif_groups(node.salient, node.bits, node.addbit)
+        groups = gif_groups(node)
         self.register_buffer("masks", torch.from_numpy(np.stack([m for m, _, _ in groups])))
         self.intervals = [n for _, n, _ in groups]
         self.max_codes = [c for _, _, c in groups]
@@ -33,11 +33,8 @@ class GIFEncode(nn.Module):
         codes, scales, zeros = torch.zeros_like(x), [], []
         for g in range(len(self.intervals)):
             group = self.masks[g]
-            lo = x.masked_fill(~group, float("inf")).amin(dim=-1, keepdim=True)
-            hi = x.masked_fill(~group, float("-inf")).amax(dim=-1, keepdim=True)
-            step = ((hi - lo) / self.intervals[g]).clamp_min(self.min_step)
-            zero = torch.round(-lo / step)
-            codes = torch.where(group, torch.clamp(torch.round(x / step) + zero, 0, self.max_codes[g]), codes)
+            group_codes, step, zero = token_code(x, group, self.intervals[g], self.max_codes[g], self.min_step)
+            codes = torch.where(group, group_codes, codes)
             scales.append(step)
             zeros.append(zero)
         return codes.to(torch.int32), torch.cat(scales, -1), torch.cat(zeros, -1)

@@ -27,7 +27,7 @@ from spikestack.errors import CompileError
 from .cut import CutPlan
 from .host_ops import FoldDequant, GIFEncode, host_module
 from .ir import STATE_MAX, QChipLayer, StateSpec
-from .quantize import LIF_INPUT_MAX, gif_groups
+from .quantize import LIF_INPUT_MAX, gif_group_of
 
 OPSET = 17  # LayerNormalization needs 17 (onnx operator docs)
 
@@ -85,7 +85,7 @@ class StageModule(nn.Module):
             if la.kind == "relay":
                 self.folds[_key(la.name)] = FoldDequant(plan, la)
             elif p is not None:
-                self.register_buffer(f"w_{_key(la.name)}", torch.from_numpy(_group_colsums(la)).float())
+                self.register_buffer(f"w_{_key(la.name)}", torch.from_numpy(p.group_sums()).float())
         self.inputs: list[str] = []
         self.outputs: list[str] = []
 
@@ -95,7 +95,7 @@ class StageModule(nn.Module):
         if la.kind == "gif":
             scale, zero = env[gif_scale_name(la.name)], env[gif_zero_name(la.name)]
             if p is None:  # per channel: Δ_g (code − z_g) of the channel's group
-                group = torch.from_numpy(np.asarray(_gif_group_of(self.plan, la), np.int64))
+                group = torch.from_numpy(gif_group_of(self.plan.graph.nodes[la.name]))
                 return scale[..., group] * (raw.float() - zero[..., group])
             colsum = getattr(self, f"w_{_key(la.name)}")  # [G, out] Σ_{i∈g} m_oi
             acc = raw.float() * p.unit - zero[..., None] * colsum * p.unit
@@ -187,20 +187,6 @@ class StageModule(nn.Module):
 
 def _key(name: str) -> str:
     return name.replace(".", "\u00b7")
-
-
-def _gif_group_of(plan: CutPlan, la: QChipLayer) -> np.ndarray:
-    node = plan.graph.nodes[la.name]
-    out = np.zeros(node.salient.size, np.int64)
-    for g, (mask, _, _) in enumerate(gif_groups(node.salient, node.bits, node.addbit)):
-        out[mask] = g
-    return out
-
-
-def _group_colsums(la: QChipLayer) -> np.ndarray:
-    p = la.projection
-    w = np.asarray(p.weight, np.float64)
-    return np.stack([w[:, np.asarray(p.groups) == g].sum(1) for g in range(p.n_groups)])
 
 
 def decode_supported(plan: CutPlan) -> bool:

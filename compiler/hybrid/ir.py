@@ -72,6 +72,16 @@ class QChipProjection:
     def size(self) -> int:
         return int(self.weight.shape[0])
 
+    def grouped(self) -> np.ndarray:
+        """int64 [groups · out, in]: row g · out + o holds weight[o, i] for the inputs i of group g, 0 elsewhere —
+        every group's accumulators as one matrix (the chip backends' synapses, the host's group sums)."""
+        w, groups = np.asarray(self.weight, np.int64), np.asarray(self.groups)
+        return np.concatenate([np.where(groups[None, :] == g, w, 0) for g in range(self.n_groups)], axis=0)
+
+    def group_sums(self) -> np.ndarray:
+        """int64 [groups, out]: Σ_{i ∈ g} weight[o, i] (the host's zero-point correction of GIF groups)."""
+        return self.grouped().sum(1).reshape(self.n_groups, self.size)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QChipLayer:

@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import nir
 import numpy as np
+from spikestack.models.nir.neurons import GIF
 
 from spikestack.errors import CompileError, TargetLimitError
 
@@ -103,6 +104,11 @@ def _fan_in_sum(plan: CutPlan, layer: PlannedLayer) -> float:
     return float(np.abs(np.asarray(plan.graph.nodes[layer.projection].weight)).sum(1).max())
 
 
+def _amplitudes(alpha: np.ndarray, p: int) -> np.ndarray:
+    """Payload amplitudes a_t = round(2^p · α_t / α_ref) ≥ 1, α_ref = max α (the spine's fold_amplitudes)."""
+    return np.maximum(np.round(2.0**p * alpha / float(alpha.max())), 1).astype(np.int64)
+
+
 def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int,
              source: QChipLayer | None = None) -> QChipLayer:
     node = plan.graph.nodes[layer.neuron]
@@ -128,7 +134,7 @@ def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int,
         rows = _fan_in_sum(plan, layer) * alpha_ref
         while p > 1 and rows / max(w_peak / 127, 1e-300) * 2 * levels * 2**p > STATE_MAX:
             p -= 1
-    amplitude = np.maximum(np.round(2.0**p * alpha / alpha_ref), 1).astype(np.int64)
+    amplitude = _amplitudes(alpha, p)
     payload_unit = alpha_ref / 2**p
     payload_max = int(amplitude.max()) * levels
     width = pop.size
@@ -156,7 +162,7 @@ def _chained_bispike(plan: CutPlan, layer: PlannedLayer, pop: SpikingPop, source
                                f"{source.name!r}'s accumulator exceeds the 24-bit state")
     bias = np.zeros(pop.size) if proj.bias is None else np.round(np.asarray(proj.bias) / unit)
     alpha_ref = float(pop.alpha.max())
-    amplitude = np.maximum(np.round(2.0**MAX_AMPLITUDE_BITS * pop.alpha / alpha_ref), 1).astype(np.int64)
+    amplitude = _amplitudes(pop.alpha, MAX_AMPLITUDE_BITS)
     return QChipLayer(name=layer.neuron, kind="bispike", width=pop.size, steps=1, input=source.output,
                       output=f"chip_out:{layer.neuron}", in_unit=unit,
                       payload_unit=alpha_ref / 2**MAX_AMPLITUDE_BITS,
@@ -198,21 +204,24 @@ def _lif(plan: CutPlan, layer: PlannedLayer, x_max: float, segment: int) -> QChi
                       segment=segment, du=DECAY_ONE - 1, dv=dv, vth=int(vth), projection=proj)
 
 
-def gif_groups(salient: np.ndarray, bits: int, addbit: int) -> list[tuple[np.ndarray, int, int]]:
-    """(channel mask, intervals N, max code) of GIF's non-empty groups, non-salient first (REFERENCE.md §2.1)."""
-    mask = np.asarray(salient).astype(bool)
-    groups = [(~mask, 2**bits - 1, 2**bits - 1), (mask, 2 ** (bits + addbit) - 1, 2**addbit * (2**bits - 1))]
-    return [g for g in groups if g[0].any()]
+def gif_groups(node: GIF) -> list[tuple[np.ndarray, int, int]]:
+    """(channel mask, intervals N, max code) of the GIF node's non-empty groups, as the node defines them."""
+    return [(mask, n_steps, max_code) for mask, _, n_steps, max_code in node.groups()]
+
+
+def gif_group_of(node: GIF) -> np.ndarray:
+    """int64 [C]: the accumulator group (index into `gif_groups`) of every channel."""
+    out = np.zeros(node.salient.size, np.int64)
+    for g, (mask, _, _) in enumerate(gif_groups(node)):
+        out[mask] = g
+    return out
 
 
 def _gif(plan: CutPlan, layer: PlannedLayer, segment: int) -> QChipLayer:
     node = plan.graph.nodes[layer.neuron]
-    groups = gif_groups(node.salient, node.bits, node.addbit)
-    group_of = np.zeros(node.salient.size, np.int64)
-    for g, (mask, _, _) in enumerate(groups):
-        group_of[mask] = g
+    groups = gif_groups(node)
     max_code = max(code for _, _, code in groups)
-    proj = _projection(plan, layer, 1.0, max_code, group_of, len(groups), 1.0, int(node.bits))
+    proj = _projection(plan, layer, 1.0, max_code, gif_group_of(node), len(groups), 1.0, int(node.bits))
     return QChipLayer(name=layer.neuron, kind="gif", width=int(node.salient.size), steps=2**node.addbit,
                       input=f"chip_in:{layer.neuron}", output=f"chip_out:{layer.neuron}", in_unit=1.0,
                       payload_unit=1.0, segment=segment, levels=2**node.bits, projection=proj)

@@ -80,7 +80,7 @@ class GIF(_Extension):
     def steps(self) -> int:
         return 2**self.addbit
 
-    def _groups(self) -> list[tuple[np.ndarray, int, int, int]]:
+    def groups(self) -> list[tuple[np.ndarray, int, int, int]]:
         """(channel mask, GIF steps, intervals N, max code) per non-empty group."""
         mask = self.salient.astype(bool)
         b, a = self.bits, self.addbit
@@ -90,7 +90,7 @@ class GIF(_Extension):
     def spikes(self, x: np.ndarray) -> np.ndarray:
         """Graded events [K, ..., C]: step k of every channel (non-salient channels fire only at k = 0)."""
         out = np.zeros((self.steps, *x.shape))
-        for group, steps, n_steps, max_code in self._groups():
+        for group, steps, n_steps, max_code in self.groups():
             charge, _, _ = _token_code(x, group, n_steps, max_code, self.min_step)
             for k in range(steps):
                 s = np.minimum(charge, self.levels - 1)
@@ -102,7 +102,7 @@ class GIF(_Extension):
         """Numpy semantics: x [..., C] → Δ (Σ_k s_k - z) per channel group, [..., C]."""
         x = np.asarray(x, dtype=np.float64)
         y = x.copy()
-        for group, _, n_steps, max_code in self._groups():
+        for group, _, n_steps, max_code in self.groups():
             codes, step, zero_point = _token_code(x, group, n_steps, max_code, self.min_step)
             y = np.where(group, step * (codes - zero_point), y)
         return y

@@ -82,13 +82,21 @@ class EmbeddingModule(_Stateless):
         return F.embedding(ids.long(), self.weight)
 
 
-def _code(x: Tensor, group: Tensor, n_steps: int, max_code: int, min_step: float) -> Tensor:
-    """Δ (code - z) of the channels in `group` (models/spikellm_neurons.py `quantize_per_token`, same op order)."""
+def token_code(x: Tensor, group: Tensor, n_steps: int, max_code: int, min_step: float
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """(codes, Δ, z) of the channels in `group` (models/spikellm_neurons.py `quantize_per_token`, same op order);
+    the compiled host's GIF encoder (compiler/hybrid/host_ops.py) sends the codes to the chip."""
     lo = x.masked_fill(~group, float("inf")).amin(dim=-1, keepdim=True)
     hi = x.masked_fill(~group, float("-inf")).amax(dim=-1, keepdim=True)
     step = ((hi - lo) / n_steps).clamp_min(min_step)
     zero_point = torch.round(-lo / step)
     codes = torch.clamp(torch.round(x / step) + zero_point, 0, max_code)
+    return codes, step, zero_point
+
+
+def _code(x: Tensor, group: Tensor, n_steps: int, max_code: int, min_step: float) -> Tensor:
+    """Δ (code - z): the dequantized `token_code`."""
+    codes, step, zero_point = token_code(x, group, n_steps, max_code, min_step)
     return step * (codes - zero_point)
 
 

@@ -27,9 +27,7 @@ def dequantize(layer: QChipLayer, env: dict[str, np.ndarray]) -> np.ndarray:
         scale, zero = (np.asarray(env[n], np.float64) for n in (gif_scale_name(layer.name), gif_zero_name(layer.name)))
         if p is None:
             raise NotImplementedError("GIF layers without a projection are not in any shipped model")
-        w = np.asarray(p.weight, np.float64)
-        groups = np.asarray(p.groups)
-        colsum = np.stack([w[:, groups == g].sum(1) for g in range(p.n_groups)])
+        colsum = p.group_sums()
         y = (scale[..., None] * (raw - zero[..., None] * colsum) * p.unit).sum(-2)
     elif p is None:
         return raw * layer.payload_unit

@@ -114,12 +114,9 @@ def projection_dtype(layer: QChipLayer) -> type[np.floating]:
 
 
 def grouped_weight(layer: QChipLayer) -> np.ndarray:
-    """[in, groups · out] in `projection_dtype`: column g · out + o holds weight[o, i] for the inputs i of group g,
-    0 elsewhere, so one matmul yields every group's accumulators."""
-    p = layer.projection
-    w = np.asarray(p.weight).T.astype(projection_dtype(layer))
-    groups = np.asarray(p.groups)[:, None]
-    return np.concatenate([np.where(groups == g, w, 0) for g in range(p.n_groups)], axis=1)
+    """[in, groups · out] in `projection_dtype` (`QChipProjection.grouped`, transposed), so one matmul yields every
+    group's accumulators."""
+    return layer.projection.grouped().T.astype(projection_dtype(layer))
 
 
 def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:

@@ -66,10 +66,6 @@ class HybridTrace:
     saturations: dict[str, int] = field(default_factory=dict)
     calls: int = 0
 
-    @property
-    def spikes(self) -> dict[str, np.ndarray]:
-        return self.payloads
-
     def events(self) -> int:
         return int(sum((p != 0).sum() for p in self.payloads.values()))
 

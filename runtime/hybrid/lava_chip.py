@@ -51,10 +51,7 @@ def projection_matrix(layer: QChipLayer, positions: int):
     accumulator group (zeros for the inputs of other groups, dropped from the CSR)."""
     import scipy.sparse as sp
 
-    p = layer.projection
-    w = np.asarray(p.weight, np.int32)
-    groups = np.asarray(p.groups)
-    grouped = np.concatenate([np.where(groups[None, :] == g, w, 0) for g in range(p.n_groups)], axis=0)
+    grouped = layer.projection.grouped().astype(np.int32)
     m = sp.block_diag([sp.csr_matrix(grouped)] * positions, format="csr").astype(np.int32)
     m.eliminate_zeros()
     return m

@@ -19,6 +19,7 @@ from spikestack.runtime.hybrid.torch_chip import TorchChip
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids, verify
 
 from spikestack.cli import main
+from spikestack.hybrid_cli import bpc as hybrid_bpc
 from tests.compiler.test_hybrid import CKPT, FAMILIES, graph, program
 
 
@@ -102,9 +103,7 @@ def test_compiled_tracks_float_model(family, min_agree, max_bpc_gap):
     ref, got = _float_logits(family, ids[:, :-1]), run(program(family), ids[:, :-1]).logits
 
     def bpc(logits):
-        z = logits - logits.max(-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        return float(-np.take_along_axis(logp, ids[:, 1:, None], -1).mean() / np.log(2))
+        return hybrid_bpc(logits, ids[:, 1:])
 
     assert (ref.argmax(-1) == got.argmax(-1)).mean() >= min_agree
     assert bpc(got) - bpc(ref) <= max_bpc_gap
