@@ -20,6 +20,17 @@ import torch
 from torch import nn
 
 from .bispike import ElasticBiSpike
+from .checkpoint import (
+    FLAG,
+    MAX_CONTEXT,
+    MAX_LEVELS,
+    MAX_STEPS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    CheckpointSpec,
+    count,
+    load_model,
+)
 from .data import load_corpus, random_windows
 from .threads import one_torch_thread
 
@@ -131,13 +142,26 @@ def evaluate_model(model: BiSpikeMLP, n_chars: int = 4096) -> dict:
     return metrics
 
 
+def parameter_count(cfg: dict) -> int:
+    """State-dict elements of `BiSpikeMLP(cfg)`, from the config alone (checked before any model is built)."""
+    v, c, e, h = cfg["vocab"], cfg["context"], cfg["emb_dim"], cfg["hidden"]
+    alphas = 3 * cfg["steps"] if cfg["spiking"] else 0
+    return v * e + (c * e * h + h) + (h * h + h) + (h * v + v) + alphas
+
+
+CHECKPOINT_SPEC = CheckpointSpec(
+    families=(FAMILY,),
+    fields={"vocab": count(MAX_VOCAB), "context": count(MAX_CONTEXT), "emb_dim": count(MAX_WIDTH),
+            "hidden": count(MAX_WIDTH), "steps": count(MAX_STEPS), "levels": count(MAX_LEVELS), "spiking": FLAG},
+    vocab_field="vocab",
+    parameter_count=parameter_count,
+    build=lambda family, cfg: BiSpikeMLP(BiSpikeMLPConfig(**cfg)),
+)
+
+
 def load_checkpoint(path: Path) -> tuple[BiSpikeMLP, str]:
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if ckpt.get("family") != FAMILY:
-        raise ValueError(f"{path}: checkpoint family is {ckpt.get('family')!r}, expected {FAMILY!r}")
-    model = BiSpikeMLP(BiSpikeMLPConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    """(model in eval mode, vocabulary) from a checked `bispike-mlp` checkpoint (models/checkpoint.py)."""
+    model, ckpt = load_model(path, CHECKPOINT_SPEC)
     return model, ckpt["vocab"]
 
 

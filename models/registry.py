@@ -1,4 +1,7 @@
-"""Model families by CLI name: where their train/evaluate/generate functions live (imported lazily)."""
+"""Model families by CLI name: where their train/evaluate/generate functions live (imported lazily).
+
+A checkpoint's family is read through models/checkpoint.py, the one border where checkpoint files are opened
+(nothing in a file is executed)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from spikestack.errors import SpikestackError
+
+from .checkpoint import family_of, read_checkpoint
 
 # family → (module, train function)
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -34,17 +37,9 @@ def train_function(family: str) -> Callable:
 
 
 def checkpoint_family(path: Path) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise SpikestackError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise SpikestackError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    family = ckpt.get("family") if isinstance(ckpt, dict) else None
-    if family not in FAMILIES:
-        raise SpikestackError(f"{path}: unknown checkpoint family {family!r}")
-    return family
+    """The `family` of a checkpoint file; CheckpointError (one line naming the file) for a missing, unreadable,
+    unsafe or foreign file. The full check of config and weights happens in the family's `load_checkpoint`."""
+    return family_of(read_checkpoint(path), path, FAMILIES)
 
 
 def family_function(path: Path, name: str) -> Callable:

@@ -22,8 +22,19 @@ from torch import Tensor, nn
 
 from spikestack.errors import SpikestackError
 
+from .checkpoint import (
+    FLAG,
+    MAX_CONTEXT,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    CheckpointSpec,
+    count,
+    load_model,
+    real,
+)
 from .spikegpt_load import CheckpointFormatError
-from .spikegpt_network import SpikeGPT, SpikeGPTConfig
+from .spikegpt_network import FFN_EXPANSION, SpikeGPT, SpikeGPTConfig
 
 TRAIN_BATCH = 32  # windows per step: the 2 x 64 config of §3.6 (upstream uses 12, §3.2)
 # Peak lr 3e-3, not upstream's 6e-4 (§3.2): at 2 x 64 and a few hundred steps 6e-4 is far from converged
@@ -149,15 +160,29 @@ def _train(
     return metrics
 
 
+def parameter_count(cfg: dict) -> int:
+    """State-dict elements of `SpikeGPT(cfg)`, from the config alone (checked before any model is built)."""
+    v, c, layers = cfg["vocab_size"], cfg["n_embd"], cfg["n_layer"]
+    time_mix = 4 * c * c + 5 * c  # key, value, receptance, output; decay, bonus and three mixes
+    channel_mix = 2 * FFN_EXPANSION * c * c + c * c + 2 * c  # key, value, receptance; two mixes
+    block = time_mix + channel_mix + 2 * 2 * c  # + ln1, ln2
+    return v * c + layers * block + 2 * c + 2 * c + c * v  # emb, blocks, ln0 (block 0 only), ln_out, head
+
+
+CHECKPOINT_SPEC = CheckpointSpec(
+    families=("spikegpt",),
+    fields={"vocab_size": count(MAX_VOCAB), "n_layer": count(MAX_LAYERS), "n_embd": count(MAX_WIDTH),
+            "ctx_len": count(MAX_CONTEXT), "binary_embedding": FLAG, "spiking": FLAG,
+            "v_threshold": real(1e-6, 1e6), "tau": real(1.0, 1e6)},  # tau < 1 token would overshoot the input
+    vocab_field="vocab_size",
+    parameter_count=parameter_count,
+    build=lambda family, cfg: SpikeGPT(SpikeGPTConfig(**cfg)),
+)
+
+
 def load_checkpoint(path: Path) -> tuple[SpikeGPT, str]:
-    """A checkpoint written by `train` -> (model in eval mode, vocabulary string)."""
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("family") != "spikegpt":
-        family = checkpoint.get("family") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointFormatError(f"{path}: not a spikegpt checkpoint (family={family!r})")
-    model = SpikeGPT(SpikeGPTConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    """A checkpoint written by `train`, checked by models/checkpoint.py -> (model in eval mode, vocabulary)."""
+    model, checkpoint = load_model(path, CHECKPOINT_SPEC)
     return model, checkpoint["vocab"]
 
 

@@ -19,6 +19,18 @@ import torch.nn.functional as F
 from spikestack.models.threads import one_torch_thread
 from torch import Tensor, nn
 
+from .checkpoint import (
+    FLAG,
+    MAX_BITS,
+    MAX_CONTEXT,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    CheckpointSpec,
+    count,
+    load_model,
+    real,
+)
 from .spikellm_network import SpikeLLM, SpikeLLMConfig, SpikeLLMError
 from .spikellm_neurons import SpikeMode, SpikeStats
 from .spikellm_saliency import calibrate_saliency
@@ -120,14 +132,37 @@ def _calibrate_on_train(model: SpikeLLM, train_ids: np.ndarray, cfg: SpikeLLMCon
     calibrate_saliency(model, torch.from_numpy(windows[:, :-1]), cfg.salient_fraction)
 
 
+def parameter_count(cfg: dict) -> int:
+    """State-dict elements of `SpikeLLM(cfg)` (a tied head counted twice, as the state dict holds it twice),
+    from the config alone (checked before any model is built). Each SpikeLinear adds its salient mask."""
+    v, h, ffn, layers = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"], cfg["n_layers"]
+    heads = cfg["n_heads"]
+    kv_heads = heads if cfg["n_kv_heads"] is None else cfg["n_kv_heads"]
+    head_dim = h // heads
+    attention = (h * heads * head_dim + h) + 2 * (h * kv_heads * head_dim + h) + (heads * head_dim * (h + 1))
+    mlp = 2 * (h * ffn + h) + (ffn * h + ffn)
+    return v * h + layers * (attention + mlp + 2 * h) + h + h * v  # embed, layers (+ 2 norms), norm, lm_head
+
+
+CHECKPOINT_SPEC = CheckpointSpec(
+    families=("spikellm",),
+    fields={"vocab_size": count(MAX_VOCAB), "hidden_size": count(MAX_WIDTH), "n_layers": count(MAX_LAYERS),
+            "n_heads": count(MAX_WIDTH), "n_kv_heads": count(MAX_WIDTH, optional=True),
+            "intermediate_size": count(MAX_WIDTH), "max_seq_len": count(MAX_CONTEXT),
+            "rope_theta": real(1.0, 1e12), "rms_norm_eps": real(1e-12, 1.0), "tie_word_embeddings": FLAG,
+            "act_bits": count(MAX_BITS), "add_bits": count(MAX_BITS, low=0), "salient_fraction": real(0.0, 1.0),
+            "spiking": FLAG},
+    vocab_field="vocab_size",
+    parameter_count=parameter_count,
+    build=lambda family, cfg: SpikeLLM(SpikeLLMConfig(**cfg)),  # its __post_init__ checks the head layout
+)
+
+
 def load_checkpoint(path: Path) -> tuple[SpikeLLM, str]:
-    """(model in eval mode, on its checkpoint's spiking setting, QUANT mode; vocabulary string)."""
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if checkpoint.get("family") != "spikellm":
-        raise SpikeLLMError(f"{path}: family {checkpoint.get('family')!r}, expected 'spikellm'")
-    model = SpikeLLM(SpikeLLMConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint["vocab"]
+    """(model in eval mode, on its checkpoint's spiking setting, QUANT mode; vocabulary string), checked by
+    models/checkpoint.py."""
+    model, checkpoint = load_model(path, CHECKPOINT_SPEC)
+    return model, checkpoint["vocab"]
 
 
 @torch.no_grad()

@@ -24,6 +24,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import (
+    FLAG,
+    MAX_CONTEXT,
+    MAX_LAYERS,
+    MAX_LEVELS,
+    MAX_STEPS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    CheckpointError,
+    CheckpointSpec,
+    count,
+    load_model,
+)
 from .data import load_corpus, random_windows
 from .spikelm_network import SpikeLM, SpikeLMConfig, SpikeLMDecoder, SpikeLMEncoder, firing_rates
 from .spikelm_tasks import decoder_loss, encoder_batch, encoder_loss, validation_windows
@@ -192,16 +205,49 @@ def train_decoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = 
 # -------------------- checkpoints
 
 
+def parameter_count(cfg: dict) -> int:
+    """State-dict elements of the encoder or decoder of `cfg`, from the config alone (checked before any model
+    is built): embeddings, blocks, heads; spiking sites add one α per step (6 SpikeLinears + K and V re-spikes)."""
+    v, d, ffn, steps = cfg["vocab"], cfg["d_model"], cfg["ffn"], cfg["steps"]
+    alphas = 8 * steps if cfg["spiking"] else 0
+    block = 4 * (d * d + d) + (d * ffn + ffn) + (ffn * d + d) + 2 * 2 * d + alphas
+    n_ids = v if cfg["causal"] else v + 1  # the encoder's [MASK] id
+    backbone = n_ids * d + cfg["context"] * d + 2 * d + cfg["layers"] * block
+    heads = d * v + v if cfg["causal"] else (d * v + v) + (d * cfg["classes"] + cfg["classes"])
+    return backbone + heads
+
+
+def _config_rules(family: str, cfg: dict) -> str | None:
+    """Shape rules the SpikeLM constructors do not check themselves (a wrong split fails only in forward)."""
+    if cfg["d_model"] % cfg["heads"]:
+        return f"field 'd_model' = {cfg['d_model']} is not divisible by field 'heads' = {cfg['heads']}"
+    if cfg["causal"] != (family == FAMILY_DECODER):
+        return f"field 'causal' = {cfg['causal']} does not match family {family!r}"
+    return None
+
+
+def _build(family: str, cfg: dict) -> SpikeLM:
+    config = SpikeLMConfig(**cfg)
+    return SpikeLMDecoder(config) if family == FAMILY_DECODER else SpikeLMEncoder(config)
+
+
+CHECKPOINT_SPEC = CheckpointSpec(
+    families=(FAMILY_ENCODER, FAMILY_DECODER),
+    fields={"vocab": count(MAX_VOCAB), "context": count(MAX_CONTEXT), "d_model": count(MAX_WIDTH),
+            "heads": count(MAX_WIDTH), "layers": count(MAX_LAYERS), "ffn": count(MAX_WIDTH), "steps": count(MAX_STEPS),
+            "levels": count(MAX_LEVELS), "learnable_alpha": FLAG, "spiking": FLAG, "causal": FLAG,
+            "classes": count(MAX_WIDTH)},
+    vocab_field="vocab",
+    parameter_count=parameter_count,
+    build=_build,
+    rules=_config_rules,
+)
+
+
 def load_checkpoint(path: Path) -> tuple[SpikeLM, str]:
-    """(model in eval mode, vocabulary) from a `spikelm-enc` or `spikelm-dec` checkpoint."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-    family = ckpt.get("family")
-    if family not in (FAMILY_ENCODER, FAMILY_DECODER):
-        raise ValueError(f"{path}: checkpoint family is {family!r}, expected {FAMILY_ENCODER!r} or {FAMILY_DECODER!r}")
-    cfg = SpikeLMConfig(**ckpt["config"])
-    model: SpikeLM = SpikeLMDecoder(cfg) if family == FAMILY_DECODER else SpikeLMEncoder(cfg)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    """(model in eval mode, vocabulary) from a `spikelm-enc` or `spikelm-dec` checkpoint checked by
+    models/checkpoint.py."""
+    model, ckpt = load_model(path, CHECKPOINT_SPEC)
     return model, ckpt["vocab"]
 
 
@@ -217,7 +263,7 @@ def generate(path: Path, prompt: str, n_tokens: int) -> str:
     vocabulary become spaces, and only the last `context` characters are seen."""
     model, vocab = load_checkpoint(path)
     if not isinstance(model, SpikeLMDecoder):
-        raise ValueError(f"{path}: generate needs a {FAMILY_DECODER!r} checkpoint, got {FAMILY_ENCODER!r}")
+        raise CheckpointError(f"{path}: generate needs a {FAMILY_DECODER!r} checkpoint, got {FAMILY_ENCODER!r}")
     index = {c: i for i, c in enumerate(vocab)}
     ids = [index.get(c, index.get(" ", 0)) for c in (prompt or "\n")]
     for _ in range(n_tokens):
