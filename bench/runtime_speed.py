@@ -160,7 +160,7 @@ class TimedChip:
 
 def chip_steps(program, calls: int) -> int:
     """Neuron steps of all chip layers over `calls` calls (one step per call for lif, bispike and relay)."""
-    from spikestack.runtime.hybrid.lava_chip import call_steps
+    from spikestack.runtime.lava.hybrid_chip import call_steps
 
     return calls * sum(call_steps(layer) for layer in program.layers)
 
@@ -268,7 +268,7 @@ def family(label: str, nir_family: str, checkpoint: str, dataflow: bool, repeats
     if not lava:
         return out
 
-    from spikestack.runtime.hybrid.lava_chip import LavaChip
+    from spikestack.runtime.lava.hybrid_chip import LavaChip
 
     small = ids[:LAVA_SHAPE[0], :LAVA_SHAPE[1]]
 

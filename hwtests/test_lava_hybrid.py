@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer, QChipProjection, frozen_array
 from spikestack.runtime.hybrid.executor import ReferenceChip, run
-from spikestack.runtime.hybrid.lava_chip import LavaChip
+from spikestack.runtime.lava.hybrid_chip import LavaChip
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids
 
 pytestmark = pytest.mark.lava

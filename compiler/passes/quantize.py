@@ -38,15 +38,12 @@ from ..ir import (
     frozen_array,
 )
 from ..targets import Target
+from .mantissas import WEIGHT_MANTISSA_MAX
+from .mantissas import pow2_at_least as _pow2_at_least
+from .quantize_lif import quantize_lif
 
 CARRY_SHIFT = 12  # carry factors in units of 2^-12, Lava's decay resolution (REFERENCE.md §5.4)
 MAX_AMPLITUDE_BITS = 7  # payload amplitude precision tried first (a_t <= 128)
-WEIGHT_MANTISSA_MAX = 127  # |q| <= 127 → Lava mantissa m = 2q in [-254, 254] (REFERENCE.md §5.3)
-
-
-def _pow2_at_least(x: float) -> int:
-    """Smallest e with 2^e >= x (x > 0)."""
-    return math.ceil(math.log2(x)) if x > 0 else 0
 
 
 def _weight_mantissas(proj: FloatProjection) -> tuple[np.ndarray, int]:
@@ -84,8 +81,6 @@ def state_bound(x_max: np.ndarray, carry: np.ndarray | None, carry_shift: int, s
 
 def quantize(graph: FloatGraph, target: Target) -> Program:
     if graph.timing == "delayed":
-        from .quantize_lif import quantize_lif
-
         return quantize_lif(graph, target)
     state_max = target.state_max
     host = graph.host_input

@@ -31,7 +31,8 @@ from spikestack.errors import CompileError, TargetLimitError
 
 from ..ir import FloatGraph, LIFPop, Program, QLIFPop, QProjection, QSpikeInput, frozen_array
 from ..targets import Target
-from .quantize import WEIGHT_MANTISSA_MAX, _pow2_at_least
+from .mantissas import WEIGHT_MANTISSA_MAX
+from .mantissas import pow2_at_least as _pow2_at_least
 
 DECAY_UNITY = 4096  # 2^12: Lava's decay resolution (REFERENCE.md §5.4)
 VTH_MAX = (1 << 17) - 1  # 17-bit threshold mantissa (REFERENCE.md §5.4)

@@ -23,7 +23,7 @@ def chip_backend(name: str) -> ChipBackend:
 
         return TorchChip()
     if name == "lava":
-        from .lava_chip import LavaChip
+        from ..lava.hybrid_chip import LavaChip
 
         return LavaChip()
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

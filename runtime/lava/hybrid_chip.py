@@ -120,9 +120,9 @@ class LavaChip:
         from lava.proc.sparse.models import PySparseModelBitAcc
         from lava.proc.sparse.process import Sparse
 
-        from ..lava.procs.chip_bispike import ChipBiSpike, PyChipBiSpikeFixed
-        from ..lava.procs.chip_gif import ChipGIF, PyChipGIFFixed
-        from ..lava.procs.chip_io import (
+        from .procs.chip_bispike import ChipBiSpike, PyChipBiSpikeFixed
+        from .procs.chip_gif import ChipGIF, PyChipGIFFixed
+        from .procs.chip_io import (
             ChipInput,
             DendriteSum,
             PlaneEncoder,
@@ -190,7 +190,7 @@ class LavaChip:
     def _call(self, la: QChipLayer, x: np.ndarray, call: int) -> tuple[np.ndarray, np.ndarray]:
         """(Chained layers: the runtime hands the source network's accumulators over, plus the bias; on the chip
         the source's synapses would land on these neurons directly — the integers are the same.)"""
-        from .chip import chained_input
+        from ..hybrid.chip import chained_input
 
         x = chained_input(la, x)
         if x.shape != (*self.lead, la.width):

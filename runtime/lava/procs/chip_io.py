@@ -1,5 +1,5 @@
 """Lava Processes and fixed_pt ProcessModels at the host ↔ chip boundary of a hybrid program's chip layer
-(runtime/hybrid/lava_chip.py). See bispike.py for why this folder holds only Process/ProcessModel definitions.
+(runtime/lava/hybrid_chip.py). See bispike.py for why this folder holds only Process/ProcessModel definitions.
 
 A call of a chip layer is `steps` Lava time steps (the layer's neuron steps per call); every call runs exactly
 that many, so `(time_step - 1) % steps` is the step within the call for every process of the network.

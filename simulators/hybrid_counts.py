@@ -1,0 +1,215 @@
+"""Event counts of a hybrid program (compiler/hybrid/ir.py) from its trace: per chip layer, per call, per
+neuron step and per core, plus host ↔ chip traffic and host MACs. The counting rules are in `hybrid.py`'s docstring
+(and docs/simulator.md); this module only counts, `hybrid.py` prices and times."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from spikestack.compiler.encodings import events_per_spike
+from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
+
+from .counts import xy_route
+
+
+# ----------------------------------------------------------------------------------------------------- counts
+@dataclass(frozen=True, slots=True)
+class LayerCounts:
+    """One chip layer's events. Arrays are [calls, steps, cores] over `cores` (its spiking cores, then its
+    projection's cores) unless said otherwise."""
+
+    name: str
+    segment: int
+    positions: int  # copies of the layer per call (product of the trace's lead axes)
+    cores: tuple[int, ...]
+    neurons: np.ndarray  # [cores]: neuron updates per step (neurons × positions), active or idle
+    synaptic_ops: np.ndarray
+    active_updates: np.ndarray
+    spikes_out: np.ndarray
+    messages_out: np.ndarray
+    hops: np.ndarray
+    max_hops: np.ndarray  # [calls, steps]: longest route a message of this layer took
+    link_load: np.ndarray  # [calls, steps, links] messages of this layer over each directed link
+    events: int  # binary messages (1 per graded payload, s unary, popcount(s) bit-serial), all calls and positions
+    spikes: int  # non-zero payloads (what fires, whatever the encoding)
+    slots: int  # calls × steps × positions × width
+    levels_unit: np.ndarray  # bool [calls, steps]: every spike level of the step is in {-1, 0, 1} (NeuroBench)
+    sops_by_projection: int  # == synaptic_ops.sum()
+
+
+@dataclass(frozen=True, slots=True)
+class HybridCounts:
+    layers: tuple[LayerCounts, ...]
+    calls: int
+    positions: int  # per call
+    tokens: int
+    links: tuple[tuple[int, int, int, int], ...]
+    host_values_in: int  # all calls
+    host_values_out: int
+    host_linear_macs: int
+    host_matmul_macs: int  # activation × activation (attention), all calls
+    host_macs_by_stage: tuple[dict, ...]
+
+
+def _positions(lead: tuple[int, ...]) -> int:
+    return int(np.prod(lead, dtype=np.int64)) if lead else 1
+
+
+def tokens_of(program: HybridProgram, calls: int, lead: tuple[int, ...]) -> int:
+    """Tokens a trace covers: calls · B for per-token calls, else B · L (module docstring)."""
+    return _positions(lead) * (calls if program.time_axis == "tokens" else 1)
+
+
+def _spike_levels(layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
+    """Payloads [calls, steps, ...] → spike levels: bi-spike payloads are s · a_t (a_t the per-step amplitude,
+    t = call mod T), GIF and LIF payloads are the levels themselves."""
+    if layer.kind != "bispike":
+        return payloads
+    amp = np.asarray(layer.amplitude, np.int64)[np.arange(payloads.shape[0]) % layer.period]
+    return payloads // amp.reshape((-1,) + (1,) * (payloads.ndim - 1))
+
+
+def _routes(program: HybridProgram) -> tuple[dict[tuple[int, int, int, int], int], dict[tuple[int, int], list[int]]]:
+    index: dict[tuple[int, int, int, int], int] = {}
+    routes: dict[tuple[int, int], list[int]] = {}
+    cores = program.cores
+    for la in program.layers:
+        if la.projection is None:
+            continue
+        for s in (c for c in cores if c.pop == la.name):
+            for d in (c for c in cores if c.pop == program.projection_target(la)):
+                routes[(s.index, d.index)] = [index.setdefault(link, len(index))
+                                              for link in xy_route((s.x, s.y), (d.x, d.y))]
+    return index, routes
+
+
+def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray, n_links: int,
+                routes: dict[tuple[int, int], list[int]]) -> LayerCounts:
+    """Counts of one chip layer from its payloads [calls, steps, *lead, width] (matmuls, no per-event loop)."""
+    payloads = np.asarray(payloads)
+    calls, steps, width = payloads.shape[0], payloads.shape[1], payloads.shape[-1]
+    positions = _positions(payloads.shape[2:-1])
+    nz = (payloads != 0).reshape(calls, steps, positions, width)
+    encoding = "graded" if layer.projection is None else layer.projection.encoding
+    # binary messages per payload: 1 (graded), s (unary), popcount(s) (bit-serial) — compiler/encodings.py
+    per_event = events_per_spike(payloads, encoding).reshape(calls, steps, positions, width)
+    ev = per_event.sum(2).astype(np.float64)  # [calls, steps, width] events per neuron, summed over positions
+    src = [c for c in program.cores if c.pop == layer.name]
+    proj = layer.projection
+    target = program.projection_target(layer) if proj is not None else None
+    dst = [c for c in program.cores if proj is not None and c.pop == target]
+    cores = src + dst
+    shape = (calls, steps, len(cores))
+    synops, active, spikes_out, msgs, hops = (np.zeros(shape, np.int64) for _ in range(5))
+    max_hops = np.zeros((calls, steps), np.int64)
+    link_load = np.zeros((calls, steps, n_links))
+    neurons = np.array([(c.hi - c.lo) * positions for c in cores], np.int64)
+    first = np.zeros(steps, bool)
+    first[0] = True  # the host writes every spiking neuron's input in the call's first step
+    for j, c in enumerate(src):
+        spikes_out[..., j] = np.rint(ev[..., c.lo:c.hi].sum(-1)).astype(np.int64)
+        emitted = nz[..., c.lo:c.hi].sum((2, 3))
+        active[..., j] = np.where(first[None, :], neurons[j], emitted)
+    if proj is not None:
+        nzw = np.asarray(proj.weight) != 0  # [out, in]
+        fanout = np.stack([nzw[d.lo:d.hi].sum(0) for d in dst], 1).astype(np.float64)  # [in, C_dst]
+        synops[..., len(src):] = np.rint(ev @ fanout).astype(np.int64)
+        received = (nz.astype(np.float64) @ nzw.T.astype(np.float64)) > 0  # [calls, steps, positions, out]
+        for j, d in enumerate(dst):
+            active[..., len(src) + j] = received[..., d.lo:d.hi].sum((2, 3))
+        reach = (fanout > 0).astype(np.float64)
+        for j, c in enumerate(src):
+            per_dst = ev[..., c.lo:c.hi] @ reach[c.lo:c.hi]  # [calls, steps, C_dst] messages to each dst core
+            dist = np.array([abs(d.x - c.x) + abs(d.y - c.y) for d in dst], np.float64)
+            msgs[..., j] = np.rint(per_dst.sum(-1)).astype(np.int64)
+            hops[..., j] = np.rint(per_dst @ dist).astype(np.int64)
+            incidence = np.zeros((len(dst), n_links))
+            for k, d in enumerate(dst):
+                incidence[k, routes[(c.index, d.index)]] = 1.0
+            link_load += per_dst @ incidence
+            max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0).astype(np.int64))
+    levels = _spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
+    return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
+                       cores=tuple(c.index for c in cores), neurons=neurons, synaptic_ops=synops,
+                       active_updates=active, spikes_out=spikes_out, messages_out=msgs, hops=hops,
+                       max_hops=max_hops, link_load=link_load, events=int(per_event.sum()),
+                       spikes=int(nz.sum()), slots=int(nz.size),
+                       levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
+
+
+def layer_io_values(program: HybridProgram, layer: QChipLayer) -> tuple[int, int]:
+    """Values per position and call: host → chip (the layer's input), chip → host (payloads or accumulators);
+    a chained edge (compiler/hybrid/cut.py) stays on the chip and counts for neither."""
+    return program.from_host(layer), program.to_host(layer)
+
+
+def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> HybridCounts:
+    """Every chip layer's counts, host traffic and host MACs. `payloads`: the trace's, by layer name."""
+    missing = [la.name for la in program.layers if la.name not in payloads]
+    if missing:
+        raise ValueError(f"trace has no payloads for chip layer {missing[0]!r}")
+    if not program.cores:
+        raise ValueError("program has no placed cores: compile it (partition and place) before simulating")
+    index, routes = _routes(program)
+    layers = tuple(count_layer(program, la, payloads[la.name], len(index), routes) for la in program.layers)
+    first = np.asarray(payloads[program.layers[0].name])
+    calls, lead = int(first.shape[0]), tuple(int(n) for n in first.shape[2:-1])
+    positions = _positions(lead)
+    values_in = sum(layer_io_values(program, la)[0] for la in program.layers) * positions * calls
+    values_out = sum(layer_io_values(program, la)[1] for la in program.layers) * positions * calls
+    by_stage = []
+    for st in program.stages:
+        linear = st.macs_per_position * positions * calls
+        matmul = _matmul_macs(st, program.time_axis, lead) * calls
+        by_stage.append({"stage": st.index, "linear_macs": linear, "activation_matmul_macs": matmul})
+    return HybridCounts(layers=layers, calls=calls, positions=positions, tokens=tokens_of(program, calls, lead),
+                        links=tuple(index), host_values_in=values_in, host_values_out=values_out,
+                        host_linear_macs=sum(s["linear_macs"] for s in by_stage),
+                        host_matmul_macs=sum(s["activation_matmul_macs"] for s in by_stage),
+                        host_macs_by_stage=tuple(by_stage))
+
+
+# ----------------------------------------------------------------------------------- host matmuls from ONNX
+def _matmul_macs(stage: HostStage, time_axis: str, lead: tuple[int, ...]) -> int:
+    """MACs of the stage's MatMuls whose operands are both activations (attention QKᵀ and P·V; Linear layers
+    have a constant operand and are `macs_per_position`), for one call over `lead` positions: the stage is run
+    once on zeros of one sequence's shape, and the shapes it sees give Π(output) · K per MatMul (dense: causal
+    masks do not skip work in the ONNX graph)."""
+    if not stage.onnx:
+        return 0
+    seq = lead if time_axis == "tokens" else (1, *lead[1:])
+    per_sequence = _matmul_macs_for(stage.onnx, seq)
+    return per_sequence * (lead[0] if time_axis != "tokens" and lead else 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _matmul_macs_for(onnx_bytes: bytes, lead: tuple[int, ...]) -> int:
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(onnx_bytes)
+    constant = {i.name for i in model.graph.initializer}
+    constant |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    pairs = [n for n in model.graph.node if n.op_type == "MatMul" and not (set(n.input) & constant)]
+    if not pairs:
+        return 0
+    wanted = sorted({x for n in pairs for x in (n.input[0], n.output[0])})
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend([onnx.ValueInfoProto(name=n) for n in wanted if n not in known])
+    feeds = {}
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        dynamic = [i for i, d in enumerate(dims) if not d.HasField("dim_value")]
+        shape = [d.dim_value for d in dims]
+        for k, i in enumerate(dynamic):
+            shape[i] = lead[k] if k < len(lead) else 1
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        feeds[inp.name] = np.zeros(shape, dtype)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
+    return int(sum(values[n.output[0]].size * values[n.input[0]].shape[-1] for n in pairs))
