@@ -13,18 +13,18 @@ projections, host/encode.onnx and host/decode.onnx) and ``hybrid`` (`compiler.hy
 families; chip layers with their projections, host/stageNNN.onnx per schedule stage, host states).
 
 Same program → byte-identical directory (sorted JSON keys, no timestamps). `save` writes into a temporary sibling
-directory and renames it into place, so a failure never leaves a half-written artifact. `load` checks the format,
-the version and every hash, and raises ArtifactError naming the file.
+directory and renames it into place, so a failure never leaves a half-written artifact, and replaces only a complete
+earlier artifact (`artifact_output.py`: stale temporary folders, the lock, racing compiles). `load` treats the folder
+as untrusted: confined, bounded file reads (`artifact_files.py`), the manifest's schema (`artifact_schema.py`),
+relations between fields and the verifier (`artifact_check.py`); ArtifactError names the file and the field.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,10 @@ import numpy as np
 
 from spikestack.errors import ArtifactError
 
+from .artifact_check import check_chain, check_hybrid, check_report, check_values, run_verifier
+from .artifact_files import MANIFEST_MAX_BYTES, ONNX_MAX_BYTES, ArtifactDir, check_onnx, parse_manifest, plain_relative
+from .artifact_output import conflict, identity, new_temp, remove_stale_temps, swap_into_place
+from .artifact_schema import Ctx, check_schema, show
 from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
 from .ir import (
     Core,
@@ -44,11 +48,11 @@ from .ir import (
     QReadoutPop,
     QSpikeInput,
     QSpikingPop,
-    frozen_array,
 )
 
 FORMAT = "spikestack-artifact"
 VERSION = 3  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid
+KINDS = ("chain", "hybrid")
 _POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
 _POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
 _HOST_TYPES = {"embedding": QHostInput, "spikes": QSpikeInput}
@@ -149,24 +153,69 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
     return _write(out_dir, manifest, arrays, files)
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Only a missing path or an earlier artifact may be replaced: never a user's directory or file."""
-    if not out_dir.exists():
-        return
-    manifest = out_dir / "manifest.json"
+def _listed_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Every file a manifest names → its sha256 (arrays, chain host programs, hybrid stages)."""
+    entries = list(manifest.get("arrays", {}).values())
+    for key in ("host_programs", "stages", "decode_stages"):
+        entries += manifest.get(key, [])
+    return {e["file"]: e["sha256"] for e in entries}
+
+
+def _incomplete(out_dir: Path) -> str | None:
+    """Why `out_dir` is not a complete artifact (None: it is): its manifest and every file it names hash-check and
+    it holds nothing else (a user's file inside would be deleted with it)."""
     try:
-        ours = out_dir.is_dir() and json.loads(manifest.read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
+        with ArtifactDir(out_dir) as folder:
+            manifest = _manifest_of(folder, version=False)
+            try:
+                files = _listed_files(manifest)
+            except (AttributeError, KeyError, TypeError):
+                return "its manifest lists no files"
+            for rel, sha256 in files.items():
+                if plain_relative(rel) is None or not isinstance(sha256, str):
+                    return f"its manifest names the file {rel!r}"
+                if folder.file_sha256(rel, "file") != sha256:
+                    return f"{folder.path / rel}: sha256 mismatch"
+    except ArtifactError as exc:
+        return str(exc)
+    expected = {"manifest.json", *files, *{rel.split("/")[0] for rel in files}}
+    for root, dirs, names in os.walk(out_dir):
+        for name in dirs + names:
+            rel = Path(root, name).relative_to(out_dir).as_posix()
+            if rel not in expected:
+                return f"it holds {rel}, which is not part of the artifact"
+    return None
+
+
+def _check_replaceable(out_dir: Path) -> tuple[int, int] | None:
+    """Only a missing path or a complete earlier artifact may be replaced: never a user's folder or file. Returns
+    the identity of what is there (see `artifact_output.swap_into_place`)."""
+    if not os.path.lexists(out_dir):
+        return None
+    if os.path.islink(out_dir):
+        raise ArtifactError(f"{out_dir}: is a symbolic link; refusing to replace it")
+    if not out_dir.is_dir():
         raise ArtifactError(f"{out_dir}: exists and is not a spikestack artifact; refusing to replace it")
+    before = identity(out_dir)
+    problem = _incomplete(out_dir)
+    if identity(out_dir) != before:  # another compile swapped its artifact in while this one was being checked
+        raise conflict(out_dir, "the output changed while it was being checked")
+    if problem is not None:
+        raise ArtifactError(f"{out_dir}: exists and is not a complete spikestack artifact; refusing to replace it "
+                            f"({problem})")
+    return before
 
 
 def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes]) -> Path:
-    """Write arrays and files into a temporary sibling, hash them into the manifest, rename into place."""
-    _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    """Write arrays and files into a marked temporary sibling, hash them into the manifest, swap it into place."""
+    out_dir = Path(os.path.abspath(out_dir))
+    before = _check_replaceable(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"{out_dir.parent}: cannot create the output's folder ({exc.strerror})") from None
+    remove_stale_temps(out_dir)
+    tmp = new_temp(out_dir)
     try:
         (tmp / "arrays").mkdir()
         manifest["arrays"] = {
@@ -180,59 +229,64 @@ def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray
             (tmp / rel).write_bytes(blob)
         (tmp / "manifest.json").write_bytes(_canonical(manifest))
         os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        swap_into_place(tmp, out_dir, before)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
 
 
-def _read_manifest(art_dir: Path) -> dict[str, Any]:
-    path = art_dir / "manifest.json"
-    if not art_dir.is_dir():
-        raise ArtifactError(f"{art_dir}: not an artifact directory (missing)")
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing; {art_dir} is not a spikestack artifact")
+# ----------------------------------------------------------------------------------------------------- load
+def _manifest_of(folder: ArtifactDir, version: bool = True) -> dict[str, Any]:
+    """manifest.json parsed and checked for format, version (unless replacing an older artifact) and content
+    hash."""
+    path = folder.path / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: corrupt JSON ({exc})") from None
+        os.stat("manifest.json", dir_fd=folder.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; {folder.path} is not a spikestack artifact") from None
+    manifest = parse_manifest(folder.read("manifest.json", "manifest", MANIFEST_MAX_BYTES), path)
     if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
-    if manifest.get("version") != VERSION:
-        raise ArtifactError(f"{path}: artifact version {manifest.get('version')} but this spikestack reads {VERSION}")
+        raise ArtifactError(f"{path}: format {show(manifest.get('format'))} is not {FORMAT!r}")
+    if version and manifest.get("version") != VERSION:
+        raise ArtifactError(f"{path}: artifact version {show(manifest.get('version'))} but this spikestack reads "
+                            f"{VERSION}")
     claimed = manifest.pop("content_sha256", None)
     if claimed != hashlib.sha256(_canonical(manifest)).hexdigest():
         raise ArtifactError(f"{path}: content hash mismatch (edited or corrupt manifest)")
+    manifest["content_sha256"] = claimed
     return manifest
 
 
-def _read_checked(art_dir: Path, entry: dict[str, Any], what: str) -> bytes:
-    """The bytes of a file the manifest lists, after checking they still hash to what the manifest says."""
-    path = art_dir / entry["file"]
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing {what}")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-        raise ArtifactError(f"{path}: sha256 mismatch (corrupt or edited {what})")
-    return blob
+def _read_manifest(folder: ArtifactDir, ctx: Ctx) -> dict[str, Any]:
+    """The manifest, checked field by field (compiler/artifact_schema.py, compiler/artifact_check.py)."""
+    path = folder.path / "manifest.json"
+    manifest = _manifest_of(folder)
+    if manifest.get("kind") not in KINDS:
+        raise ArtifactError(f"{path}: kind = {show(manifest.get('kind'))}; allowed: one of {', '.join(KINDS)}")
+    check_schema(manifest, ctx)
+    (check_hybrid if manifest["kind"] == "hybrid" else check_chain)(manifest, ctx)
+    check_report(manifest, ctx)
+    return manifest
 
 
-def _load_arrays(art_dir: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {key: frozen_array(np.load(io.BytesIO(_read_checked(art_dir, meta, "array")), allow_pickle=False))
-            for key, meta in manifest["arrays"].items()}
+class _HostFiles:
+    """Reads host programs: hash-checked, then ONNX-checked against the names the executors feed and fetch (once
+    per distinct file content: stage000 and decode000 are often the same model)."""
+
+    def __init__(self, folder: ArtifactDir) -> None:
+        self.folder, self.checked = folder, set()
+
+    def read(self, entry: dict[str, Any], what: str, inputs: set[str], outputs: set[str], n_out: int | None) -> bytes:
+        blob = self.folder.read_hashed(entry["file"], entry["sha256"], what, ONNX_MAX_BYTES)
+        key = (entry["sha256"], frozenset(inputs), frozenset(outputs), n_out)
+        if key not in self.checked:
+            check_onnx(blob, self.folder.path / entry["file"], inputs, outputs, n_out)
+            self.checked.add(key)
+        return blob
 
 
-def _load_host_programs(art_dir: Path, manifest: dict[str, Any]) -> tuple[HostProgram, ...]:
-    return tuple(HostProgram(name=e["name"], onnx=_read_checked(art_dir, e, "host program"))
-                 for e in manifest.get("host_programs", []))
+_HOST_PROGRAM_INPUTS = {"encode": "ids", "decode": "acc"}  # runtime/host.py feeds these names, fetches one output
 
 
 def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
@@ -240,53 +294,60 @@ def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> An
     return cls(**kwargs)
 
 
+def _build_chain(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles) -> Program:
+    pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
+    host_programs = tuple(
+        HostProgram(name=e["name"], onnx=host.read(e, "host program", {_HOST_PROGRAM_INPUTS[e["name"]]}, set(), 1))
+        for e in manifest.get("host_programs", []))
+    return Program(
+        target=manifest["target"], steps=manifest["steps"], state_bits=manifest["state_bits"],
+        host_input=_build(_HOST_TYPES[manifest["host_input"].pop("kind")], manifest["host_input"], arrays),
+        input_pop=manifest["input_pop"], timing=manifest.get("timing", "token"),
+        populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
+        cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"], host_programs=host_programs)
+
+
+def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles) -> HybridProgram:
+    layers = []
+    for entry in manifest["layers"]:
+        proj = entry.pop("projection", None)
+        layer = _build(QChipLayer, entry, arrays)
+        if proj is not None:
+            layer = replace(layer, projection=_build(QChipProjection, proj, arrays))
+        layers.append(layer)
+
+    def stages(entries: list[dict[str, Any]]) -> tuple[HostStage, ...]:
+        return tuple(HostStage(index=e["index"], onnx=host.read(e, "host stage", set(e["inputs"]), set(e["outputs"]),
+                                                                None),
+                               inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]),
+                               state_in=tuple(e["state_in"]), state_out=tuple(e["state_out"]),
+                               ops=tuple(e["ops"]), macs_per_position=e["macs_per_position"]) for e in entries)
+
+    def states(entries: list[dict[str, Any]]) -> tuple[StateSpec, ...]:
+        return tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"]) for s in entries)
+
+    scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
+                                        "input_name", "output_name", "max_positions")}
+    return HybridProgram(**scalars, layers=tuple(layers), stages=stages(manifest["stages"]),
+                         states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
+                         decode_states=states(manifest.get("decode_states", [])),
+                         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
+
+
 def load(art_dir: str | Path) -> Program | HybridProgram:
+    """The program of an artifact folder, after checking everything runtime/ and simulators/ rely on
+    (docs/artifact.md, "What `load` checks"); any problem is one ArtifactError naming the file and field."""
     art_dir = Path(art_dir)
-    manifest = _read_manifest(art_dir)
-    try:
-        arrays = _load_arrays(art_dir, manifest)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed array table "
-                            f"({type(exc).__name__}: {exc})") from None
-    if manifest.get("kind") == "hybrid":
-        return _load_hybrid(art_dir, manifest, arrays)
-    try:
-        pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
-        return Program(
-            target=manifest["target"], steps=manifest["steps"], state_bits=manifest["state_bits"],
-            host_input=_build(_HOST_TYPES[manifest["host_input"].pop("kind")], manifest["host_input"], arrays),
-            input_pop=manifest["input_pop"], timing=manifest["timing"],
-            populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
-            cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
-            host_programs=_load_host_programs(art_dir, manifest),
-        )
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None
-
-
-def _load_hybrid(art_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> HybridProgram:
-    try:
-        layers = []
-        for entry in manifest["layers"]:
-            proj = entry.pop("projection", None)
-            layer = _build(QChipLayer, entry, arrays)
-            if proj is not None:
-                layer = replace(layer, projection=_build(QChipProjection, proj, arrays))
-            layers.append(layer)
-        def stages(entries: list[dict[str, Any]]) -> tuple[HostStage, ...]:
-            return tuple(HostStage(index=e["index"], onnx=_read_checked(art_dir, e, "host stage"),
-                                   inputs=tuple(e["inputs"]), outputs=tuple(e["outputs"]),
-                                   state_in=tuple(e["state_in"]), state_out=tuple(e["state_out"]),
-                                   ops=tuple(e["ops"]), macs_per_position=e["macs_per_position"]) for e in entries)
-
-        def states(entries: list[dict[str, Any]]) -> tuple[StateSpec, ...]:
-            return tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"]) for s in entries)
-
-        scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
-                                            "input_name", "output_name", "max_positions")}
-        return HybridProgram(**scalars, layers=tuple(layers), stages=stages(manifest["stages"]),
-                             states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
-                             decode_states=states(manifest.get("decode_states", [])),
-                             cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ArtifactError(f"{art_dir / 'manifest.json'}: malformed entry ({type(exc).__name__}: {exc})") from None
+    ctx = Ctx(where=str(art_dir / "manifest.json"))
+    with ArtifactDir(art_dir) as folder:
+        manifest = _read_manifest(folder, ctx)
+        arrays = {key: folder.read_npy(meta["file"], meta["dtype"], tuple(meta["shape"]), meta["sha256"])
+                  for key, meta in manifest["arrays"].items()}
+        build = _build_hybrid if manifest["kind"] == "hybrid" else _build_chain
+        try:
+            program = build(manifest, arrays, _HostFiles(folder))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # the schema should make this unreachable
+            raise ArtifactError(f"{ctx.where}: malformed entry ({type(exc).__name__}: {exc})") from None
+    check_values(program, ctx)
+    run_verifier(program, ctx)
+    return program
