@@ -12,14 +12,22 @@ from collections.abc import Callable
 import numpy as np
 from spikestack.compiler.ir import Program
 
+from spikestack.errors import SpikestackError
+
 from .trace import Trace
 
 
 def generate(program: Program, vocab: str, prompt: str, n_tokens: int,
              runner: Callable[[Program, np.ndarray], Trace]) -> tuple[str, list[int]]:
     """Greedy continuation; returns the text (prompt included) and the generated ids."""
-    if len(vocab) != program.host_input.table.shape[0]:
-        raise ValueError(f"vocabulary has {len(vocab)} symbols, the artifact {program.host_input.table.shape[0]}")
+    table = getattr(program.host_input, "table", None)
+    if table is None:  # a foreign LIF chain reads input events: there is no token to feed back
+        raise SpikestackError("this program reads input events, not tokens (a foreign LIF chain): it has no "
+                              "vocabulary to generate from")
+    if n_tokens < 0:
+        raise SpikestackError(f"--tokens must be at least 0, got {n_tokens}")
+    if len(vocab) != table.shape[0]:
+        raise SpikestackError(f"vocabulary has {len(vocab)} symbols, the artifact {table.shape[0]}")
     index = {c: i for i, c in enumerate(vocab)}
     pad = index.get(" ", 0)
     ctx = program.host_input.context

@@ -13,6 +13,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from spikestack.outputs import atomic_write
+
 from .trace import Trace
 
 
@@ -37,8 +39,13 @@ def to_nir_data(trace: Trace, dt: float = 1.0) -> nir.NIRGraphData:
     })
 
 
-def write_nir_data(trace: Trace, path: str | Path, dt: float = 1.0) -> None:
-    nir.write_data(str(path), to_nir_data(trace, dt))
+def write_nir_data(trace: Trace, path: str | Path, dt: float = 1.0) -> Path:
+    """Stock `nir.write_data`, atomically (a temporary sibling renamed into place)."""
+    return write_graph_data(to_nir_data(trace, dt), path)
+
+
+def write_graph_data(data: nir.NIRGraphData, path: str | Path) -> Path:
+    return atomic_write(path, lambda tmp: nir.write_data(str(tmp), data))
 
 
 def hybrid_nir_data(payloads: dict[str, np.ndarray], dt: float = 1.0) -> nir.NIRGraphData:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spikestack.errors import ArtifactError
+from spikestack.outputs import atomic_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +33,20 @@ class Trace:
         """Fraction of (token, step, neuron) with a non-zero spike, per population."""
         return {pop: float((s != 0).mean()) for pop, s in self.spikes.items()}
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path) -> Path:
+        """Write the .npz (".npz" appended when missing, as numpy does) atomically: a failed write leaves any
+        earlier file intact and no partial one."""
+        path = Path(path)
+        if path.suffix.lower() != ".npz":
+            path = path.with_name(path.name + ".npz")
         arrays = {f"spikes/{k}": v for k, v in self.spikes.items()}
         arrays |= {f"saturations/{k}": np.array(v) for k, v in self.saturations.items()}
-        np.savez_compressed(path, readout=self.readout, logits=self.logits, inputs=self.inputs, **arrays)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as f:
+                np.savez_compressed(f, readout=self.readout, logits=self.logits, inputs=self.inputs, **arrays)
+
+        return atomic_write(path, write)
 
     @staticmethod
     def load(path: str | Path) -> Trace:

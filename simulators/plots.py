@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from spikestack.outputs import atomic_write
+
 from .report import plot_firing_rates
+
+PLOT_FILES = {"firing_rate": "firing_rate.png", "core_load": "core_load.png",
+              "energy_breakdown": "energy_breakdown.png", "energy_vs_ann": "energy_vs_ann.png"}  # write_all's set
 
 
 def _pyplot():
@@ -26,8 +31,10 @@ def _pyplot():
 def _save(fig, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    _pyplot().close(fig)
+    try:  # atomically: an interrupted run leaves no truncated PNG under the final name
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        _pyplot().close(fig)
     return out
 
 
@@ -101,9 +108,9 @@ def write_all(r: dict, out_dir: Path) -> dict[str, Path]:
     """The four standard plots into out_dir; returns {name: path} for the Markdown report."""
     out_dir = Path(out_dir)
     return {
-        "firing_rate": plot_firing_rates(r["firing_rate"], out_dir / "firing_rate.png",
+        "firing_rate": plot_firing_rates(r["firing_rate"], out_dir / PLOT_FILES["firing_rate"],
                                          f"{r['target']}: firing rate per layer"),
-        "core_load": plot_core_heatmap(r, out_dir / "core_load.png"),
-        "energy_breakdown": plot_energy_breakdown(r, out_dir / "energy_breakdown.png"),
-        "energy_vs_ann": plot_energy_vs_ann(r, out_dir / "energy_vs_ann.png"),
+        "core_load": plot_core_heatmap(r, out_dir / PLOT_FILES["core_load"]),
+        "energy_breakdown": plot_energy_breakdown(r, out_dir / PLOT_FILES["energy_breakdown"]),
+        "energy_vs_ann": plot_energy_vs_ann(r, out_dir / PLOT_FILES["energy_vs_ann"]),
     }

@@ -2,6 +2,9 @@
 
 The report always names the profile and says whether it is an assumption (Loihi 2 has no public per-event
 figures, REFERENCE.md §6.2).
+
+A profile file is untrusted input (`--profile my.toml`): every constant must be a finite, non-negative number (a
+NaN or negative energy would print as a plausible-looking report), checked here by key, once.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spikestack.datafiles import available, read_data_file
+from spikestack.datafiles import available, bool_field, integer, name_field, number, read_data_file, table, text_field
 from spikestack.errors import SpikestackError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 EVENTS = ("synaptic_op", "neuron_update", "neuron_update_idle", "spike_out", "message", "hop")
+MAX_PJ = 1e9  # 1 mJ per event: far above any chip (Loihi: tens of pJ); catches unit slips (J typed as pJ)
+MAX_NS = 1e9  # 1 s per event or barrier
+MAX_BARRIER_TILES = 1 << 20
 
 
 class ProfileError(SpikestackError):
@@ -45,17 +51,17 @@ def available_profiles() -> list[str]:
     return available(PROFILE_DIR)
 
 
-def _section(data: dict, name: str, path: Path) -> dict[str, float]:
-    sec = data.get(name)
-    if not isinstance(sec, dict):
+def _section(data: dict, name: str, path: Path, hi: float) -> dict[str, float]:
+    if not isinstance(data.get(name), dict):
         raise ProfileError(f"{path}: missing [{name}] section")
+    sec = data[name]
     out = {}
     for event in EVENTS:
         if event not in sec:
             raise ProfileError(f"{path}: [{name}] lacks {event!r}")
         if f"source_{event}" not in sec:
             raise ProfileError(f"{path}: [{name}] {event} has no source_{event} line (every number needs a source)")
-        out[event] = float(sec[event])
+        out[event] = number(sec[event], f"{path}: [{name}] {event}", 0.0, hi, ProfileError)
     return out
 
 
@@ -70,24 +76,39 @@ def _sources(data: dict) -> dict[str, str]:
 
 
 def _ann_mac(data: dict, path: Path) -> float | None:
-    ann = data.get("ann")
-    if ann is None:
+    if "ann" not in data:
         return None
+    ann = table(data, "ann", path, ProfileError)
     if "mac" not in ann or "source_mac" not in ann:
         raise ProfileError(f"{path}: [ann] needs mac and a source_mac line (every number needs a source)")
-    return float(ann["mac"])
+    return number(ann["mac"], f"{path}: [ann] mac", 0.0, MAX_PJ, ProfileError)
+
+
+def _barrier(data: dict, path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The barrier table: tile counts strictly increasing (np.interp needs it), times finite and non-negative."""
+    barrier = table(data, "barrier_ns", path, ProfileError)
+    tiles, times = barrier.get("tiles", []), barrier.get("time", [])
+    if "source" not in barrier or not isinstance(tiles, list) or not isinstance(times, list) or not tiles \
+            or len(tiles) != len(times):
+        raise ProfileError(f"{path}: [barrier_ns] needs equal-length tiles/time lists and a source")
+    tiles = [integer(t, f"{path}: [barrier_ns] tiles[{i}]", 1, MAX_BARRIER_TILES, ProfileError)
+             for i, t in enumerate(tiles)]
+    if any(b <= a for a, b in zip(tiles[:-1], tiles[1:], strict=True)):
+        raise ProfileError(f"{path}: [barrier_ns] tiles = {tiles} must be strictly increasing")
+    times = [number(t, f"{path}: [barrier_ns] time[{i}]", 0.0, MAX_NS, ProfileError) for i, t in enumerate(times)]
+    return tuple(tiles), tuple(times)
 
 
 def load_profile(name_or_path: str) -> Profile:
+    """A profile by name or by path to a TOML file, every constant checked (ProfileError names file and key)."""
     path, data = read_data_file(name_or_path, PROFILE_DIR, "profile", ProfileError)
-    barrier = data.get("barrier_ns", {})
-    if "source" not in barrier or len(barrier.get("tiles", [])) != len(barrier.get("time", [])) or not barrier["tiles"]:
-        raise ProfileError(f"{path}: [barrier_ns] needs equal-length tiles/time lists and a source")
+    barrier_tiles, barrier_ns = _barrier(data, path)
     if "timing" in data and "source_timing" not in data:
         raise ProfileError(f"{path}: timing = {data['timing']} has no source_timing line")
-    return Profile(name=data.get("name", path.stem), description=data.get("description", ""),
-                   assumption=bool(data.get("assumption", False)), energy_pj=_section(data, "energy_pj", path),
-                   time_ns=_section(data, "time_ns", path), barrier_tiles=tuple(barrier["tiles"]),
-                   barrier_ns=tuple(float(x) for x in barrier["time"]), path=str(path),
-                   timing=bool(data.get("timing", True)), ann_mac_pj=_ann_mac(data, path),
-                   sources=_sources(data))
+    return Profile(name=name_field(data, "name", path.stem, path, ProfileError),
+                   description=text_field(data, "description", "", path, ProfileError),
+                   assumption=bool_field(data, "assumption", False, path, ProfileError),
+                   energy_pj=_section(data, "energy_pj", path, MAX_PJ),
+                   time_ns=_section(data, "time_ns", path, MAX_NS), barrier_tiles=barrier_tiles,
+                   barrier_ns=barrier_ns, path=str(path), timing=bool_field(data, "timing", True, path, ProfileError),
+                   ann_mac_pj=_ann_mac(data, path), sources=_sources(data))

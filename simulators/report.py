@@ -6,6 +6,9 @@ import html
 from pathlib import Path
 
 from spikestack.errors import SpikestackError
+from spikestack.outputs import atomic_write, write_text
+
+REPORT_SUFFIXES = (".md", ".markdown", ".html", ".htm")
 
 
 class ReportError(SpikestackError):
@@ -58,8 +61,10 @@ def plot_firing_rates(rates: dict[str, float], out: Path, title: str) -> Path:
         ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -138,17 +143,22 @@ def html_report(markdown: str, title: str) -> str:
     return HTML_PAGE.format(title=html.escape(title), body=MarkdownIt("commonmark").enable("table").render(markdown))
 
 
-def write_markdown(r: dict, out: Path, plots: dict[str, Path] | None = None) -> Path:
-    """Write the report as Markdown (.md) or as a standalone HTML page (.html) of the same content."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".md", ".markdown", ".html", ".htm"):
+def check_report_format(out: Path) -> Path:
+    """The report's format comes from its suffix: refuse any other before a simulation runs."""
+    if Path(out).suffix.lower() not in REPORT_SUFFIXES:
         raise ReportError(f"{out}: --report writes Markdown (*.md) or HTML (*.html)")
+    return Path(out)
+
+
+def write_markdown(r: dict, out: Path, plots: dict[str, Path] | None = None) -> Path:
+    """Write the report as Markdown (.md) or as a standalone HTML page (.html) of the same content (atomically:
+    a failure leaves no partial page)."""
+    out = check_report_format(out)
+    suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     base = out.parent if plots and all(out.parent.resolve() in Path(p).resolve().parents for p in plots.values()) \
         else None
     text = markdown_report(r, plots, base)
     if suffix in (".html", ".htm"):
         text = html_report(text, f"spikestack simulation report: {r['target']} under {r['profile']}")
-    out.write_text(text)
-    return out
+    return write_text(out, text)

@@ -12,7 +12,6 @@ a `ProcessPoolExecutor`; an engine such as Ray or Dask can map the same function
 from __future__ import annotations
 
 import csv
-import json
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,7 @@ import numpy as np
 from spikestack.compiler.ir import Program
 
 from spikestack.errors import SpikestackError, TargetLimitError
+from spikestack.outputs import atomic_write, strict_json, write_text
 
 from .model import simulate
 from .profiles import load_profile
@@ -136,19 +136,21 @@ def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, to
 
 
 def write_table(rows: list[dict], out: Path) -> Path:
-    """CSV or JSON by the file's suffix."""
+    """CSV or JSON by the file's suffix, written atomically; JSON is strict (a NaN is refused by key)."""
     out = Path(out)
+    if out.suffix not in (".json", ".csv"):
+        raise SpikestackError(f"{out}: sweep output must end in .csv or .json")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".json":
-        out.write_text(json.dumps(rows, indent=1))
-    elif out.suffix == ".csv":
-        with out.open("w", newline="") as f:
+        return write_text(out, strict_json(rows, f"{out}"))
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    else:
-        raise SpikestackError(f"{out}: sweep output must end in .csv or .json")
-    return out
+
+    return atomic_write(out, write_csv)
 
 
 def format_table(rows: list[dict]) -> str:

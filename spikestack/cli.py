@@ -1,34 +1,44 @@
 """`spikestack` command line: train, export, compile, run, simulate, verify, generate, targets, demo.
 
-User errors (SpikestackError and its families) print one line `spikestack: error: …` and exit 2; a traceback
-appears only with --debug.
+User errors (SpikestackError and its families, a bad argument, an unreadable or unwritable path, running out of
+memory) print one line `spikestack: error: …` and exit 2; a traceback appears only with --debug (accepted before
+or after the subcommand). Outputs are checked before any work (spikestack/outputs.py): no command overwrites its
+input or, without --force, an existing file, and every file is replaced atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from spikestack.cli_args import DEFAULT_VERIFY_BACKENDS, EXIT_USER_ERROR, build_parser
 from spikestack.errors import SpikestackError, VerificationError
-
-EXIT_USER_ERROR = 2
-DEFAULT_VERIFY_BACKENDS = "torch,reference,lava"
-
+from spikestack.outputs import check_file_output, check_folder_output, strict_json
 
 INPUT_EVENT_RATE = 0.2  # fraction of input channels active per step for foreign (LIF) artifacts
 INPUT_SEED = 0
+MAX_INPUT_VALUES = 1 << 26  # seeded input events of a foreign LIF artifact held at once (512 MiB as int64)
+
+class ForeignVocabularyError(SpikestackError):
+    """A token artifact whose vocabulary is not the shipped corpus's: there is no validation text for it."""
 
 
 def _eval_windows(program, n_tokens: int):
-    """Token artifacts: the first n_tokens (context, next char) pairs of the pydoc validation split.
+    """Token artifacts: the first n_tokens (context, next char) pairs of the pydoc validation split, exactly.
     Foreign LIF artifacts (delayed timing): n_tokens samples of seeded Bernoulli input events, no targets."""
     import numpy as np
 
+    if n_tokens < 1:
+        raise SpikestackError(f"--tokens must be at least 1, got {n_tokens}")
     if program.timing == "delayed":
+        per_sample = program.steps * program.host_input.size
+        if n_tokens * per_sample > MAX_INPUT_VALUES:
+            raise SpikestackError(f"--tokens {n_tokens}: {n_tokens} samples x {program.steps} steps x "
+                                  f"{program.host_input.size} inputs exceed the limit of {MAX_INPUT_VALUES} input "
+                                  f"values; use at most {MAX_INPUT_VALUES // per_sample} --tokens")
         rng = np.random.default_rng(INPUT_SEED)
         shape = (n_tokens, program.steps, program.host_input.size)
         return (rng.random(shape) < INPUT_EVENT_RATE).astype(np.int64), None
@@ -37,31 +47,37 @@ def _eval_windows(program, n_tokens: int):
 
     corpus = load_corpus()
     if program.host_input.table.shape[0] != corpus.vocab_size:
-        raise SpikestackError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
-                              f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
+        raise ForeignVocabularyError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
+                                     f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
     from spikestack.models.bispike_mlp import context_windows
 
     ctx = program.host_input.context
+    available = len(corpus.val_ids) - ctx
+    if n_tokens > available:
+        raise SpikestackError(f"--tokens {n_tokens}: the validation text, which has {available} windows of "
+                              f"{ctx} characters, bounds it; use at most {available}")
     return context_windows(corpus.val_ids[: n_tokens + ctx], ctx)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from spikestack.models.registry import train_function
 
-    metrics = train_function(args.family)(Path(args.output), steps=args.steps, seed=args.seed,
-                                          spiking=not args.ann, progress=True)
-    print(json.dumps(metrics, indent=1))
+    out = check_file_output(args.output, "-o", force=args.force)
+    metrics = train_function(args.family)(out, steps=args.steps, seed=args.seed, spiking=not args.ann, progress=True)
+    print(strict_json(metrics, "train metrics"))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from spikestack.models.registry import checkpoint_family
 
-    checkpoint_family(Path(args.checkpoint))  # one clear line for a missing or foreign file
+    source = Path(args.checkpoint)
+    out = check_file_output(args.output, "-o", inputs=[source], force=args.force)
+    checkpoint_family(source)  # one clear line for a missing or foreign file
     from spikestack.models.nir.export import export_any
 
-    graph = export_any(Path(args.checkpoint), Path(args.output))
-    print(f"wrote {args.output}: {len(graph.nodes)} nodes")
+    graph = export_any(source, out)
+    print(f"wrote {out}: {len(graph.nodes)} nodes")
     return 0
 
 
@@ -76,7 +92,7 @@ def _calibrated(program, nir_path: Path, tokens: int):
 
     try:
         ids, _ = _eval_windows(program, tokens)
-    except SpikestackError:  # not a model of the shipped corpus: no sample data to calibrate on
+    except ForeignVocabularyError:  # not a model of the shipped corpus: no sample data to calibrate on
         return program
     errors = layer_errors(from_nir(read_nir(nir_path)), program, ids)
     return replace(program, report=dict(program.report, calibration={"tokens": tokens, "layers": errors}))
@@ -136,15 +152,14 @@ def _is_hybrid(program) -> bool:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    program = compile_to(Path(args.source), args.target, Path(args.output), args.dump_after, dt=args.dt,
-                         steps=args.steps, encoding=args.encoding, calibrate=args.calibrate,
-                         dataflow=args.dataflow)
+    out = check_folder_output(args.output, "-o")  # an artifact is a folder; the artifact module guards the rest
+    program = compile_to(Path(args.source), args.target, out, args.dump_after, dt=args.dt, steps=args.steps,
+                         encoding=args.encoding, calibrate=args.calibrate, dataflow=args.dataflow)
     if _is_hybrid(program):
-        print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
+        print(f"wrote {out}: target {program.target}, {len(program.cores)} cores, "
               f"{len(program.layers)} chip layers, {len(program.stages)} host stages ({program.family})")
         return 0
-    print(f"wrote {args.output}: target {program.target}, {len(program.cores)} cores, "
-          f"{len(program.populations)} layers")
+    print(f"wrote {out}: target {program.target}, {len(program.cores)} cores, {len(program.populations)} layers")
     return 0
 
 
@@ -152,19 +167,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from spikestack.compiler import artifact
     from spikestack.runtime.verify import backend_runner
 
+    trace_path = None
+    if args.trace:
+        trace_path = check_file_output(args.trace, "--trace", inputs=[args.artifact], force=args.force,
+                                       suffixes=(".npz", ".nir"))
     program = artifact.load(args.artifact)
     if _is_hybrid(program):
         from spikestack import hybrid_cli
 
-        return hybrid_cli.cmd_run(program, args.backend, args.tokens, args.trace)
+        return hybrid_cli.cmd_run(program, args.backend, args.tokens, trace_path)
     ids, targets = _eval_windows(program, args.tokens)
     trace = backend_runner(args.backend)(program, ids)
-    if args.trace and Path(args.trace).suffix == ".nir":
-        from spikestack.runtime.nir_data import write_nir_data
-
-        write_nir_data(trace, args.trace)
-    elif args.trace:
-        trace.save(args.trace)
     result = {"backend": args.backend, "tokens": trace.tokens, "firing_rate": trace.firing_rate(),
               "saturations": trace.saturations}
     if targets is not None:
@@ -173,7 +186,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         result["bpc"] = round(bpc(trace.logits, targets), 4)
     else:
         result["output_spike_counts"] = trace.readout.tolist()
-    print(json.dumps(result, indent=1))
+    text = strict_json(result, "run result")
+    if trace_path is not None and trace_path.suffix.lower() == ".nir":
+        from spikestack.runtime.nir_data import write_nir_data
+
+        write_nir_data(trace, trace_path)
+    elif trace_path is not None:
+        trace.save(trace_path)
+    print(text)
     return 0
 
 
@@ -195,37 +215,51 @@ def simulate_artifact(art: Path, profile_name: str | None, tokens: int) -> dict:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from spikestack.simulators.plots import PLOT_FILES
+    from spikestack.simulators.report import check_report_format
+
+    plots_dir = check_folder_output(args.plots, "--plots") if args.plots else None
+    if plots_dir is not None and plots_dir.is_dir():
+        for name in PLOT_FILES.values():
+            check_file_output(plots_dir / name, "--plots", inputs=[args.artifact], force=args.force)
+    report_path = None
+    if args.report:
+        report_path = check_report_format(Path(args.report))
+        check_file_output(report_path, "--report", inputs=[args.artifact], force=args.force,
+                          created=[plots_dir] if plots_dir is not None else [])  # --plots makes its folders
     report = simulate_artifact(Path(args.artifact), args.profile, args.tokens)
+    text = strict_json(report, "simulation report") if args.json else None  # before writing anything
     plots = None
-    if args.plots:
+    if plots_dir is not None:
         from spikestack.simulators.plots import write_all
 
-        plots = write_all(report, Path(args.plots))
-    if args.report:
+        plots = write_all(report, plots_dir)
+    if report_path is not None:
         from spikestack.simulators.report import write_markdown
 
-        write_markdown(report, Path(args.report), plots)
-    if args.json:
-        print(json.dumps(report, indent=1))
-    else:
+        write_markdown(report, report_path, plots)
+    if text is None:
         from spikestack.simulators.report import human_table
 
-        print(human_table(report))
+        text = human_table(report)
+    print(text)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from spikestack.simulators.sweep import format_table, sweep, write_table
 
-    if args.output and Path(args.output).suffix not in (".csv", ".json"):
-        raise SpikestackError(f"{args.output}: sweep output must end in .csv or .json")
+    out = None
+    if args.output:
+        out = check_file_output(args.output, "-o", inputs=[args.source], force=args.force,
+                                suffixes=(".csv", ".json"))
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
     rows = sweep(Path(args.source), targets, profiles, args.tokens, _eval_windows, workers=args.workers,
                  encodings=encodings)
-    if args.output:
-        write_table(rows, Path(args.output))
+    if out is not None:
+        write_table(rows, out)
     print(format_table(rows))
     return 0
 
@@ -272,6 +306,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             from spikestack import hybrid_cli
 
             return hybrid_cli.cmd_generate(program, args.prompt, args.tokens, args.backend)
+        if program.timing == "delayed":
+            raise SpikestackError(f"{source}: a foreign LIF artifact reads input events, not text: it has no "
+                                  "vocabulary to generate from; use run or simulate")
         _eval_windows(program, 1)  # checks the artifact's vocabulary is the shipped corpus's
         text, _ = generate(program, load_corpus().vocab, args.prompt, args.tokens, backend_runner(args.backend))
         print(text)
@@ -320,131 +357,42 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from spikestack.demo import run_demo
 
-    return run_demo(Path(args.out), tokens=args.tokens, verify_tokens=args.verify_tokens)
+    verify_tokens = args.verify_tokens if args.verify_tokens is not None else min(32, args.tokens)
+    return run_demo(Path(args.out), tokens=args.tokens, verify_tokens=verify_tokens)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+COMMANDS = {"train": cmd_train, "export": cmd_export, "compile": cmd_compile, "run": cmd_run,
+            "simulate": cmd_simulate, "sweep": cmd_sweep, "verify": cmd_verify, "generate": cmd_generate,
+            "inspect": cmd_inspect, "targets": cmd_targets, "demo": cmd_demo}
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from spikestack.compiler.hybrid.compile import HYBRID_PASSES
-    from spikestack.compiler.pipeline import PASS_NAMES
-
-    p = argparse.ArgumentParser(prog="spikestack", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("train", help="train a model family on pydoc_data.topics and save a checkpoint")
-    s.add_argument("family")
-    s.add_argument("--steps", type=int, default=3000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
-    s.add_argument("-o", "--output", required=True)
-    s.set_defaults(fn=cmd_train)
-
-    s = sub.add_parser("export", help="checkpoint → NIR file")
-    s.add_argument("checkpoint")
-    s.add_argument("-o", "--output", required=True)
-    s.set_defaults(fn=cmd_export)
-
-    s = sub.add_parser("compile", help="checkpoint or NIR file → artifact directory")
-    s.add_argument("source")
-    s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--dump-after", choices=sorted(set(PASS_NAMES) | set(HYBRID_PASSES)),
-                   help="write the IR after this pass next to the artifact (chain passes: "
-                        f"{', '.join(PASS_NAMES)}; language-model passes: {', '.join(HYBRID_PASSES)})")
-    s.add_argument("--dt", type=float, help="Euler step in seconds for foreign LIF graphs (default: graph "
-                   "metadata spikestack.dt, else 1e-4)")
-    s.add_argument("--steps", type=int, help="steps per input sample for foreign LIF graphs (default 100)")
-    s.add_argument("--calibrate", type=int, default=256, metavar="N",
-                   help="measure per-layer quantisation error on N validation windows (0: skip)")
-    s.add_argument("--dataflow", action="store_true",
-                   help="SpikeGPT: fold Linears of the normed residual stream onto the cores (event-driven "
-                        "projections; compiler/hybrid/fold.py)")
-    s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
-                   help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
-    s.set_defaults(fn=cmd_compile)
-
-    s = sub.add_parser("run", help="run an artifact on the validation text")
-    s.add_argument("artifact")
-    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
-    s.add_argument("--tokens", type=_positive, default=256)
-    s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
-    s.set_defaults(fn=cmd_run)
-
-    s = sub.add_parser("simulate", help="SOPs, energy and latency of an artifact under a hardware profile")
-    s.add_argument("artifact")
-    s.add_argument("--profile", help="profile name or .toml (default: the target's)")
-    s.add_argument("--tokens", type=_positive, default=1024)
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
-    s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
-    s.set_defaults(fn=cmd_simulate)
-
-    s = sub.add_parser("sweep", help="targets x profiles table for one NIR file or checkpoint (compiled per target)")
-    s.add_argument("source")
-    s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
-    s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
-    s.add_argument("--tokens", type=_positive, default=256)
-    s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
-    s.add_argument("--workers", type=int, default=2, help="parallel processes (at most 2)")
-    s.add_argument("-o", "--output", help="write the table as .csv or .json")
-    s.set_defaults(fn=cmd_sweep)
-
-    s = sub.add_parser("verify", help="torch fake-quant vs reference vs Lava, spike for spike")
-    s.add_argument("artifact")
-    s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
-    s.add_argument("--tokens", "--inputs", dest="tokens", type=_positive, default=32,
-                   help="number of input tokens (positions) run through every backend")
-    s.set_defaults(fn=cmd_verify)
-
-    s = sub.add_parser("generate", help="greedy text from a float checkpoint or a compiled artifact directory")
-    s.add_argument("checkpoint", help="checkpoint (.pt, float model) or artifact directory (compiled)")
-    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
-                   help="backend for an artifact")
-    s.add_argument("--prompt", default="The ")
-    s.add_argument("--tokens", type=_non_negative, default=80)
-    s.set_defaults(fn=cmd_generate)
-
-    s = sub.add_parser("inspect", help="an artifact directory (cores, encodings, host ops) or a NIR file (nodes)")
-    s.add_argument("path")
-    s.set_defaults(fn=cmd_inspect)
-
-    s = sub.add_parser("targets", help="list hardware targets")
-    s.set_defaults(fn=cmd_targets)
-
-    s = sub.add_parser("demo", help="the whole chain on the shipped checkpoint, with a short report")
-    s.add_argument("--out", default="build/demo")
-    s.add_argument("--tokens", type=int, default=4096)
-    s.add_argument("--verify-tokens", type=int, default=32)
-    s.set_defaults(fn=cmd_demo)
-    return p
+def error_line(exc: BaseException) -> str:
+    """The one line a user sees for an error of theirs or of their machine (no traceback)."""
+    if isinstance(exc, OSError):
+        names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        message = f"{names}: {reason}" if names else reason
+    elif isinstance(exc, MemoryError):
+        message = "out of memory; use fewer --tokens or a smaller model"
+    elif isinstance(exc, RecursionError):
+        message = "recursion limit exceeded: an input nested too deeply (a graph or file) to process"
+    else:
+        message = str(exc) or type(exc).__name__
+    return "spikestack: error: " + " ".join(message.splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a bad argument: one line and SystemExit(2) (cli_args.CliParser)
     try:
-        return args.fn(args)
-    except SpikestackError as exc:
-        if args.debug:
-            raise
-        print(f"spikestack: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return COMMANDS[args.command](args)
     except BrokenPipeError:  # `spikestack … | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (SpikestackError, OSError, MemoryError, RecursionError) as exc:
+        if args.debug:
+            raise
+        print(error_line(exc), file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

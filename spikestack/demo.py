@@ -8,21 +8,46 @@ backends and the simulator.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from spikestack.errors import SpikestackError
+from spikestack.outputs import check_folder_output, strict_json, write_text
+
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "bispike-mlp.pt"
+OWN_FILES = ("model.nir", "artifact", "firing_rates.png", "report.json")  # plus demo_lm's artifact folders
+
+
+def check_demo_args(out: Path, tokens: int, verify_tokens: int, context: int) -> None:
+    """Everything the demo could refuse, refused before it writes anything: the counts (the validation text
+    bounds --tokens; --verify-tokens checks a prefix of them) and the folder, which may be new, empty, or an
+    earlier demo's, but never a file or a folder holding anything else (a user's files are not ours to replace)."""
+    from spikestack.demo_lm import output_names
+    from spikestack.models.data import load_corpus
+
+    available = len(load_corpus().val_ids) - context
+    if not 1 <= tokens <= available:
+        raise SpikestackError(f"--tokens {tokens}: must be in 1..{available} (the validation text's windows of "
+                              f"{context} characters)")
+    if not 1 <= verify_tokens <= tokens:
+        raise SpikestackError(f"--verify-tokens {verify_tokens}: must be in 1..{tokens} (at most --tokens)")
+    check_folder_output(out, "--out")
+    if out.is_dir():
+        ours = set(OWN_FILES) | set(output_names())
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith("."))
+        if foreign:
+            raise SpikestackError(f"--out {out}: holds {', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}, "
+                                  "which the demo did not write; choose a new or empty folder")
 
 
 def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     import torch
 
-    from spikestack.cli import _eval_windows
     from spikestack.compiler import artifact
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.compiler.targets import load_target
-    from spikestack.hybrid_cli import bpc as _bpc
+    from spikestack.evaluation import bpc as _bpc
+    from spikestack.evaluation import chain_inputs
     from spikestack.models.bispike_mlp import load_checkpoint
     from spikestack.models.nir.export import export_checkpoint
     from spikestack.runtime import reference
@@ -31,6 +56,9 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     from spikestack.simulators.profiles import load_profile
     from spikestack.simulators.report import human_table, plot_firing_rates
 
+    out = Path(out)
+    model, _ = load_checkpoint(SHIPPED)
+    check_demo_args(out, tokens, verify_tokens, model.cfg.context)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     nir_path = out / "model.nir"
@@ -39,8 +67,8 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     art = artifact.save(program, out / "artifact")
     program = artifact.load(art)
 
-    ids, targets = _eval_windows(program, tokens)
-    model, _ = load_checkpoint(SHIPPED)
+    inputs = chain_inputs(program, tokens)  # the library's windows, not the CLI's (no demo → cli import)
+    ids, targets = inputs.inputs, inputs.targets
     with torch.no_grad():
         float_logits = model(torch.from_numpy(ids)).double().numpy()
     trace = reference.run(program, ids)
@@ -70,7 +98,7 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     lm_rows, lm_exact = run_lm_demo(out)
     summary["language_models"] = lm_rows
     summary["seconds"] = round(time.time() - t0, 1)
-    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    write_text(out / "report.json", strict_json(summary, "demo report"))
     print("spikestack demo: bispike-mlp (SpikeLM elastic bi-spikes) → NIR → loihi2 → reference + Lava → simulator")
     print(f"  float model BPC          {summary['float_bpc']:.4f}   ({summary['eval_tokens']} validation chars)")
     print(f"  compiled (fixed point)   {summary['compiled_bpc']:.4f}   "

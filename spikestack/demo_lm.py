@@ -22,6 +22,11 @@ EVAL_TOKENS = 256
 VERIFY_IDS = (1, 4)  # sequences × tokens for the three-way check (Lava is slow)
 
 
+def output_names() -> list[str]:
+    """The artifact folders `run_lm_demo` writes into the demo's folder (the demo may replace only its own)."""
+    return [f"{ckpt}{'-dataflow' if dataflow else ''}" for _, _, ckpt, dataflow in FAMILIES]
+
+
 def _float_logits(graph, ids: np.ndarray) -> np.ndarray:
     import torch
 
@@ -46,7 +51,7 @@ def run_lm_demo(out: Path) -> tuple[list[dict], bool]:
     for label, family, ckpt, dataflow in FAMILIES:
         t0 = time.time()
         graph = model_to_nir(family, CHECKPOINTS / f"{ckpt}.pt")
-        art = out / f"{ckpt}{'-dataflow' if dataflow else ''}"
+        art = out / f"{ckpt}{'-dataflow' if dataflow else ''}"  # output_names() lists these
         hybrid_cli.compile_graph(graph, "loihi2", art, encoding=None, dump_after=None, dataflow=dataflow)
         program = artifact.load(art)
         context = program.max_positions if program.time_axis != "tokens" else 0

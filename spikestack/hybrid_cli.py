@@ -7,13 +7,13 @@ context; a graph whose vocabulary is not the corpus's gets seeded random ids ins
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nir
 import numpy as np
 
 from spikestack.errors import SpikestackError, VerificationError
+from spikestack.outputs import atomic_write, strict_json, write_text
 
 LM_FAMILIES = ("spikegpt", "spikellm", "spikelm-enc", "spikelm-dec")
 CALIBRATION_SEQUENCES = 4
@@ -38,7 +38,8 @@ def is_hybrid_graph(graph: nir.NIRGraph) -> bool:
 
 def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """(ids [B, L], targets [B, L] or None): n_tokens next-token predictions (rounded up to whole windows of at
-    most `context` positions) from the validation split, starting `offset` characters in."""
+    most `context` positions) from the validation split, starting `offset` characters in. The text bounds the
+    positions of random ids too, so that no --tokens value runs unbounded."""
     from spikestack.models.data import load_corpus
 
     if n_tokens < 1:
@@ -46,13 +47,13 @@ def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) ->
     corpus = load_corpus()
     length = max(1, min(context or n_tokens, n_tokens))
     rows = -(-n_tokens // length)
-    if vocab_size != corpus.vocab_size:
-        rng = np.random.default_rng(RANDOM_IDS_SEED)
-        return rng.integers(0, max(vocab_size, 1), (rows, length)), None
     available = len(corpus.val_ids) - offset - 1
     if rows * length > available:
         raise SpikestackError(f"{rows * length} positions asked of the validation text, which has {available} "
                               f"after offset {offset}; use fewer --tokens")
+    if vocab_size != corpus.vocab_size:
+        rng = np.random.default_rng(RANDOM_IDS_SEED)
+        return rng.integers(0, max(vocab_size, 1), (rows, length)), None
     stream = corpus.val_ids[offset: offset + rows * length + 1]
     ids = np.stack([stream[r * length: (r + 1) * length] for r in range(rows)])
     targets = np.stack([stream[r * length + 1: (r + 1) * length + 1] for r in range(rows)])
@@ -75,14 +76,13 @@ def compile_graph(graph: nir.NIRGraph, target: str, out: Path, *, encoding: str 
                         CALIBRATION_SEQUENCES * (min(context, CALIBRATION_POSITIONS) - 1))
     def dump(name: str, ir) -> None:
         if name == dump_after:
-            import json
-
             from spikestack.compiler.pipeline import to_jsonable
 
             folder = out.parent / f"{out.name}.dump"
             folder.mkdir(parents=True, exist_ok=True)
             index = HYBRID_PASSES.index(name)
-            (folder / f"{index:03d}_{name}.json").write_text(json.dumps(to_jsonable(ir), indent=1, sort_keys=True))
+            text = strict_json(to_jsonable(ir), f"--dump-after {name}", sort_keys=True, nonfinite="string")
+            write_text(folder / f"{index:03d}_{name}.json", text)
 
     program = compile_hybrid(graph, target, ids, dataflow=dataflow, on_pass=dump, encoding=encoding)
     if dataflow and not any(la.kind == "relay" for la in program.layers):
@@ -113,27 +113,36 @@ def bpc(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(-np.take_along_axis(logp, targets[..., None], -1).mean() / np.log(2))
 
 
-def cmd_run(program, backend: str, tokens: int, trace_path: str | None) -> int:
+def cmd_run(program, backend: str, tokens: int, trace_path: str | Path | None) -> int:
+    """`trace_path` was checked by the CLI (folder exists, not an input, .npz or .nir); written atomically."""
     from spikestack.runtime.hybrid.executor import run
     from spikestack.runtime.hybrid.verify import chip_backend
 
-    if trace_path and not Path(trace_path).parent.is_dir():
-        raise SpikestackError(f"{trace_path}: its folder does not exist")
+    trace_path = Path(trace_path) if trace_path else None
+    if trace_path is not None and trace_path.suffix.lower() not in (".npz", ".nir"):
+        raise SpikestackError(f"{trace_path}: traces are written as .npz or .nir (NIR ValuedEventData)")
+    if trace_path is not None and not trace_path.parent.is_dir():
+        raise SpikestackError(f"{trace_path}: its folder does not exist ({trace_path.parent})")
     ids, targets = _windows(program, tokens)
     trace = run(program, ids, chip_backend(backend))
-    if trace_path and Path(trace_path).suffix == ".nir":
-        from spikestack.runtime.nir_data import hybrid_nir_data
-
-        nir.write_data(trace_path, hybrid_nir_data(trace.payloads))
-    elif trace_path:
-        if Path(trace_path).suffix != ".npz":
-            raise SpikestackError(f"{trace_path}: traces are written as .npz or .nir (NIR ValuedEventData)")
-        np.savez_compressed(trace_path, logits=trace.logits, **{f"payload:{k}": v for k, v in trace.payloads.items()})
     result = {"backend": backend, "family": program.family, "positions": int(ids.size), "calls": trace.calls,
               "events": trace.events(), "saturations": trace.saturations}
     if targets is not None:
         result["bpc"] = round(bpc(trace.logits, targets), 4)
-    print(json.dumps(result, indent=1))
+    text = strict_json(result, "run result")
+    if trace_path is not None and trace_path.suffix.lower() == ".nir":
+        from spikestack.runtime.nir_data import hybrid_nir_data, write_graph_data
+
+        write_graph_data(hybrid_nir_data(trace.payloads), trace_path)
+    elif trace_path is not None:
+        payloads = {f"payload:{k}": v for k, v in trace.payloads.items()}
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as f:
+                np.savez_compressed(f, logits=trace.logits, **payloads)
+
+        atomic_write(trace_path, write)
+    print(text)
     return 0
 
 

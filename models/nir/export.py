@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from spikestack.errors import SpikestackError
+from spikestack.outputs import atomic_write
 
 from ..bispike import RESET_SCALE, ElasticBiSpike
 from ..bispike_mlp import BiSpikeMLP
@@ -86,7 +87,7 @@ def export_checkpoint(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
 
     model, _ = load_checkpoint(ckpt_path)
     graph = bispike_mlp_to_nir(model)
-    nir.write(str(out_path), graph)
+    atomic_write(out_path, lambda tmp: nir.write(str(tmp), graph))
     return graph
 
 
@@ -135,12 +136,18 @@ def model_to_nir(family: str, ckpt_path: Path) -> nir.NIRGraph:
 def export_any(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
     """Any shipped checkpoint → NIR file (stock `nir.write`), dispatching on its `family` key; returns the graph.
 
-    Errors (unknown family, unreadable checkpoint) are SpikestackError with the path in the message.
+    Errors (unknown family, unreadable checkpoint, an output that is the checkpoint itself or a folder) are
+    SpikestackError with the path in the message. The file is written to a temporary sibling and renamed into
+    place, so a failed export leaves an existing file untouched and no partial one.
     """
     from ..registry import checkpoint_family
 
     ckpt_path, out_path = Path(ckpt_path), Path(out_path)
+    if out_path.exists() and ckpt_path.exists() and out_path.samefile(ckpt_path):
+        raise SpikestackError(f"{out_path}: is the checkpoint being exported; refusing to overwrite it")
+    if out_path.is_dir():
+        raise SpikestackError(f"{out_path}: is a folder; give the NIR file's name")
     graph = model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(out_path), graph)
+    atomic_write(out_path, lambda tmp: nir.write(str(tmp), graph))
     return graph

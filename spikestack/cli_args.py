@@ -1,0 +1,172 @@
+"""The `spikestack` argument parser (the commands themselves are in `cli.py`).
+
+Every number a user types is checked here by an argparse `type=` function whose message gives the allowed range,
+and a parse error is one line `spikestack: error: …` with exit code 2, like every other user error (argparse's
+default prints a usage block first). Bounds that depend on the artifact (how many tokens the validation text
+holds for its context) are checked by the command, with the limit in the message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+EXIT_USER_ERROR = 2
+DEFAULT_VERIFY_BACKENDS = "torch,reference,lava"
+TRAIN_STEPS_MAX = 1_000_000
+SEED_MAX = 2**32 - 1  # numpy and torch both take any seed in 0..2^32-1
+COMPILE_STEPS_MAX = 100_000  # steps per sample of a foreign LIF graph (1 s at dt = 10 us)
+DT_MAX_S = 1.0
+CALIBRATE_MAX = 16_384  # validation windows; the text after the calibration offset holds 25,898 positions
+GENERATE_TOKENS_MAX = 10_000  # one program run per token: on Lava about a second each
+PROMPT_MAX_CHARS = 4_096
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit 2 (subparsers inherit the class)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"spikestack: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in lo..hi (hi None: no upper bound here; the command checks the exact one)."""
+    allowed = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {_shown(text)}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {value}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """argparse type for --dt: a finite time step in (0, DT_MAX_S] seconds (NaN, inf and <= 0 refused)."""
+    allowed = f"a finite number of seconds in (0, {DT_MAX_S:g}]"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {_shown(text)}") from None
+    if not math.isfinite(value) or not 0.0 < value <= DT_MAX_S:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+    return value
+
+
+def prompt(text: str) -> str:
+    if len(text) > PROMPT_MAX_CHARS:
+        raise argparse.ArgumentTypeError(f"must be at most {PROMPT_MAX_CHARS} characters, got {len(text)}")
+    return text
+
+
+def _add(sub, name: str, help_text: str, *, force: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand that also accepts --debug after its name (and --force where it writes files)."""
+    s = sub.add_parser(name, help=help_text)
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    if force:
+        s.add_argument("--force", action="store_true", help=force)
+    return s
+
+
+def build_parser() -> CliParser:
+    from spikestack.compiler.hybrid.compile import HYBRID_PASSES
+    from spikestack.compiler.pipeline import PASS_NAMES
+    from spikestack.simulators.sweep import MAX_WORKERS
+
+    p = CliParser(prog="spikestack", description="train, export, compile, run, simulate, verify, generate, "
+                                                 "targets, demo")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = _add(sub, "train", "train a model family on pydoc_data.topics and save a checkpoint",
+             force="replace an existing checkpoint file")
+    s.add_argument("family")
+    s.add_argument("--steps", type=integer(1, TRAIN_STEPS_MAX), default=3000)
+    s.add_argument("--seed", type=integer(0, SEED_MAX), default=0)
+    s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
+    s.add_argument("-o", "--output", required=True)
+
+    s = _add(sub, "export", "checkpoint → NIR file", force="replace an existing output file (never the input)")
+    s.add_argument("checkpoint")
+    s.add_argument("-o", "--output", required=True)
+
+    s = _add(sub, "compile", "checkpoint or NIR file → artifact directory")
+    s.add_argument("source")
+    s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--dump-after", choices=sorted(set(PASS_NAMES) | set(HYBRID_PASSES)),
+                   help="write the IR after this pass next to the artifact (chain passes: "
+                        f"{', '.join(PASS_NAMES)}; language-model passes: {', '.join(HYBRID_PASSES)})")
+    s.add_argument("--dt", type=seconds, help="Euler step in seconds for foreign LIF graphs (default: graph "
+                   f"metadata spikestack.dt, else 1e-4; at most {DT_MAX_S:g})")
+    s.add_argument("--steps", type=integer(1, COMPILE_STEPS_MAX),
+                   help="steps per input sample for foreign LIF graphs (default 100)")
+    s.add_argument("--calibrate", type=integer(0, CALIBRATE_MAX), default=256, metavar="N",
+                   help="measure per-layer quantisation error on N validation windows (0: skip)")
+    s.add_argument("--dataflow", action="store_true",
+                   help="SpikeGPT: fold Linears of the normed residual stream onto the cores (event-driven "
+                        "projections; compiler/hybrid/fold.py)")
+    s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
+                   help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
+
+    s = _add(sub, "run", "run an artifact on the validation text", force="replace an existing trace file")
+    s.add_argument("artifact")
+    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
+    s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens (at most what the text holds)")
+    s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
+
+    s = _add(sub, "simulate", "SOPs, energy and latency of an artifact under a hardware profile",
+             force="replace existing plot and report files")
+    s.add_argument("artifact")
+    s.add_argument("--profile", help="profile name or .toml (default: the target's)")
+    s.add_argument("--tokens", type=integer(1), default=1024)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
+    s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
+
+    s = _add(sub, "sweep", "targets x profiles table for one NIR file or checkpoint (compiled per target)",
+             force="replace an existing table file")
+    s.add_argument("source")
+    s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
+    s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
+    s.add_argument("--tokens", type=integer(1), default=256)
+    s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
+    s.add_argument("--workers", type=integer(1, MAX_WORKERS), default=2,
+                   help=f"parallel processes (1..{MAX_WORKERS})")
+    s.add_argument("-o", "--output", help="write the table as .csv or .json")
+
+    s = _add(sub, "verify", "torch fake-quant vs reference vs Lava, spike for spike")
+    s.add_argument("artifact")
+    s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
+    s.add_argument("--tokens", "--inputs", dest="tokens", type=integer(1), default=32,
+                   help="number of input tokens (positions) run through every backend")
+
+    s = _add(sub, "generate", "greedy text from a float checkpoint or a compiled artifact directory")
+    s.add_argument("checkpoint", help="checkpoint (.pt, float model) or artifact directory (compiled)")
+    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
+                   help="backend for an artifact")
+    s.add_argument("--prompt", type=prompt, default="The ")
+    s.add_argument("--tokens", type=integer(0, GENERATE_TOKENS_MAX), default=80)
+
+    s = _add(sub, "inspect", "an artifact directory (cores, encodings, host ops) or a NIR file (nodes)")
+    s.add_argument("path")
+
+    _add(sub, "targets", "list hardware targets")
+
+    s = _add(sub, "demo", "the whole chain on the shipped checkpoint, with a short report")
+    s.add_argument("--out", default="build/demo")
+    s.add_argument("--tokens", type=integer(1), default=4096, help="validation tokens (at most what the text holds)")
+    s.add_argument("--verify-tokens", type=integer(1), help="tokens checked on every backend (at most --tokens; "
+                   "default 32 or --tokens if fewer)")
+    return p
