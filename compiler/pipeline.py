@@ -85,8 +85,10 @@ def to_jsonable(obj: Any) -> Any:
 
 def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_after: str | None = None,
                   dump_dir: Path | None = None, dt: float | None = None, steps: int | None = None,
-                  encoding: str | None = None) -> Program:
-    """NIR graph or file → mapped program. `dt` (s) and `steps` (per sample) apply to foreign LIF graphs."""
+                  encoding: str | None = None, on_pass: Callable[[str, Any], None] | None = None) -> Program:
+    """NIR graph or file → mapped program. `dt` (s) and `steps` (per sample) apply to foreign LIF graphs.
+    `on_pass(name, ir)` sees the IR after from_nir and after every pass (`compile --dump-ir`)."""
+    seen = on_pass or (lambda _name, _ir: None)
     target = load_target(target) if isinstance(target, str) else target
     if dump_after is not None and dump_after not in PASS_NAMES:
         raise CompileError(f"--dump-after {dump_after!r}: no such pass; passes are {', '.join(PASS_NAMES)}")
@@ -96,6 +98,7 @@ def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_a
     nir_graph = read_nir(graph_or_path) if isinstance(graph_or_path, (str, Path)) else graph_or_path
     ir: Any = from_nir(nir_graph, dt=dt, steps=steps)
     verify_float(ir)
+    seen("from_nir", ir)
     done: list[str] = ["from_nir"]
     for p in PIPELINE:
         try:
@@ -106,6 +109,7 @@ def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_a
                 raise
             raise CompileError(f"{exc} (passes run: {', '.join(done + [p.name])})") from None
         done.append(p.name)
+        seen(p.name, ir)
         if dump_after == p.name:
             out = Path(dump_dir or ".") / f"{len(done) - 1:03d}_{p.name}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
