@@ -88,7 +88,7 @@ def main() -> None:
     from spikestack.compiler.pipeline import compile_graph
     from spikestack.models.nir.export import export_checkpoint
 
-    from spikestack.cli import _eval_windows
+    from spikestack.evaluation import eval_inputs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=1024, help="tokens of the shipped model")
@@ -99,7 +99,7 @@ def main() -> None:
         nir_path = Path(tmp) / "bispike-mlp.nir"
         export_checkpoint(CHECKPOINT, nir_path)
         shipped = compile_graph(nir_path, "loihi2")
-    ids, _ = _eval_windows(shipped, args.tokens)
+    ids = eval_inputs(shipped, args.tokens).inputs
     dense = compile_graph(dense_chain(), "loihi2")
     dense_ids = np.random.default_rng(1).integers(0, 95, size=(250, 2))  # 250 tokens × T = 4 = 1,000 steps
     out = {

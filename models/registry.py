@@ -12,15 +12,7 @@ from pathlib import Path
 from spikestack.errors import SpikestackError
 
 from .checkpoint import family_of, read_checkpoint
-
-# family → (module, train function)
-FAMILIES: dict[str, tuple[str, str]] = {
-    "bispike-mlp": ("spikestack.models.bispike_mlp", "train"),
-    "spikegpt": ("spikestack.models.spikegpt", "train"),
-    "spikellm": ("spikestack.models.spikellm", "train"),
-    "spikelm-enc": ("spikestack.models.spikelm", "train_encoder"),
-    "spikelm-dec": ("spikestack.models.spikelm", "train_decoder"),
-}
+from .families import FAMILIES
 
 
 def _module(family: str):

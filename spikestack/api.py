@@ -16,9 +16,8 @@ calls these functions and prints; it holds no library logic.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,94 +26,18 @@ import numpy as np
 from spikestack.errors import SpikestackError, VerificationError
 
 from .evaluation import EvalInputs, bpc, calibration_ids, eval_inputs, is_hybrid
+from .results import Report, RunResult, VerifyResult
+
+__all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "describe", "export", "generate",
+           "inspect", "is_hybrid", "kind_of", "load", "run", "save", "simulate", "verify"]
 
 BACKENDS = ("reference", "torch", "lava")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
-# --------------------------------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class RunResult:
-    """One backend's run of a program: its trace (chain `Trace` or `HybridTrace`), logits and metrics."""
-
-    backend: str
-    kind: str  # "chain" | "hybrid"
-    family: str
-    tokens: int  # token positions (or input samples) run
-    trace: Any
-    source: str  # where the inputs came from (EvalInputs.source)
-    firing_rate: dict[str, float]
-    events: int  # non-zero spikes/payloads over every layer, step and position
-    saturations: dict[str, int]
-    bpc: float | None = None
-    output_spike_counts: list | None = None
-
-    @property
-    def logits(self) -> np.ndarray:
-        return self.trace.logits
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"backend": self.backend, "kind": self.kind, "family": self.family, "tokens": self.tokens,
-               "inputs": self.source, "firing_rate": self.firing_rate, "events": self.events,
-               "saturations": self.saturations}
-        if self.bpc is not None:
-            out["bpc"] = self.bpc
-        if self.output_spike_counts is not None:
-            out["output_spike_counts"] = self.output_spike_counts
-        return out
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Backends compared spike for spike; `problems` names the first divergence of each differing pair."""
-
-    backends: tuple[str, ...]
-    tokens: int
-    layers: int
-    events: int
-    problems: tuple[str, ...] = ()
-    traces: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def bit_exact(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bit_exact": self.bit_exact, "backends": list(self.backends), "tokens": self.tokens,
-                "layers": self.layers, "events": self.events, "problems": list(self.problems)}
-
-
-@dataclass(frozen=True)
-class Report:
-    """The simulator's report (docs/simulator.md): SOPs, energy, latency, firing rates, conventions side by side."""
-
-    data: dict[str, Any]
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    @property
-    def sops(self) -> int:
-        return int(self.data["sops"])
-
-    @property
-    def energy_j(self) -> float:
-        return float(self.data["energy_j"])
-
-    @property
-    def energy_per_token_j(self) -> float:
-        return float(self.data["energy_per_token_j"])
-
-    @property
-    def firing_rate(self) -> dict[str, float]:
-        return dict(self.data["firing_rate"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.data, allow_nan=False))  # a deep, strict-JSON copy
-
-
 # --------------------------------------------------------------------------------------------------- helpers
-def _kind(program) -> str:
+def kind_of(program) -> str:
+    """"chain" (the bi-spike spine, foreign LIF chains) or "hybrid" (language models: chip layers + host stages)."""
     return "hybrid" if is_hybrid(program) else "chain"
 
 
@@ -145,24 +68,22 @@ def _check_backend(backend: str) -> None:
 
 # --------------------------------------------------------------------------------------------------- export
 def export(model_or_checkpoint, path: str | Path, *, force: bool = False) -> Path:
-    """A checkpoint (any shipped family) or a NIR graph → a NIR file written with stock `nir.write`.
+    """A checkpoint (any shipped family) or a NIR graph → a NIR file written with stock `nir.write`, atomically.
 
     Refuses to replace an existing file unless `force`, and never replaces its own input."""
     import nir
 
-    path = Path(path)
-    if isinstance(model_or_checkpoint, (str, Path)):
-        source = Path(model_or_checkpoint)
-        if path.exists() and path.resolve() == source.resolve():
-            raise SpikestackError(f"{path}: is the input checkpoint; choose another output path")
-        graph = _checkpoint_graph(source)
+    from spikestack.outputs import atomic_write, check_file_output
+
+    inputs = [model_or_checkpoint] if isinstance(model_or_checkpoint, (str, Path)) else []
+    path = check_file_output(path, "export output", inputs=inputs, force=force)
+    if inputs:
+        graph = _checkpoint_graph(Path(model_or_checkpoint))
     elif isinstance(model_or_checkpoint, nir.NIRGraph):
         graph = model_or_checkpoint
     else:
         raise SpikestackError(f"export takes a checkpoint path or a nir.NIRGraph, got {type(model_or_checkpoint)}")
-    _check_output_file(path, force)
-    _write_atomically(path, lambda tmp: nir.write(str(tmp), graph))
-    return path
+    return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))
 
 
 def _checkpoint_graph(source: Path):
@@ -170,30 +91,6 @@ def _checkpoint_graph(source: Path):
     from spikestack.models.registry import checkpoint_family
 
     return model_to_nir(checkpoint_family(source), source)
-
-
-def _check_output_file(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise SpikestackError(f"{path}: is a folder; give a file path for the output")
-    if path.exists() and not force:
-        raise SpikestackError(f"{path}: exists; refusing to overwrite it (use --force / force=True)")
-    parent = path.parent
-    if not parent.is_dir():
-        raise SpikestackError(f"{path}: its folder {parent} does not exist")
-
-
-def _write_atomically(path: Path, write) -> None:
-    """write(tmp) into a temporary sibling, then rename over `path`: a failure leaves nothing behind."""
-    import os
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------- compile
@@ -232,7 +129,7 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
 
 
 def _is_hybrid_graph(graph) -> bool:
-    from spikestack.hybrid_cli import is_hybrid_graph
+    from spikestack.compiler.program_kind import is_hybrid_graph
 
     return is_hybrid_graph(graph)
 
@@ -351,7 +248,7 @@ def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) 
     n = int(np.asarray(data.inputs).size) if hybrid else int(trace.tokens)
     score = round(bpc(trace.logits, data.targets), 4) if data.targets is not None else None
     counts = None if hybrid or program.timing == "token" else trace.readout.tolist()
-    return RunResult(backend=backend, kind=_kind(program), family=_family(program), tokens=n, trace=trace,
+    return RunResult(backend=backend, kind=kind_of(program), family=_family(program), tokens=n, trace=trace,
                      source=data.source, firing_rate=layer_firing_rates(program, trace),
                      events=_events(program, trace), saturations=dict(trace.saturations), bpc=score,
                      output_spike_counts=counts)
@@ -381,8 +278,8 @@ def verify(program, backends: Sequence[str] = ("torch", "reference", "lava"), *,
     first = traces[backends[0]]
     layers = len(first.payloads) if is_hybrid(program) else len(first.spikes)
     n = int(np.asarray(data.inputs).size) if is_hybrid(program) else int(first.tokens)
-    result = VerifyResult(backends=backends, tokens=n, layers=layers, events=_events(program, first),
-                          problems=problems, traces=traces)
+    result = VerifyResult(backends=backends, family=_family(program), tokens=n, layers=layers,
+                          events=_events(program, first), problems=problems, traces=traces)
     if problems and raise_on_mismatch:
         raise VerificationError("; ".join(problems))
     return result
@@ -432,8 +329,9 @@ def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "re
     vocab = load_corpus().vocab
     if not is_hybrid(program):
         if program.timing != "token":
-            raise SpikestackError("generate: this artifact is a foreign LIF network (spike inputs, no vocabulary); "
-                                  "generate from a language-model or bi-spike artifact")
+            where = f"{source}: " if isinstance(source, (str, Path)) else ""
+            raise SpikestackError(f"{where}a foreign LIF artifact reads input events, not text: it has no "
+                                  "vocabulary to generate from; use run or simulate")
         from spikestack.runtime.generate import generate as generate_chain
         from spikestack.runtime.verify import backend_runner
 
@@ -460,3 +358,28 @@ def _check_prompt(prompt: str, vocab: str) -> dict[str, int]:
     if unknown or not prompt:
         raise SpikestackError(f"prompt must be non-empty text of the corpus alphabet; unknown {unknown!r}")
     return index
+
+
+# --------------------------------------------------------------------------------------------------- describe
+def describe(program) -> dict:
+    """The few numbers every command prints about a program, the same keys for both kinds."""
+    program = _as_program(program)
+    if is_hybrid(program):
+        layers, stages = len(program.layers), len(program.stages)
+    else:
+        layers, stages = len(program.populations), len(program.host_programs)
+    return {"kind": kind_of(program), "family": _family(program), "target": program.target,
+            "cores": len(program.cores), "chips": len({c.chip for c in program.cores}), "layers": layers,
+            "host_stages": stages}
+
+
+def inspect(program) -> str:
+    """The human table of `spikestack inspect`: cores, layers, encodings, host work, quantisation errors."""
+    program = _as_program(program)
+    if is_hybrid(program):
+        from spikestack.compiler.inspect_hybrid import inspect_hybrid
+
+        return inspect_hybrid(program)
+    from spikestack.compiler.inspect import inspect_artifact
+
+    return inspect_artifact(program)

@@ -70,41 +70,54 @@ def prompt(text: str) -> str:
     return text
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default (where it has one)."""
+
+
 def _add(sub, name: str, help_text: str, *, force: str | None = None) -> argparse.ArgumentParser:
-    """A subcommand that also accepts --debug after its name (and --force where it writes files)."""
-    s = sub.add_parser(name, help=help_text)
+    """A subcommand that also accepts --debug and --quiet after its name (and --force where it writes files)."""
+    s = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    s.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars (they show only on a terminal anyway)")
     if force:
         s.add_argument("--force", action="store_true", help=force)
     return s
 
 
 def build_parser() -> CliParser:
-    from spikestack.compiler.hybrid.compile import HYBRID_PASSES
-    from spikestack.compiler.pipeline import PASS_NAMES
-    from spikestack.simulators.sweep import MAX_WORKERS
+    """Imports nothing heavy (no torch, onnx or Lava), so that --help answers at once."""
+    from spikestack import __version__
+    from spikestack.compiler.pass_names import CHAIN_PASSES as PASS_NAMES
+    from spikestack.compiler.pass_names import HYBRID_PASSES
+    from spikestack.models.families import FAMILY_NAMES
+    from spikestack.sweep import MAX_WORKERS
 
-    p = CliParser(prog="spikestack", description="train, export, compile, run, simulate, verify, generate, "
-                                                 "targets, demo")
+    p = CliParser(prog="spikestack", formatter_class=_Formatter,
+                  description="Compile spiking language models (and NIR networks) onto Loihi-style cores, prove "
+                              "them bit-exact across backends and tell their energy per token.")
+    p.add_argument("--version", action="version", version=f"spikestack {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they show only on a terminal)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = _add(sub, "train", "train a model family on pydoc_data.topics and save a checkpoint",
              force="replace an existing checkpoint file")
-    s.add_argument("family")
-    s.add_argument("--steps", type=integer(1, TRAIN_STEPS_MAX), default=3000)
-    s.add_argument("--seed", type=integer(0, SEED_MAX), default=0)
+    s.add_argument("family", choices=FAMILY_NAMES, help="model family")
+    s.add_argument("--steps", type=integer(1, TRAIN_STEPS_MAX), default=3000, help="optimiser steps")
+    s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help="random seed (data order, init)")
     s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
 
     s = _add(sub, "export", "checkpoint → NIR file", force="replace an existing output file (never the input)")
-    s.add_argument("checkpoint")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("checkpoint", help="a checkpoint (.pt) of any family")
+    s.add_argument("-o", "--output", required=True, help="NIR file to write (.nir)")
 
     s = _add(sub, "compile", "checkpoint or NIR file → artifact directory")
-    s.add_argument("source")
+    s.add_argument("source", help="checkpoint (.pt) or NIR file (.nir)")
     s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    s.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR as NNN_pass.json")
     s.add_argument("--dump-after", choices=sorted(set(PASS_NAMES) | set(HYBRID_PASSES)),
                    help="write the IR after this pass next to the artifact (chain passes: "
                         f"{', '.join(PASS_NAMES)}; language-model passes: {', '.join(HYBRID_PASSES)})")
@@ -121,34 +134,36 @@ def build_parser() -> CliParser:
                    help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
 
     s = _add(sub, "run", "run an artifact on the validation text", force="replace an existing trace file")
-    s.add_argument("artifact")
-    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference")
+    s.add_argument("artifact", help="artifact folder")
+    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
+                   help="the numpy reference executor, the torch model or Lava's CPU simulator")
     s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens (at most what the text holds)")
     s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
 
     s = _add(sub, "simulate", "SOPs, energy and latency of an artifact under a hardware profile",
              force="replace existing plot and report files")
-    s.add_argument("artifact")
-    s.add_argument("--profile", help="profile name or .toml (default: the target's)")
-    s.add_argument("--tokens", type=integer(1), default=1024)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("artifact", help="artifact folder")
+    s.add_argument("--profile", help="profile name (spikestack profiles) or .toml (default: the target's)")
+    s.add_argument("--tokens", type=integer(1), default=1024, help="validation tokens run before counting")
+    s.add_argument("--json", action="store_true", help="print the whole report as JSON")
     s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
     s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
 
     s = _add(sub, "sweep", "targets x profiles table for one NIR file or checkpoint (compiled per target)",
              force="replace an existing table file")
-    s.add_argument("source")
+    s.add_argument("source", help="checkpoint (.pt) or NIR file (.nir)")
     s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
     s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
-    s.add_argument("--tokens", type=integer(1), default=256)
+    s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens per compiled program")
     s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
     s.add_argument("--workers", type=integer(1, MAX_WORKERS), default=2,
                    help=f"parallel processes (1..{MAX_WORKERS})")
     s.add_argument("-o", "--output", help="write the table as .csv or .json")
 
     s = _add(sub, "verify", "torch fake-quant vs reference vs Lava, spike for spike")
-    s.add_argument("artifact")
-    s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS)
+    s.add_argument("artifact", help="artifact folder")
+    s.add_argument("--backends", default=DEFAULT_VERIFY_BACKENDS, help="comma-separated, two or more")
+    s.set_defaults(default_backends=DEFAULT_VERIFY_BACKENDS)
     s.add_argument("--tokens", "--inputs", dest="tokens", type=integer(1), default=32,
                    help="number of input tokens (positions) run through every backend")
 
@@ -156,16 +171,17 @@ def build_parser() -> CliParser:
     s.add_argument("checkpoint", help="checkpoint (.pt, float model) or artifact directory (compiled)")
     s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
                    help="backend for an artifact")
-    s.add_argument("--prompt", type=prompt, default="The ")
-    s.add_argument("--tokens", type=integer(0, GENERATE_TOKENS_MAX), default=80)
+    s.add_argument("--prompt", type=prompt, default="The ", help="text to continue")
+    s.add_argument("--tokens", type=integer(0, GENERATE_TOKENS_MAX), default=80, help="tokens to generate")
 
     s = _add(sub, "inspect", "an artifact directory (cores, encodings, host ops) or a NIR file (nodes)")
-    s.add_argument("path")
+    s.add_argument("path", help="artifact folder or NIR file")
 
     _add(sub, "targets", "list hardware targets")
+    _add(sub, "profiles", "list energy profiles with their sources")
 
     s = _add(sub, "demo", "the whole chain on the shipped checkpoint, with a short report")
-    s.add_argument("--out", default="build/demo")
+    s.add_argument("--out", default="build/demo", help="folder for the demo's files")
     s.add_argument("--tokens", type=integer(1), default=4096, help="validation tokens (at most what the text holds)")
     s.add_argument("--verify-tokens", type=integer(1), help="tokens checked on every backend (at most --tokens; "
                    "default 32 or --tokens if fewer)")

@@ -43,17 +43,11 @@ def check_demo_args(out: Path, tokens: int, verify_tokens: int, context: int) ->
 def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     import torch
 
-    from spikestack.compiler import artifact
-    from spikestack.compiler.pipeline import compile_graph
-    from spikestack.compiler.targets import load_target
+    from spikestack import api
     from spikestack.evaluation import bpc as _bpc
     from spikestack.evaluation import chain_inputs
     from spikestack.models.bispike_mlp import load_checkpoint
-    from spikestack.models.nir.export import export_checkpoint
-    from spikestack.runtime import reference
-    from spikestack.runtime.verify import verify
-    from spikestack.simulators.model import simulate
-    from spikestack.simulators.profiles import load_profile
+    from spikestack.progress import progress
     from spikestack.simulators.report import human_table, plot_firing_rates
 
     out = Path(out)
@@ -61,20 +55,24 @@ def run_demo(out: Path, *, tokens: int = 4096, verify_tokens: int = 32) -> int:
     check_demo_args(out, tokens, verify_tokens, model.cfg.context)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    stages = iter(progress(range(4), "demo: bispike-mlp", total=4))
     nir_path = out / "model.nir"
-    export_checkpoint(SHIPPED, nir_path)
-    program = compile_graph(nir_path, "loihi2")
-    art = artifact.save(program, out / "artifact")
-    program = artifact.load(art)
+    api.export(SHIPPED, nir_path, force=True)  # check_demo_args allowed only an earlier demo's files here
+    program = api.compile(nir_path, "loihi2")
+    art = api.save(program, out / "artifact")
+    program = api.load(art)
+    next(stages, None)
 
-    inputs = chain_inputs(program, tokens)  # the library's windows, not the CLI's (no demo → cli import)
+    inputs = chain_inputs(program, tokens)
     ids, targets = inputs.inputs, inputs.targets
     with torch.no_grad():
         float_logits = model(torch.from_numpy(ids)).double().numpy()
-    trace = reference.run(program, ids)
-    _, problems = verify(program, ids[:verify_tokens])
-    profile = load_profile(load_target(program.target).default_profile)
-    sim = simulate(program, trace, profile)
+    trace = api.run(program, inputs).trace
+    next(stages, None)
+    problems = list(api.verify(program, inputs=ids[:verify_tokens]).problems)
+    next(stages, None)
+    sim = api.simulate(program, trace).data
+    next(stages, None)
     plot = plot_firing_rates(trace.firing_rate(), out / "firing_rates.png",
                              f"bispike-mlp on {program.target}: firing rate per layer")
     summary = {

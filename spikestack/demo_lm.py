@@ -38,33 +38,30 @@ def _float_logits(graph, ids: np.ndarray) -> np.ndarray:
 
 def run_lm_demo(out: Path) -> tuple[list[dict], bool]:
     """One summary per family and whether every three-way check was bit-exact."""
-    from spikestack import hybrid_cli
-    from spikestack.compiler import artifact
-    from spikestack.compiler.targets import load_target
+    from spikestack import api
+    from spikestack.evaluation import bpc, hybrid_inputs
     from spikestack.models.nir.export import model_to_nir
-    from spikestack.runtime.hybrid.executor import run
-    from spikestack.runtime.hybrid.verify import verify
-    from spikestack.simulators.hybrid import simulate_hybrid
-    from spikestack.simulators.profiles import load_profile
+    from spikestack.progress import progress
 
     rows, all_exact = [], True
-    for label, family, ckpt, dataflow in FAMILIES:
+    for label, family, ckpt, dataflow in progress(FAMILIES, "demo: language models"):
         t0 = time.time()
         graph = model_to_nir(family, CHECKPOINTS / f"{ckpt}.pt")
         art = out / f"{ckpt}{'-dataflow' if dataflow else ''}"  # output_names() lists these
-        hybrid_cli.compile_graph(graph, "loihi2", art, encoding=None, dump_after=None, dataflow=dataflow)
-        program = artifact.load(art)
-        context = program.max_positions if program.time_axis != "tokens" else 0
-        ids, targets = hybrid_cli.sample_ids(program.vocab_size, context, EVAL_TOKENS)
-        trace = run(program, ids)
+        api.save(api.compile(graph, "loihi2", dataflow=dataflow), art)
+        program = api.load(art)
+        inputs = hybrid_inputs(program, EVAL_TOKENS)
+        ids, targets = inputs.inputs, inputs.targets
+        trace = api.run(program, inputs).trace
         ref = _float_logits(graph, ids)
-        _, problems = verify(program, ids[: VERIFY_IDS[0], : VERIFY_IDS[1]], ("torch", "reference", "lava"))
+        problems = list(api.verify(program, ("torch", "reference", "lava"),
+                                   inputs=ids[: VERIFY_IDS[0], : VERIFY_IDS[1]]).problems)
         all_exact &= not problems
-        sim = simulate_hybrid(program, trace, load_profile(load_target(program.target).default_profile))
+        sim = api.simulate(program, trace).data
         rows.append({
             "model": label, "artifact": str(art), "chip_layers": len(program.layers), "cores": len(program.cores),
-            "host_stages": len(program.stages), "float_bpc": round(hybrid_cli.bpc(ref, targets), 4),
-            "compiled_bpc": round(hybrid_cli.bpc(trace.logits, targets), 4),
+            "host_stages": len(program.stages), "float_bpc": round(bpc(ref, targets), 4),
+            "compiled_bpc": round(bpc(trace.logits, targets), 4),
             "argmax_agreement": round(float((ref.argmax(-1) == trace.logits.argmax(-1)).mean()), 4),
             "bit_exact": not problems, "mismatches": problems,
             "energy_per_token_j": sim["energy_per_token_j"], "profile": sim["profile"],

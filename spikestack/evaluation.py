@@ -16,6 +16,7 @@ from spikestack.errors import SpikestackError
 
 INPUT_EVENT_RATE = 0.2  # fraction of input channels active per step for foreign (LIF) programs
 INPUT_SEED = 0
+MAX_INPUT_VALUES = 1 << 26  # seeded input events of a foreign LIF program held at once (512 MiB as int64)
 RANDOM_IDS_SEED = 0
 CALIBRATION_SEQUENCES = 4
 CALIBRATION_POSITIONS = 32
@@ -46,10 +47,21 @@ def bpc(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(-np.take_along_axis(logp, targets[..., None], -1).mean() / np.log(2))
 
 
+class ForeignVocabularyError(SpikestackError):
+    """A token program whose vocabulary is not the shipped corpus's: there is no validation text for it."""
+
+
 def chain_inputs(program, n_tokens: int) -> EvalInputs:
-    """Chain programs: the first n_tokens (context, next char) pairs of the validation split (token timing), or
-    n_tokens samples of seeded Bernoulli input events without targets (delayed timing)."""
+    """Chain programs: the first n_tokens (context, next char) pairs of the validation split, exactly (token
+    timing), or n_tokens samples of seeded Bernoulli input events without targets (delayed timing)."""
+    if n_tokens < 1:
+        raise SpikestackError(f"--tokens must be at least 1, got {n_tokens}")
     if program.timing == "delayed":
+        per_sample = program.steps * program.host_input.size
+        if n_tokens * per_sample > MAX_INPUT_VALUES:
+            raise SpikestackError(f"--tokens {n_tokens}: {n_tokens} samples x {program.steps} steps x "
+                                  f"{program.host_input.size} inputs exceed the limit of {MAX_INPUT_VALUES} input "
+                                  f"values; use at most {MAX_INPUT_VALUES // per_sample} --tokens")
         rng = np.random.default_rng(INPUT_SEED)
         shape = (n_tokens, program.steps, program.host_input.size)
         return EvalInputs((rng.random(shape) < INPUT_EVENT_RATE).astype(np.int64), None, "seeded Bernoulli events")
@@ -59,12 +71,13 @@ def chain_inputs(program, n_tokens: int) -> EvalInputs:
 
     corpus = load_corpus()
     if program.host_input.table.shape[0] != corpus.vocab_size:
-        raise SpikestackError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
-                              f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
+        raise ForeignVocabularyError(f"artifact vocabulary has {program.host_input.table.shape[0]} ids, the corpus "
+                                     f"{corpus.vocab_size}; this artifact was not trained on the shipped corpus")
     ctx = program.host_input.context
-    if n_tokens + ctx > len(corpus.val_ids):
-        raise SpikestackError(f"{n_tokens} tokens asked of the validation text, which has "
-                              f"{len(corpus.val_ids) - ctx}; use fewer tokens")
+    available = len(corpus.val_ids) - ctx
+    if n_tokens > available:
+        raise SpikestackError(f"--tokens {n_tokens}: the validation text, which has {available} windows of "
+                              f"{ctx} characters, bounds it; use at most {available}")
     ids, targets = context_windows(corpus.val_ids[: n_tokens + ctx], ctx)
     return EvalInputs(ids, targets, "validation text")
 
@@ -72,21 +85,22 @@ def chain_inputs(program, n_tokens: int) -> EvalInputs:
 def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0) -> EvalInputs:
     """ids [B, L] and targets: n_tokens next-token predictions (rounded up to whole windows of at most `context`
     positions) from the validation split, starting `offset` characters in; seeded random ids (no targets) for a
-    vocabulary that is not the corpus's."""
+    vocabulary that is not the corpus's. The text bounds the positions of random ids too, so that no --tokens
+    value runs unbounded."""
     from spikestack.models.data import load_corpus
 
     if n_tokens < 1:
-        raise SpikestackError(f"tokens must be at least 1, got {n_tokens}")
+        raise SpikestackError(f"--tokens must be at least 1, got {n_tokens}")
     corpus = load_corpus()
     length = max(1, min(context or n_tokens, n_tokens))
     rows = -(-n_tokens // length)
-    if vocab_size != corpus.vocab_size:
-        rng = np.random.default_rng(RANDOM_IDS_SEED)
-        return EvalInputs(rng.integers(0, max(vocab_size, 1), (rows, length)), None, "seeded random ids")
     available = len(corpus.val_ids) - offset - 1
     if rows * length > available:
         raise SpikestackError(f"{rows * length} positions asked of the validation text, which has {available} "
-                              f"after offset {offset}; use fewer tokens")
+                              f"after offset {offset}; use fewer --tokens")
+    if vocab_size != corpus.vocab_size:
+        rng = np.random.default_rng(RANDOM_IDS_SEED)
+        return EvalInputs(rng.integers(0, max(vocab_size, 1), (rows, length)), None, "seeded random ids")
     stream = corpus.val_ids[offset: offset + rows * length + 1]
     ids = np.stack([stream[r * length: (r + 1) * length] for r in range(rows)])
     targets = np.stack([stream[r * length + 1: (r + 1) * length + 1] for r in range(rows)])

@@ -137,14 +137,16 @@ def test_simulate_plots_and_report_paths(built, tmp_path, capsys):
 
 
 def test_simulate_json_never_prints_nan(built, monkeypatch, capsys):
-    real = cli.simulate_artifact
+    from spikestack import api
+    from spikestack.results import Report
+
+    real = api.simulate
 
     def with_nan(*args, **kwargs):
-        report = real(*args, **kwargs)
-        report["firing_rate"] = dict(report["firing_rate"], s2=float("nan"))
-        return report
+        report = real(*args, **kwargs).data
+        return Report(dict(report, firing_rate=dict(report["firing_rate"], s2=float("nan"))))
 
-    monkeypatch.setattr(cli, "simulate_artifact", with_nan)
+    monkeypatch.setattr(api, "simulate", with_nan)
     _refused(capsys, ["simulate", str(built / "art"), "--tokens", "2", "--json"], "firing_rate.s2 is nan",
              "simulation report")
     assert capsys.readouterr().out == ""

@@ -138,8 +138,10 @@ def place(program: Program, target: Target) -> Program:
     placed: list[Core] = []
     costs = {"serpentine": 0, "mincut": 0}
     chosen = []
-    for chip in range(math.ceil(len(program.cores) / target.chip_cores)):
-        chip_cores = program.cores[chip * target.chip_cores:(chip + 1) * target.chip_cores]
+    # a chip holds at most its cores and at most the slots of its tile mesh (a target may declare either fewer)
+    per_chip = min(target.chip_cores, target.mesh_x * target.mesh_y * target.cores_per_tile)
+    for chip in range(math.ceil(len(program.cores) / per_chip)):
+        chip_cores = program.cores[chip * per_chip:(chip + 1) * per_chip]
         walk = serpentine(target.mesh_x, target.mesh_y)
         snake = {c.index: walk[i // target.cores_per_tile] for i, c in enumerate(chip_cores)}
         cut: dict[int, Tile] = {}

@@ -17,7 +17,8 @@ import pytest
 from spikestack.compiler import artifact, artifact_output, artifact_schema, ir
 from spikestack.compiler.hybrid import ir as hir
 
-from spikestack.cli import compile_to, main
+from spikestack import api
+from spikestack.cli import main
 from spikestack.errors import ArtifactError
 
 CHAIN_W = "arrays/proj.fc1.weight.npy"  # int16 [128, 128] of the bispike-mlp checkpoint
@@ -33,8 +34,8 @@ def built(tmp_path_factory):
     from tests.conftest import make_lif_graph
 
     root = tmp_path_factory.mktemp("built")
-    compile_to(Path("models/checkpoints/bispike-mlp.pt"), "loihi2", root / "chain", calibrate=0)
-    compile_to(Path("models/checkpoints/spikellm-char-tiny.pt"), "loihi2", root / "hybrid", calibrate=0)
+    api.save(api.compile(Path("models/checkpoints/bispike-mlp.pt"), "loihi2"), root / "chain")
+    api.save(api.compile(Path("models/checkpoints/spikellm-char-tiny.pt"), "loihi2"), root / "hybrid")
     artifact.save(compile_graph(make_lif_graph(delay_steps=np.arange(12) % 3), "loihi1"), root / "lif")
     return root
 

@@ -30,7 +30,7 @@ from spikestack.models.data import load_corpus
 from spikestack.models.nir.export import model_to_nir
 
 from spikestack.errors import ArtifactError, CompileError, NIRFormatError, TargetLimitError
-from spikestack.hybrid_cli import bpc as hybrid_bpc
+from spikestack.evaluation import bpc as hybrid_bpc
 
 CKPT = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
 FAMILIES = {"spikegpt": "spikegpt-char-2x64", "spikelm-dec": "spikelm-dec-tiny", "spikellm": "spikellm-char-tiny",

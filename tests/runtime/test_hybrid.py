@@ -19,7 +19,7 @@ from spikestack.runtime.hybrid.torch_chip import TorchChip
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids, verify
 
 from spikestack.cli import main
-from spikestack.hybrid_cli import bpc as hybrid_bpc
+from spikestack.evaluation import bpc as hybrid_bpc
 from tests.compiler.test_hybrid import CKPT, FAMILIES, graph, program
 
 

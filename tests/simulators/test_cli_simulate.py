@@ -57,10 +57,10 @@ def test_sweep_cross_product_with_a_target_that_does_not_fit(tmp_path, capsys):
     # loihi1 cannot take the bi-spike chain (fixed CUBA-LIF neurons, binary payloads): a TargetLimitError per row
     assert all("target loihi1" in r["error"] and r["energy_per_token_j"] is None for r in rows[2:])
     # a sweep row equals a direct simulation of the same program on the same tokens
-    from spikestack.cli import _eval_windows
+    from spikestack.evaluation import eval_inputs
 
     program = compile_graph(src, "loihi2")
-    direct = simulate(program, run(program, _eval_windows(program, 8)[0]), load_profile("loihi1_sanafe_calibrated"))
+    direct = simulate(program, run(program, eval_inputs(program, 8).inputs), load_profile("loihi1_sanafe_calibrated"))
     assert rows[0]["energy_per_token_j"] == direct["energy_per_token_j"] and rows[0]["error"] == ""
     assert rows[1]["latency_s_per_step"] is None  # Horowitz has no timing
     assert "loihi1" in capsys.readouterr().out

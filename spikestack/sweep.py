@@ -1,36 +1,30 @@
 """`spikestack sweep`: one source network × targets × profiles → one table (issue 7).
 
 Targets change the compiled program (partition, placement, payload widths), so each target is compiled from the
-source (a NIR file or a checkpoint) with the compiler's public `compile_graph`; the program runs once on the
-reference executor and every profile prices the same trace. A target the network does not fit yields rows whose
-`error` holds the TargetLimitError message, so one bad target does not hide the others.
+source (a NIR file or a checkpoint) through the public API (`spikestack.api.compile`, chain and language models
+alike); the program runs once on the reference executor and every profile prices the same trace. A target the
+network does not fit yields rows whose `error` holds the TargetLimitError message, so one bad target does not hide
+the others.
 
-Each target's work is a pure, picklable function of (nir path, target, profiles, tokens, token function), run in
-a `ProcessPoolExecutor`; an engine such as Ray or Dask can map the same function across machines unchanged.
+Each target's work is a pure, picklable function of (nir path, target, encoding, profiles, tokens), run in a
+`ProcessPoolExecutor`; an engine such as Ray or Dask can map the same function across machines unchanged. It
+lives beside the API, not in simulators/, because it compiles and runs programs: orchestration, not simulation.
 """
 
 from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from spikestack.compiler.ir import Program
-
 from spikestack.errors import SpikestackError, TargetLimitError
 from spikestack.outputs import atomic_write, strict_json, write_text
-
-from .model import simulate
-from .profiles import load_profile
 
 MAX_WORKERS = 2  # the shared machine has 2 CPU cores (brief); more workers only thrash
 COLUMNS = ("target", "encoding", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j",
            "latency_s_per_step", "tokens_per_s", "neurobench_effective_acs_per_token", "paper_sops_per_token",
            "ann_energy_per_token_j_fp32", "error")
-TokenFn = Callable[[Program, int], tuple[np.ndarray, np.ndarray]]  # (program, n) → (ids, targets)
 
 
 def _row(target: str, encoding: str, profile: str, r: dict | None, error: str = "") -> dict:
@@ -47,52 +41,22 @@ def _row(target: str, encoding: str, profile: str, r: dict | None, error: str = 
             "error": ""}
 
 
-def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int,
-                 token_fn: TokenFn) -> list[dict]:
+def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int) -> list[dict]:
     """Rows for one (target, encoding): compile, run once, price under every profile (or error rows if it does
-    not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose."""
-    from spikestack.compiler.from_nir import read_nir
-    from spikestack.compiler.pipeline import compile_graph
-    from spikestack.runtime.reference import run
+    not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose (a
+    forced encoding applies to a language model's GIF and relay layers)."""
+    from spikestack import api
 
-    from spikestack import hybrid_cli
-
-    graph = read_nir(nir_path)
-    if hybrid_cli.is_hybrid_graph(graph):
-        return _sweep_hybrid(graph, target, encoding, profiles, tokens)
     try:
-        program = compile_graph(Path(nir_path), target, encoding=None if encoding == "auto" else encoding)
+        program = api.compile(nir_path, target, encoding=None if encoding == "auto" else encoding)
     except TargetLimitError as exc:
         return [_row(target, encoding, p, None, str(exc)) for p in profiles]
     if encoding == "auto":
-        encoding = "auto:" + "+".join(sorted({p.encoding for p in program.projections}))
-    ids, _ = token_fn(program, tokens)
-    trace = run(program, ids)
-    return [_row(target, encoding, p, simulate(program, trace, load_profile(p))) for p in profiles]
-
-
-def _sweep_hybrid(graph, target: str, encoding: str, profiles: tuple[str, ...], tokens: int) -> list[dict]:
-    """A language model (hybrid program, docs/hybrid.md); a forced encoding applies to its GIF and relay layers."""
-    from spikestack.compiler.hybrid.compile import compile_hybrid
-    from spikestack.runtime.hybrid.executor import run
-
-    from spikestack import hybrid_cli
-
-    from .hybrid import simulate_hybrid
-
-    vocab = int((graph.metadata or {}).get("spikestack.vocab_size", 0))
-    calib, _ = hybrid_cli.sample_ids(vocab, hybrid_cli.CALIBRATION_POSITIONS,
-                                     hybrid_cli.CALIBRATION_SEQUENCES * (hybrid_cli.CALIBRATION_POSITIONS - 1))
-    try:
-        program = compile_hybrid(graph, target, calib, encoding=None if encoding == "auto" else encoding)
-    except TargetLimitError as exc:
-        return [_row(target, encoding, p, None, str(exc)) for p in profiles]
-    ids, _ = hybrid_cli.sample_ids(program.vocab_size, program.max_positions if program.time_axis != "tokens"
-                                   else 0, tokens)
-    trace = run(program, ids)
-    if encoding == "auto":
-        encoding = "auto:" + "+".join(sorted(set(program.report.get("encodings", {}).values())))
-    return [_row(target, encoding, p, simulate_hybrid(program, trace, load_profile(p))) for p in profiles]
+        chosen = (program.report.get("encodings", {}).values() if api.is_hybrid(program)
+                  else (p.encoding for p in program.projections))
+        encoding = "auto:" + "+".join(sorted(set(chosen)))
+    trace = api.run(program, tokens=tokens).trace
+    return [_row(target, encoding, p, api.simulate(program, trace, p).data) for p in profiles]
 
 
 def nir_source(source: Path, tmp: Path) -> Path:
@@ -108,12 +72,13 @@ def nir_source(source: Path, tmp: Path) -> Path:
     return out
 
 
-def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, token_fn: TokenFn,
-          workers: int = MAX_WORKERS, encodings: list[str] | None = None) -> list[dict]:
+def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, workers: int = MAX_WORKERS,
+          encodings: list[str] | None = None) -> list[dict]:
     """The cross product targets × encodings × profiles as rows; each (target, encoding) compiles and runs once,
     in parallel processes (at most MAX_WORKERS). Encodings: "auto" (cost model) or compiler/encodings.py names."""
     from spikestack.compiler.encodings import ENCODINGS
     from spikestack.compiler.targets import load_target
+    from spikestack.simulators.profiles import load_profile
 
     encodings = encodings or ["auto"]
     for e in encodings:
@@ -125,7 +90,7 @@ def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, to
         load_profile(p)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(nir_source(Path(source), Path(tmp)))
-        args = [(path, t, e, tuple(profiles), tokens, token_fn) for t in targets for e in encodings]
+        args = [(path, t, e, tuple(profiles), tokens) for t in targets for e in encodings]
         n = max(1, min(workers, MAX_WORKERS, len(args)))
         if n == 1:
             results = [sweep_target(*a) for a in args]
