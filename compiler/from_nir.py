@@ -8,12 +8,11 @@ BiSpike, or to a readout population when it feeds the Output. Anything else is a
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-import h5py
 import nir
 import numpy as np
-from spikestack.models.nir.nodes import BiSpike, Embedding, all_extension_nodes, register
+from spikestack.models.nir.io import read_nir, source_of
+from spikestack.models.nir.nodes import MAX_STEPS, BiSpike, Embedding
 
 from spikestack.errors import NIRFormatError
 
@@ -28,35 +27,7 @@ from .ir import (
     frozen_array,
 )
 
-KNOWN_TYPES = set(vars(nir.ir)["__all_ir"]) | {cls.type_name for cls in all_extension_nodes()}
-
-
-def _scan_types(path: Path) -> None:
-    """Name the first node whose type we cannot read, before nir.read fails with a bare assertion."""
-    try:
-        with h5py.File(path, "r") as f:
-            nodes = f["node"]["nodes"]
-            for name in nodes:
-                node_type = nodes[name]["type"][()]
-                node_type = node_type.decode() if isinstance(node_type, bytes) else str(node_type)
-                if node_type not in KNOWN_TYPES:
-                    raise NIRFormatError(f"{path}: node {name!r} has unknown type {node_type!r}")
-    except (OSError, KeyError) as exc:
-        raise NIRFormatError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from None
-
-
-def read_nir(path: str | Path) -> nir.NIRGraph:
-    path = Path(path)
-    if not path.exists():
-        raise NIRFormatError(f"{path}: file not found")
-    register()
-    _scan_types(path)
-    try:
-        return nir.read(str(path))
-    except NIRFormatError:
-        raise
-    except Exception as exc:  # nir raises bare AssertionError/ValueError/TypeError on malformed content
-        raise NIRFormatError(f"{path}: malformed NIR graph ({type(exc).__name__}: {exc})") from None
+__all__ = ["DEFAULT_DT", "DEFAULT_SAMPLE_STEPS", "from_nir", "read_nir"]  # read_nir: the one reader, models/nir/io.py
 
 
 def _chain(graph: nir.NIRGraph) -> list[str]:
@@ -106,11 +77,39 @@ DEFAULT_SAMPLE_STEPS = 100  # steps per input sample of a foreign (LIF) graph un
 
 
 def from_nir(graph: nir.NIRGraph, *, dt: float | None = None, steps: int | None = None) -> FloatGraph:
-    """Lower a NIR graph to the float IR: bi-spike token graphs, or foreign Input → (Affine → LIF)+ → Output."""
-    order = _chain(graph)
-    if any(isinstance(graph.nodes[n], NEURON_NODES) for n in order):
-        return _from_lif_chain(graph, order, dt, steps)
-    steps = int(graph.metadata.get("spikestack.steps_per_token", 0)) if graph.metadata else 0
+    """Lower a NIR graph to the float IR: bi-spike token graphs, or foreign Input → (Affine → LIF)+ → Output.
+    Errors name the file the graph was read from (`read_nir` records it), also when memory runs out."""
+    source = source_of(graph)
+    try:
+        order = _chain(graph)
+        if any(isinstance(graph.nodes[n], NEURON_NODES) for n in order):
+            return _from_lif_chain(graph, order, dt, steps)
+        return _from_token_chain(graph, order)
+    except NIRFormatError as exc:
+        if source is None:
+            raise
+        raise NIRFormatError(f"{source}: {exc}") from None
+    except MemoryError:
+        raise NIRFormatError(f"{source or 'graph'}: out of memory while lowering its {len(graph.nodes)} nodes "
+                             f"to the compiler's IR") from None
+
+
+def _meta_int(graph: nir.NIRGraph, key: str, default: int) -> int:
+    """A step count in [0, MAX_STEPS] from the metadata (`read_nir` checks files; this covers in-memory graphs)."""
+    value = (graph.metadata or {}).get(key, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise NIRFormatError(f"graph metadata {key!r} must be an integer, got {value!r:.60}") from None
+    if number != value or not 0 <= number <= MAX_STEPS:
+        raise NIRFormatError(f"graph metadata {key!r} must be a whole number of steps <= {MAX_STEPS}, got "
+                             f"{value!r:.60}")
+    return number
+
+
+def _from_token_chain(graph: nir.NIRGraph, order: list[str]) -> FloatGraph:
+    """Input → Embedding → Flatten → BiSpike → (Affine → BiSpike)* → Affine → Output."""
+    steps = _meta_int(graph, "spikestack.steps_per_token", 0)
     host: HostEmbedding | None = None
     pops: list[SpikingPop | ReadoutPop] = []
     projs: list[FloatProjection] = []
@@ -215,10 +214,13 @@ def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
 def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, steps: int | None) -> FloatGraph:
     """Input → Affine → LIF → (Affine → LIF)* → Output; the host sends the input's binary events each step."""
     meta = graph.metadata or {}
-    dt = float(dt if dt is not None else meta.get("spikestack.dt", DEFAULT_DT))
-    steps = int(steps if steps is not None else meta.get("spikestack.steps_per_sample", DEFAULT_SAMPLE_STEPS))
-    if dt <= 0 or steps < 1:
-        raise NIRFormatError(f"dt must be > 0 and steps >= 1, got dt={dt}, steps={steps}")
+    try:
+        dt = float(dt if dt is not None else meta.get("spikestack.dt", DEFAULT_DT))
+    except (TypeError, ValueError):
+        raise NIRFormatError(f"dt must be a number of seconds, got {meta.get('spikestack.dt')!r:.60}") from None
+    steps = int(steps if steps is not None else _meta_int(graph, "spikestack.steps_per_sample", DEFAULT_SAMPLE_STEPS))
+    if not 0 < dt < np.inf or steps < 1:
+        raise NIRFormatError(f"dt must be finite and > 0 and steps >= 1, got dt={dt}, steps={steps}")
     host: HostSpikeInput | None = None
     pops: list[LIFPop] = []
     projs: list[FloatProjection] = []
@@ -230,8 +232,9 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
         node = graph.nodes[name]
         if isinstance(node, nir.Delay):
             steps_d = _finite(name, "delay", node.delay).reshape(-1) / dt
-            if np.any(steps_d < 0) or not np.allclose(steps_d, np.round(steps_d)):
-                raise NIRFormatError(f"node {name!r}: field 'delay' must be a non-negative multiple of dt={dt}")
+            if np.any(steps_d < 0) or np.any(steps_d > MAX_STEPS) or not np.allclose(steps_d, np.round(steps_d)):
+                raise NIRFormatError(f"node {name!r}: field 'delay' must be a non-negative multiple of dt={dt} of at "
+                                     f"most {MAX_STEPS} steps")
             if pending is None:
                 column_delay = np.round(steps_d).astype(np.int64)
             else:

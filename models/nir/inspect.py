@@ -1,7 +1,8 @@
 """`spikestack inspect FILE.nir`: a table of a NIR file's nodes: type, shapes, spike kind, parameter count.
 
 Place in the picture (STYLE.md): a read-only view of the models → compiler border, for people. Reads through
-`io.read_graph`, so a bad file gives one NIRFormatError line naming the node and field.
+`io.read_nir`, the reader compile uses, so a bad file gives the same one NIRFormatError line naming the node and
+field.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from .io import read_graph
+from .io import read_nir
 from .neurons import GIF, Quantizer
 from .nodes import BiSpike
 from .torch_standard import THRESHOLD_TEST_KEY
@@ -84,7 +85,7 @@ def _rows(graph: nir.NIRGraph, prefix: str = "") -> list[tuple[str, ...]]:
 
 def inspect_nir(path: str | Path) -> str:
     """The table as text: one line per node (sub-graph nodes as `G.B`), then totals and the graph metadata."""
-    graph = read_graph(path)
+    graph = read_nir(path)
     header = ("node", "type", "input", "output", "spikes", "params")
     rows = _rows(graph)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -15,7 +15,17 @@ import numpy as np
 
 from spikestack.errors import NIRFormatError
 
-from .nodes import NAMESPACE, _as_array, _as_float, _as_int, _as_shape, _Extension
+from .nodes import (
+    MAX_CODE_BITS,
+    MAX_ELEMENTS,
+    MAX_STEP_BITS,
+    NAMESPACE,
+    _as_array,
+    _as_float,
+    _as_int,
+    _as_shape,
+    _Extension,
+)
 
 MIN_STEP = 1e-5  # Δ floor, SpikeLLM's CLIPMIN (REFERENCE.md §2; models/spikellm_neurons.py MIN_STEP)
 
@@ -57,15 +67,16 @@ class GIF(_Extension):
     min_step: float = MIN_STEP
 
     def __post_init__(self) -> None:
-        self.bits = _as_int(self.bits, self.type_name, "bits")
-        self.addbit = _as_int(self.addbit, self.type_name, "addbit")
+        self.bits = _as_int(self.bits, self.type_name, "bits", 1, MAX_CODE_BITS)
+        self.addbit = _as_int(self.addbit, self.type_name, "addbit", 0, MAX_STEP_BITS)
         self.min_step = _as_float(self.min_step, self.type_name, "min_step")
         self.salient = _as_array(self.salient, self.type_name, "salient", ndim=1, dtype=np.int8)
-        if self.bits < 1 or self.addbit < 0:
-            raise NIRFormatError(f"{self.type_name}: fields 'bits' >= 1 and 'addbit' >= 0, got {self.bits}, "
-                                 f"{self.addbit}")
-        if not np.isin(self.salient, (0, 1)).all():
-            raise NIRFormatError(f"{self.type_name}: field 'salient' must hold only 0 and 1")
+        if not np.isin(self.salient, (0, 1)).all() or self.salient.size == 0:
+            raise NIRFormatError(f"{self.type_name}: field 'salient' must hold one 0 or 1 per channel, got "
+                                 f"{self.salient.size} values")
+        if self.salient.size > MAX_ELEMENTS:
+            raise NIRFormatError(f"{self.type_name}: field 'salient' has {self.salient.size} channels, more than "
+                                 f"{MAX_ELEMENTS}")
         if self.min_step <= 0:
             raise NIRFormatError(f"{self.type_name}: field 'min_step' must be > 0, got {self.min_step}")
         shape = np.array([self.salient.size])
@@ -124,11 +135,9 @@ class Quantizer(_Extension):
     min_step: float = MIN_STEP
 
     def __post_init__(self) -> None:
-        self.bits = _as_int(self.bits, self.type_name, "bits")
+        self.bits = _as_int(self.bits, self.type_name, "bits", 1, MAX_CODE_BITS)
         self.shape = _as_shape(self.shape, self.type_name)
         self.min_step = _as_float(self.min_step, self.type_name, "min_step")
-        if self.bits < 1:
-            raise NIRFormatError(f"{self.type_name}: field 'bits' must be >= 1, got {self.bits}")
         if self.min_step <= 0:
             raise NIRFormatError(f"{self.type_name}: field 'min_step' must be > 0, got {self.min_step}")
         self.input_type = {"input": self.shape}

@@ -24,7 +24,7 @@ import numpy as np
 
 from spikestack.errors import NIRFormatError
 
-from .nodes import NAMESPACE, _as_array, _as_float, _as_int, _as_shape, _as_str, _Extension
+from .nodes import MAX_ELEMENTS, NAMESPACE, _as_array, _as_float, _as_int, _as_shape, _as_str, _Extension
 
 
 def _set_types(node: _Extension, shape: np.ndarray) -> None:
@@ -110,7 +110,7 @@ class LayerNorm(_Extension):
     def __post_init__(self) -> None:
         self.weight = _as_array(self.weight, self.type_name, "weight", ndim=1)
         self.bias = _as_array(self.bias, self.type_name, "bias", shape=self.weight.shape)
-        self.epsilon = _as_float(self.epsilon, self.type_name, "epsilon")
+        self.epsilon = _as_epsilon(self, self.epsilon)
         _set_types(self, np.array(self.weight.shape))
 
     def reference(self, x: np.ndarray) -> np.ndarray:
@@ -129,7 +129,7 @@ class RMSNorm(_Extension):
 
     def __post_init__(self) -> None:
         self.weight = _as_array(self.weight, self.type_name, "weight", ndim=1)
-        self.epsilon = _as_float(self.epsilon, self.type_name, "epsilon")
+        self.epsilon = _as_epsilon(self, self.epsilon)
         _set_types(self, np.array(self.weight.shape))
 
     def reference(self, x: np.ndarray) -> np.ndarray:
@@ -150,6 +150,24 @@ class PositionEmbedding(_Extension):
     def reference(self, x: np.ndarray) -> np.ndarray:
         """x [L, C] → x + weight[:L]."""
         return x + self.weight[: x.shape[0]]
+
+
+def _as_epsilon(node: _Extension, value: object) -> float:
+    """ε >= 0: a negative one makes the square root of a constant input's variance NaN."""
+    epsilon = _as_float(value, node.type_name, "epsilon")
+    if epsilon < 0:
+        raise NIRFormatError(f"{node.type_name}: field 'epsilon' must be >= 0, got {epsilon}")
+    return epsilon
+
+
+def _as_heads(node: _Extension, n_heads: object, head_dim: object) -> tuple[int, int]:
+    """(H, d) as integers >= 1 whose product, the channels of a token, is at most MAX_ELEMENTS."""
+    heads = _as_int(n_heads, node.type_name, "n_heads", 1, MAX_ELEMENTS)
+    width = _as_int(head_dim, node.type_name, "head_dim", 1, MAX_ELEMENTS)
+    if heads * width > MAX_ELEMENTS:
+        raise NIRFormatError(f"{node.type_name}: fields 'n_heads' x 'head_dim' = {heads * width} channels, more "
+                             f"than {MAX_ELEMENTS}")
+    return heads, width
 
 
 def _operand_list(node: _Extension, value: object, count: int) -> str:
@@ -220,8 +238,9 @@ class Attention(_Extension):
     operands: str
 
     def __post_init__(self) -> None:
-        for name in ("n_heads", "n_kv_heads", "head_dim", "causal"):
-            setattr(self, name, _as_int(getattr(self, name), self.type_name, name))
+        self.n_heads, self.head_dim = _as_heads(self, self.n_heads, self.head_dim)
+        self.n_kv_heads = _as_int(self.n_kv_heads, self.type_name, "n_kv_heads", 1, self.n_heads)
+        self.causal = _as_int(self.causal, self.type_name, "causal")
         self.scale = _as_float(self.scale, self.type_name, "scale")
         self.operands = _operand_list(self, self.operands, 3)
         if self.n_heads < 1 or self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads or self.head_dim < 1:
@@ -258,8 +277,7 @@ class RoPE(_Extension):
     theta: float
 
     def __post_init__(self) -> None:
-        self.n_heads = _as_int(self.n_heads, self.type_name, "n_heads")
-        self.head_dim = _as_int(self.head_dim, self.type_name, "head_dim")
+        self.n_heads, self.head_dim = _as_heads(self, self.n_heads, self.head_dim)
         self.theta = _as_float(self.theta, self.type_name, "theta")
         if self.n_heads < 1 or self.head_dim < 2 or self.head_dim % 2:
             raise NIRFormatError(f"{self.type_name}: field 'head_dim' must be even and >= 2, got {self.head_dim}")
