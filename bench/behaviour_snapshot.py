@@ -91,25 +91,27 @@ VARIANTS: tuple[Variant, ...] = (
 
 def collect(variant: Variant, calibrate: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, record) of one variant. Array names: `ids` (inputs), `logits`, `readout` (chain programs),
-    `trace/<kind>/<layer>` (spikes, payloads, host_tensors, inputs). The record holds JSON values only."""
+    `trace/<kind>/<layer>` (spikes, payloads, host_tensors, inputs). The record holds JSON values only.
+
+    Through the public API (`spikestack.api`: compile, save, load, run, simulate, generate) and its inputs
+    (`spikestack.evaluation.eval_inputs`), the same calls and inputs `spikestack compile|run|simulate|generate`
+    make."""
     if variant.float_only:
         return _collect_float(variant)
-    from spikestack.compiler import artifact
-
-    from spikestack.cli import compile_to, simulate_artifact
+    from spikestack import api
 
     with tempfile.TemporaryDirectory() as tmp:
         source = _foreign_lif_nir(Path(tmp)) if variant.source == FOREIGN_LIF else CHECKPOINTS / f"{variant.source}.pt"
         art = Path(tmp) / "artifact"
-        compile_to(source, variant.target, art, steps=variant.steps, encoding=variant.encoding, calibrate=calibrate,
-                   dataflow=variant.dataflow)
-        program = artifact.load(art)  # run what every command runs: the artifact as read back
-        hybrid = hasattr(program, "layers")
+        api.save(api.compile(source, variant.target, steps=variant.steps, encoding=variant.encoding,
+                             calibrate=calibrate, dataflow=variant.dataflow), art)
+        program = api.load(art)  # run what every command runs: the artifact as read back
+        hybrid = api.kind_of(program) == "hybrid"
         arrays, run_summary = _run_hybrid(program) if hybrid else _run_chain(program)
         record = {
             "run": run_summary,
-            "simulate": json.loads(json.dumps(simulate_artifact(art, None, SIMULATE_TOKENS))),
-            "generation": _generate(program, hybrid) if variant.generate else None,
+            "simulate": json.loads(json.dumps(api.simulate(art, tokens=SIMULATE_TOKENS).to_dict())),
+            "generation": api.generate(program, GENERATE_PROMPT, GENERATE_TOKENS) if variant.generate else None,
             "artifact": _artifact_hashes(art),
             "calibration": json.loads(json.dumps(program.report.get("calibration"))),
             "compile_report": json.loads(json.dumps({k: v for k, v in program.report.items() if k != "calibration"})),
@@ -119,19 +121,18 @@ def collect(variant: Variant, calibrate: int) -> tuple[dict[str, np.ndarray], di
 
 def _run_chain(program: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """`spikestack run ART --tokens RUN_TOKENS` on a chain artifact (spine network or foreign LIF chain)."""
-    from spikestack.runtime.reference import run
+    from spikestack import api
+    from spikestack.evaluation import bpc, eval_inputs
 
-    from spikestack.cli import _eval_windows
-    from spikestack.hybrid_cli import bpc
-
-    ids, targets = _eval_windows(program, RUN_TOKENS)
-    trace = run(program, ids)
-    arrays = {"ids": np.asarray(ids), "logits": trace.logits, "readout": trace.readout, "trace/inputs": trace.inputs}
+    data = eval_inputs(program, RUN_TOKENS)
+    trace = api.run(program, data.inputs).trace
+    arrays = {"ids": np.asarray(data.inputs), "logits": trace.logits, "readout": trace.readout,
+              "trace/inputs": trace.inputs}
     arrays |= {f"trace/spikes/{k}": v for k, v in trace.spikes.items()}
     summary: dict[str, Any] = {"tokens": trace.tokens, "firing_rate": trace.firing_rate(),
                                "saturations": dict(trace.saturations)}
-    if targets is not None:
-        summary["bpc"] = bpc(trace.logits, targets)
+    if data.targets is not None:
+        summary["bpc"] = bpc(trace.logits, data.targets)
     else:
         summary["output_spike_counts"] = trace.readout.tolist()
     return arrays, json.loads(json.dumps(summary))
@@ -139,38 +140,20 @@ def _run_chain(program: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 def _run_hybrid(program: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """`spikestack run ART --tokens RUN_TOKENS` on a hybrid (language-model) artifact."""
-    from spikestack.runtime.hybrid.executor import run
+    from spikestack import api
+    from spikestack.evaluation import bpc, eval_inputs
 
-    from spikestack.hybrid_cli import _windows, bpc
-
-    ids, targets = _windows(program, RUN_TOKENS)
-    trace = run(program, ids)
+    data = eval_inputs(program, RUN_TOKENS)
+    ids = data.inputs
+    trace = api.run(program, ids).trace
     arrays = {"ids": np.asarray(ids), "logits": trace.logits}
     arrays |= {f"trace/payloads/{k}": v for k, v in trace.payloads.items()}
     arrays |= {f"trace/host_tensors/{k}": v for k, v in trace.host_tensors.items()}
     summary: dict[str, Any] = {"family": program.family, "positions": int(ids.size), "calls": trace.calls,
                                "events": trace.events(), "saturations": dict(trace.saturations)}
-    if targets is not None:
-        summary["bpc"] = bpc(trace.logits, targets)
+    if data.targets is not None:
+        summary["bpc"] = bpc(trace.logits, data.targets)
     return arrays, json.loads(json.dumps(summary))
-
-
-def _generate(program: Any, hybrid: bool) -> str:
-    """`spikestack generate ART --prompt GENERATE_PROMPT --tokens GENERATE_TOKENS` on the reference backend."""
-    from spikestack.models.data import load_corpus
-
-    vocab = load_corpus().vocab
-    if not hybrid:
-        from spikestack.runtime.generate import generate
-        from spikestack.runtime.verify import backend_runner
-
-        return generate(program, vocab, GENERATE_PROMPT, GENERATE_TOKENS, backend_runner("reference"))[0]
-    from spikestack.runtime.hybrid.verify import chip_backend, generate_ids
-
-    index = {ch: i for i, ch in enumerate(vocab)}
-    ids = generate_ids(program, [index[ch] for ch in GENERATE_PROMPT], GENERATE_TOKENS,
-                       lambda: chip_backend("reference"))
-    return "".join(vocab[i] for i in ids)
 
 
 def _collect_float(variant: Variant) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -180,7 +163,8 @@ def _collect_float(variant: Variant) -> tuple[dict[str, np.ndarray], dict[str, A
     from spikestack.models.data import load_corpus
     from spikestack.models.registry import checkpoint_family, family_function
 
-    from spikestack.hybrid_cli import sample_ids
+    from spikestack import api
+    from spikestack.evaluation import sample_ids
 
     path = CHECKPOINTS / f"{variant.source}.pt"
     family = checkpoint_family(path)
@@ -188,11 +172,11 @@ def _collect_float(variant: Variant) -> tuple[dict[str, np.ndarray], dict[str, A
     if family == "bispike-mlp":
         ids, _ = context_windows(load_corpus().val_ids[: RUN_TOKENS + model.cfg.context], model.cfg.context)
     else:  # SpikeGPT streams tokens (one window of RUN_TOKENS); SpikeLM windows are its context
-        ids, _ = sample_ids(len(vocab), 0 if family == "spikegpt" else model.cfg.context, RUN_TOKENS)
+        ids = sample_ids(len(vocab), 0 if family == "spikegpt" else model.cfg.context, RUN_TOKENS).inputs
     with torch.no_grad():
         out = model(torch.from_numpy(np.asarray(ids, np.int64)))
     logits = (out[0] if isinstance(out, tuple) else out).numpy()  # the encoder also returns class logits
-    text = family_function(path, "generate")(path, GENERATE_PROMPT, GENERATE_TOKENS) if variant.generate else None
+    text = api.generate(path, GENERATE_PROMPT, GENERATE_TOKENS) if variant.generate else None
     return {"ids": np.asarray(ids), "logits": logits}, {"generation": text, "family": family}
 
 
@@ -326,7 +310,11 @@ def _array_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray], names: set[s
 
 
 CHECKS = ("arrays", "logits", "run", "simulate", "generation", "calibration")  # behaviour: any difference fails
-INFO = ("artifact", "compile_report")  # informational: the format and the report layout may change
+INFO = ("artifact", "compile_report", "sources")  # informational: format, report layout, citation wording
+
+
+def _without_sources(record):
+    return {k: v for k, v in record.items() if k != "profile_sources"} if isinstance(record, dict) else record
 
 
 def compare_variant(a: tuple[dict, dict] | None, b: tuple[dict, dict] | None) -> dict[str, list[str]]:
@@ -337,7 +325,10 @@ def compare_variant(a: tuple[dict, dict] | None, b: tuple[dict, dict] | None) ->
     traced = (arr_a.keys() | arr_b.keys()) - {"logits"}
     diffs = {"arrays": _array_diff(arr_a, arr_b, traced), "logits": _array_diff(arr_a, arr_b, {"logits"})}
     for key in ("run", "simulate", "generation", "calibration", "compile_report"):
-        diffs[key] = _json_diff(rec_a.get(key), rec_b.get(key))
+        diffs[key] = _json_diff(_without_sources(rec_a.get(key)), _without_sources(rec_b.get(key)))
+    # the profiles' citation text (profile_sources) is wording, not behaviour: compared, but informational
+    diffs["sources"] = _json_diff((rec_a.get("simulate") or {}).get("profile_sources"),
+                                  (rec_b.get("simulate") or {}).get("profile_sources"))
     art_a, art_b = rec_a.get("artifact") or {}, rec_b.get("artifact") or {}
     diffs["artifact"] = _json_diff(art_a, art_b)
     return diffs

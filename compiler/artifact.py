@@ -1,10 +1,11 @@
 """The artifact format: the one module that writes and reads compiled programs (both backends and the
 simulator use `load` only).
 
-Layout of an artifact directory (version 3):
+Layout of an artifact directory (version 4):
 
-    manifest.json        format, version, kind, target, …, cores, report, and for every array and host file its
-                         path and sha256 (arrays also dtype and shape); `content_sha256` hashes all of the above
+    manifest.json        format, version, kind, target (the name) and target_spec (the whole target compiled for),
+                         …, cores, report, and for every array and host file its path and sha256 (arrays also
+                         dtype and shape); `content_sha256` hashes all of the above
     arrays/<name>.npy    one array per file (np.save is deterministic; npz embeds timestamps)
     host/<name>.onnx     the host programs, run with onnxruntime
 
@@ -33,10 +34,10 @@ import numpy as np
 
 from spikestack.errors import ArtifactError
 
-from .artifact_check import check_chain, check_hybrid, check_report, check_values, run_verifier
+from .artifact_check import check_chain, check_hybrid, check_report, check_target, check_values, run_verifier
 from .artifact_files import MANIFEST_MAX_BYTES, ONNX_MAX_BYTES, ArtifactDir, check_onnx, parse_manifest, plain_relative
 from .artifact_output import conflict, identity, new_temp, remove_stale_temps, swap_into_place
-from .artifact_schema import Ctx, check_schema, show
+from .artifact_schema import Ctx, check_schema, embedded_target, show
 from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
 from .ir import (
     Core,
@@ -51,7 +52,7 @@ from .ir import (
 )
 
 FORMAT = "spikestack-artifact"
-VERSION = 3  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid
+VERSION = 4  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid; 4: target_spec
 KINDS = ("chain", "hybrid")
 _POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
 _POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
@@ -103,8 +104,9 @@ def save(program: Program | HybridProgram, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "kind": "chain", "target": program.target, "steps": program.steps,
-        "state_bits": program.state_bits, "input_pop": program.input_pop, "timing": program.timing,
+        "format": FORMAT, "version": VERSION, "kind": "chain", "target": program.target,
+        "target_spec": program.target_spec.to_fields(), "steps": program.steps, "input_pop": program.input_pop,
+        "timing": program.timing,
         "host_input": {"kind": _HOST_KINDS[type(program.host_input)],
                        **_split(program.host_input, "host_input", arrays)},
         "populations": [
@@ -143,7 +145,9 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "kind": "hybrid",
         **{f.name: getattr(program, f.name) for f in fields(program)
-           if f.name not in ("layers", "stages", "states", "cores", "report", "decode_stages", "decode_states")},
+           if f.name not in ("target_spec", "layers", "stages", "states", "cores", "report", "decode_stages",
+                             "decode_states")},
+        "target_spec": program.target_spec.to_fields(),
         "layers": layers, "stages": stage_entries(program.stages, "stage"),
         "states": [asdict(s) for s in program.states],
         "decode_stages": stage_entries(program.decode_stages, "decode"),
@@ -265,6 +269,7 @@ def _read_manifest(folder: ArtifactDir, ctx: Ctx) -> dict[str, Any]:
     if manifest.get("kind") not in KINDS:
         raise ArtifactError(f"{path}: kind = {show(manifest.get('kind'))}; allowed: one of {', '.join(KINDS)}")
     check_schema(manifest, ctx)
+    check_target(manifest, ctx)
     (check_hybrid if manifest["kind"] == "hybrid" else check_chain)(manifest, ctx)
     check_report(manifest, ctx)
     return manifest
@@ -294,20 +299,22 @@ def _build(cls: type, data: dict[str, Any], arrays: dict[str, np.ndarray]) -> An
     return cls(**kwargs)
 
 
-def _build_chain(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles) -> Program:
+def _build_chain(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles, ctx: Ctx) -> Program:
     pops = tuple(_build(_POP_TYPES[p.pop("kind")], p, arrays) for p in manifest["populations"])
     host_programs = tuple(
         HostProgram(name=e["name"], onnx=host.read(e, "host program", {_HOST_PROGRAM_INPUTS[e["name"]]}, set(), 1))
         for e in manifest.get("host_programs", []))
     return Program(
-        target=manifest["target"], steps=manifest["steps"], state_bits=manifest["state_bits"],
+        target=manifest["target"], target_spec=embedded_target(manifest["target_spec"], "target_spec", ctx),
+        steps=manifest["steps"],
         host_input=_build(_HOST_TYPES[manifest["host_input"].pop("kind")], manifest["host_input"], arrays),
         input_pop=manifest["input_pop"], timing=manifest.get("timing", "token"),
         populations=pops, projections=tuple(_build(QProjection, p, arrays) for p in manifest["projections"]),
         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"], host_programs=host_programs)
 
 
-def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles) -> HybridProgram:
+def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host: _HostFiles,
+                  ctx: Ctx) -> HybridProgram:
     layers = []
     for entry in manifest["layers"]:
         proj = entry.pop("projection", None)
@@ -328,7 +335,8 @@ def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host:
 
     scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
                                         "input_name", "output_name", "max_positions")}
-    return HybridProgram(**scalars, layers=tuple(layers), stages=stages(manifest["stages"]),
+    return HybridProgram(**scalars, target_spec=embedded_target(manifest["target_spec"], "target_spec", ctx),
+                         layers=tuple(layers), stages=stages(manifest["stages"]),
                          states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
                          decode_states=states(manifest.get("decode_states", [])),
                          cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
@@ -345,7 +353,7 @@ def load(art_dir: str | Path) -> Program | HybridProgram:
                   for key, meta in manifest["arrays"].items()}
         build = _build_hybrid if manifest["kind"] == "hybrid" else _build_chain
         try:
-            program = build(manifest, arrays, _HostFiles(folder))
+            program = build(manifest, arrays, _HostFiles(folder), ctx)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # the schema should make this unreachable
             raise ArtifactError(f"{ctx.where}: malformed entry ({type(exc).__name__}: {exc})") from None
     check_values(program, ctx)

@@ -22,6 +22,7 @@ from .artifact_schema import VOCAB_MAX, Ctx, fail, join, show
 from .hybrid.ir import HybridProgram
 from .ir import Program, QLIFPop, QReadoutPop
 from .passes.quantize_lif import BIAS_EXP_MAX, BIAS_MANT_MAX, MAX_DELAY_STEPS
+from .targets import Target
 
 BINARY_ENCODING_KINDS = ("gif", "relay")  # unsigned payloads (compiler/hybrid/ir.py)
 
@@ -57,6 +58,12 @@ def check_cores(ctx: Ctx, cores: list[dict[str, Any]], sizes: dict[str, int]) ->
         size = sizes[core["pop"]]
         if not core["lo"] < core["hi"] <= size:
             fail(ctx, join(path, "hi"), core["hi"], f"lo ({core['lo']}) < hi <= {size}, the size of {core['pop']!r}")
+
+
+def check_target(m: dict[str, Any], ctx: Ctx) -> None:
+    """`target` is the name of the embedded `target_spec` (reports print the one, executors read the other)."""
+    if m["target"] != m["target_spec"]["name"]:
+        fail(ctx, "target", m["target"], f"{show(m['target_spec']['name'])}, the name of target_spec")
 
 
 # ----------------------------------------------------------------------------------------------------- chain
@@ -296,10 +303,25 @@ def _finite(ctx: Ctx, path: str, a: np.ndarray | None) -> None:
         fail(ctx, path, str(np.asarray(a)[~np.isfinite(a)].flat[0]), "finite values only")
 
 
+def _lif_widths(ctx: Ctx, path: str, du: int, dv: int, vth: int, target: Target) -> None:
+    """A LIF's decays within the target's decay bits, its threshold mantissa within what its shift leaves."""
+    for key, value in (("du", du), ("dv", dv)):
+        if not 0 <= value < target.decay_unity:
+            fail(ctx, join(path, key), value, f"an integer in 0..{target.decay_unity - 1} (decay_bits = "
+                                              f"{target.decay_bits} of target {target.name})")
+    if not 0 < vth <= target.activation_max:
+        fail(ctx, join(path, "vth"), vth, f"an integer in 1..{target.activation_max} (vth << activation_shift "
+                                          f"must fit the {target.state_bits}-bit state of target {target.name})")
+
+
 def check_values(program: Program | HybridProgram, ctx: Ctx) -> None:
-    """Array values the verifiers leave unchecked but the executors rely on."""
+    """Array values the verifiers leave unchecked but the executors rely on, and the LIF fields against the
+    embedded target (with their JSON paths; the verifier checks them again)."""
+    target = program.target_spec
     if isinstance(program, HybridProgram):
         for i, la in enumerate(program.layers):
+            if la.kind == "lif":
+                _lif_widths(ctx, join("layers", i), la.du, la.dv, la.vth, target)
             p = la.projection
             if p is not None:
                 path = join(join("layers", i), "projection")
@@ -309,6 +331,7 @@ def check_values(program: Program | HybridProgram, ctx: Ctx) -> None:
     for i, pop in enumerate(program.populations):
         path = join("populations", i)
         if isinstance(pop, QLIFPop):
+            _lif_widths(ctx, path, pop.du, pop.dv, pop.vth, target)
             _within(ctx, join(path, "bias_exp"), pop.bias_exp, 0, BIAS_EXP_MAX, "Lava's 3-bit bias exponent")
             _within(ctx, join(path, "bias_mant"), pop.bias_mant, -BIAS_MANT_MAX, BIAS_MANT_MAX,
                     "Lava's 13-bit bias mantissa")
@@ -331,4 +354,4 @@ def run_verifier(program: Program | HybridProgram, ctx: Ctx) -> None:
         raise ArtifactError(f"{ctx.where}: the program fails the compiler's verifier: {exc}") from None
 
 
-__all__ = ["check_chain", "check_hybrid", "check_report", "check_values", "run_verifier", "show"]
+__all__ = ["check_chain", "check_hybrid", "check_report", "check_target", "check_values", "run_verifier", "show"]

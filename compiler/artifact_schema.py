@@ -24,13 +24,13 @@ from spikestack.errors import ArtifactError
 from .artifact_files import ARRAY_DTYPES, plain_relative
 from .encodings import ENCODINGS
 from .hybrid.ir import CHIP_KINDS
+from .targets import Target, target_from_fields
 
 MAX_STEPS = 1 << 20  # steps per token/sample or per call; executors allocate [tokens, steps, neurons]
 MAX_NEURONS = 1 << 24  # neurons of one population or layer
 MAX_ITEMS = 1 << 20  # populations, layers, cores, stages, names per list
 MAX_ARRAY_BYTES = 16 << 30  # one array (the 216M shape's largest is 0.8 GB)
 MAX_NAME_CHARS = 512
-STATE_BITS = (2, 32)  # a signed state needs 2 bits; the executors are exact up to 32 (runtime/reference.py)
 VOCAB_MAX = 1 << 24
 LIF_NEURONS = ("LIF", "CubaLIF", "IF", "LI", "Threshold")  # NIR node kinds (compiler/ir.py LIFPop)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -265,9 +265,30 @@ class MapOf(Spec):
             self.value.check(item, join(path, key), ctx)
 
 
+def embedded_target(value: Any, path: str, ctx: Ctx) -> Target:
+    """The target an artifact embeds, built and checked by the one function target files go through
+    (`compiler/targets.py`): an edited manifest passes exactly the checks a `--target` file passes."""
+    if not isinstance(value, dict):
+        fail(ctx, path, value, "an object with the fields of a target (compiler/targets.py)")
+    return target_from_fields(value, lambda key: f"{ctx.where}: {join(path, key)}", ArtifactError)
+
+
+@dataclass(frozen=True)
+class TargetFields(Spec):
+    """`target_spec`: the whole target the program was compiled for (`Target.to_fields`)."""
+
+    def describe(self) -> str:
+        return "an object with the fields of a target (compiler/targets.py)"
+
+    def check(self, value: Any, path: str, ctx: Ctx) -> None:
+        embedded_target(value, path, ctx)
+
+
 NAME, REAL, POSITIVE = Name(), Real(), Real(positive=True)
 NAMES = ListOf(NAME)
-LAVA_DECAY, LAVA_VTH = Int(0, 4095), Int(0, (1 << 17) - 1)  # 12-bit du/dv, 17-bit vth (lava/proc/lif/models.py)
+# LIF fields: the widest any target allows (decay_bits <= 24; state_bits <= 32 with no shift); the verifier checks
+# them against the program's own target (compiler/verify.py `verify_lif_fields`)
+LAVA_DECAY, LAVA_VTH = Int(0, (1 << 24) - 1), Int(0, (1 << 31) - 1)
 HEADER = {"format": Anything(), "version": Anything(), "kind": Anything(), "content_sha256": Hex64(),
           "report": Anything(), "arrays": Anything(), "cores": ListOf(Obj(
               {"index": Int(0, MAX_ITEMS), "pop": NAME, "lo": Int(0, MAX_NEURONS), "hi": Int(1, MAX_NEURONS),
@@ -278,7 +299,7 @@ ARRAY_META = Obj({"file": File("arrays", ".npy"), "dtype": Choice(ARRAY_DTYPES),
                   "sha256": Hex64()})
 
 CHAIN = Obj({
-    **HEADER, "target": NAME, "steps": Int(1, MAX_STEPS), "state_bits": Int(*STATE_BITS), "input_pop": Opt(NAME),
+    **HEADER, "target": NAME, "target_spec": TargetFields(), "steps": Int(1, MAX_STEPS), "input_pop": Opt(NAME),
     "host_input": Tagged("kind", {
         "embedding": Obj({"name": NAME, "table": Array("int", 2), "context": Int(1, 1 << 16), "unit": POSITIVE}),
         "spikes": Obj({"name": NAME, "size": Int(1, MAX_NEURONS)})}),
@@ -305,7 +326,8 @@ _STAGE = Obj({"index": Int(0, MAX_ITEMS), "inputs": NAMES, "outputs": NAMES, "st
 _STATE = Obj({"name": NAME, "shape": ListOf(Int(0, MAX_NEURONS), 0, 8), "init": REAL})
 
 HYBRID = Obj({
-    **HEADER, "family": NAME, "target": NAME, "time_axis": Choice(("tokens", "steps", "sequence")),
+    **HEADER, "family": NAME, "target": NAME, "target_spec": TargetFields(),
+    "time_axis": Choice(("tokens", "steps", "sequence")),
     "steps_per_token": Int(1, MAX_STEPS), "vocab_size": Int(1, VOCAB_MAX), "input_name": NAME, "output_name": NAME,
     "max_positions": Int(0, 1 << 24),
     "layers": ListOf(Obj(

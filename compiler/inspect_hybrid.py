@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .hybrid.ir import HybridProgram
-from .targets import load_target
+from .targets import target_of
 
 
 def inspect_hybrid(program: HybridProgram) -> str:
@@ -26,7 +26,7 @@ def inspect_hybrid(program: HybridProgram) -> str:
         lines.append(f"{la.name:44s} {la.kind:8s} {la.width:5d} {la.steps:5d} {la.payload_bits:5d} b "
                      f"{syn:9d} {n_cores:5d} {la.segment:3d}")
     if program.cores:
-        target = load_target(program.target)
+        target = target_of(program)
         neurons = np.array([c.hi - c.lo for c in program.cores])
         memory = np.array([c.synaptic_memory_bits for c in program.cores]) / target.synaptic_memory_bits
         chips = len({c.chip for c in program.cores})

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .targets import Target
+
 
 def frozen_array(a: np.ndarray, dtype: type | np.dtype | None = None) -> np.ndarray:
     """A read-only copy so that no pass can edit another stage's payload in place."""
@@ -148,9 +150,9 @@ class QLIFPop:
 
     name: str
     size: int
-    du: int  # 12-bit current decay; 4095 makes u equal this step's input (NIR LIF has no synaptic current)
-    dv: int  # 12-bit voltage decay, round(dt/τ · 4096)
-    vth: int  # 17-bit threshold mantissa; effective threshold vth << 6
+    du: int  # current decay in the target's decay_bits (Lava 12); 2^bits − 1 makes u this step's input (NIR LIF)
+    dv: int  # voltage decay, round(dt/τ · 2^decay_bits)
+    vth: int  # threshold mantissa; effective threshold vth << activation_shift (Lava: 17 bits, << 6)
     bias_mant: np.ndarray  # int32 [n], 13-bit signed
     bias_exp: np.ndarray  # int32 [n], 0..7
     state_unit: float  # real value of one v LSB
@@ -224,9 +226,9 @@ class HostProgram:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Program:
-    target: str
+    target: str  # the target's name (reports, messages)
+    target_spec: Target  # the whole target compiled for: its widths and shifts define the integer semantics
     steps: int
-    state_bits: int
     host_input: QHostInput | QSpikeInput
     input_pop: str | None
     populations: tuple[QSpikingPop | QLIFPop | QReadoutPop, ...]
@@ -246,5 +248,9 @@ class Program:
         return next((p for p in self.projections if p.dst == pop), None)
 
     @property
+    def state_bits(self) -> int:
+        return self.target_spec.state_bits
+
+    @property
     def state_max(self) -> int:
-        return (1 << (self.state_bits - 1)) - 1
+        return self.target_spec.state_max

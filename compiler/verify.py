@@ -10,6 +10,7 @@ import numpy as np
 from spikestack.errors import CompileError
 
 from .ir import FloatGraph, LIFPop, Program, QLIFPop, QReadoutPop, QSpikingPop, ReadoutPop, SpikingPop
+from .targets import Target
 
 
 def verify_float(graph: FloatGraph) -> None:
@@ -45,6 +46,9 @@ def verify_float(graph: FloatGraph) -> None:
 
 def verify_program(program: Program) -> None:
     """Integer stage: integer dtypes, ranges inside the target's fields, cores covering every neuron once."""
+    target = program.target_spec
+    if program.target != target.name:
+        raise CompileError(f"program for target {program.target!r} carries the spec of target {target.name!r}")
     smax = program.state_max
     for pop in program.populations:
         if isinstance(pop, QSpikingPop):
@@ -59,8 +63,7 @@ def verify_program(program: Program) -> None:
             if np.abs(pop.bias).max(initial=0) > smax or np.abs(pop.thresholds).max() > smax:
                 raise CompileError(f"layer {pop.name!r}: bias/threshold outside the {program.state_bits}-bit state")
         elif isinstance(pop, QLIFPop):
-            if not (0 <= pop.du < 4096 and 0 <= pop.dv < 4096 and 0 < pop.vth < (1 << 17)):
-                raise CompileError(f"layer {pop.name!r}: du/dv must be 12-bit and vth 17-bit")
+            verify_lif_fields(pop.name, pop.du, pop.dv, pop.vth, target)
         elif not isinstance(pop, QReadoutPop):
             raise CompileError(f"layer {pop.name!r}: unknown population type {type(pop).__name__}")
     for proj in program.projections:
@@ -73,3 +76,11 @@ def verify_program(program: Program) -> None:
             edges = [0] + [hi for _, hi in covered]
             if [lo for lo, _ in covered] != edges[:-1] or edges[-1] != pop.size:
                 raise CompileError(f"layer {pop.name!r}: cores {covered} do not cover [0, {pop.size}) exactly once")
+
+
+def verify_lif_fields(name: str, du: int, dv: int, vth: int, target: Target) -> None:
+    """A LIF's decays are fractions of the target's decay unity and its shifted threshold fits the state."""
+    unity = target.decay_unity
+    if not (0 <= du < unity and 0 <= dv < unity and 0 < vth <= target.activation_max):
+        raise CompileError(f"layer {name!r}: du = {du}, dv = {dv} must be {target.decay_bits}-bit (0..{unity - 1}) "
+                           f"and vth = {vth} in 1..{target.activation_max} (target {target.name})")

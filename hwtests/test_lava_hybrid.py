@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer, QChipProjection, frozen_array
+from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.executor import ReferenceChip, run
-from spikestack.runtime.lava.hybrid_chip import LavaChip
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids
+from spikestack.runtime.lava.hybrid_chip import LavaChip
 
 pytestmark = pytest.mark.lava
 
@@ -165,8 +166,8 @@ def _inputs(rng: np.random.Generator, layers, lead) -> dict[str, np.ndarray]:
 def test_hand_made_layers_on_lava_equal_reference():
     rng = np.random.default_rng(5)
     layers = _hand_layers(rng)
-    program = HybridProgram(family="hand", target="loihi2", time_axis="steps", steps_per_token=3, vocab_size=0,
-                            layers=layers, stages=())
+    program = HybridProgram(family="hand", target="loihi2", target_spec=load_target("loihi2"), time_axis="steps",
+                            steps_per_token=3, vocab_size=0, layers=layers, stages=())
     lead = (2, 3)  # 2 sequences × 3 positions: 6 copies of every layer, block-diagonal projections
     ref, lava = ReferenceChip(), LavaChip()
     try:

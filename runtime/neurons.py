@@ -8,17 +8,21 @@ Bi-spike step (REFERENCE.md §1.1 in fixed point; `compiler/passes/quantize.py` 
 
     t == 0:  u = x
     t >  0:  u = (u · carry[t-1, s_prev + K] + 2^(shift-1)) >> shift  + x      # round half up
-    u = clip(u, -state_max, state_max)                                         # 24-bit saturation
+    u = clip(u, -state_max, state_max)                                         # the target's state width
     s = Σ_k [u > θ[t, k]] - [u < -θ[t, k]]                                      # signed level in -K..K
 
-`x` is the synaptic input of this step plus the neuron's bias.
+`x` is the synaptic input of this step plus the neuron's bias. Widths and shifts (state_max, the carry shift, the
+LIF's decay bits and activation shift) come from the program's target (`compiler/targets.py`), never from here.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from spikestack.compiler.targets import Target
 
 
 class BiSpikeTables(NamedTuple):
@@ -92,15 +96,21 @@ def gif_step(u: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class LIFFields(NamedTuple):
+    """A LIF population's fields and the target widths its step runs in (Lava: 12, 6, 24)."""
+
     du: int
     dv: int
     vth: int
     bias: np.ndarray  # int64 [n]: bias_mant << bias_exp (Lava's effective bias)
+    decay_bits: int  # decays keep x·(2^decay_bits − d) >> decay_bits
+    activation_shift: int  # a_in and vth are shifted left by this before meeting u and v
+    state_bits: int  # u wraps and v saturates at this signed width
 
 
-DECAY_SHIFT = 12  # Lava fixed_pt LIF (lava/proc/lif/models.py; REFERENCE.md §5.4)
-ACT_SHIFT = 6
-UV_HALF_RANGE = 1 << 23  # 24-bit u and v
+def lif_fields(du: int, dv: int, vth: int, bias: np.ndarray, target: Target) -> LIFFields:
+    """The fields of one population in the widths of the program's target."""
+    return LIFFields(du=int(du), dv=int(dv), vth=int(vth), bias=bias, decay_bits=target.decay_bits,
+                     activation_shift=target.activation_shift, state_bits=target.state_bits)
 
 
 def lif_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
@@ -109,42 +119,46 @@ def lif_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
     return np.where(exp >= 0, mant << np.maximum(exp, 0), mant >> np.maximum(-exp, 0))
 
 
-def _decay(x: np.ndarray, keep: int) -> np.ndarray:
-    """x · keep / 2^12 truncated toward zero, as Lava does (sign · (|x·keep| >> 12)); a new int64 array.
+def _decay(x: np.ndarray, keep: int, shift: int) -> np.ndarray:
+    """x · keep / 2^shift truncated toward zero, as Lava does (sign · (|x·keep| >> 12)); a new int64 array.
 
-    Computed as a floor shift of x·keep + (2^12 − 1 if negative): the same integer, in place and without the
+    Computed as a floor shift of x·keep + (2^shift − 1 if negative): the same integer, in place and without the
     sign/abs temporaries (the executor calls this twice per LIF layer and token)."""
     prod = np.multiply(x, keep, dtype=np.int64)
     bias = prod >> 63  # −1 where negative, else 0
-    bias &= (1 << DECAY_SHIFT) - 1
+    bias &= (1 << shift) - 1
     prod += bias
-    prod >>= DECAY_SHIFT
+    prod >>= shift
     return prod
 
 
 def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, f: LIFFields
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of Lava's fixed_pt LIF (PyLifModelBitAcc), bit for bit. Returns (u, v, spikes as int64 0/1).
+    """One step of Lava's fixed_pt LIF (PyLifModelBitAcc), bit for bit in Lava's widths (decay_bits D = 12,
+    activation_shift A = 6, state_bits S = 24), and the same arithmetic in any other target's. With U = 2^D:
 
-        u ← trunc(u · (4096 - du - 1) / 4096) + (a_in << 6), wrapped to 24 bits (Loihi 1's ds_offset = 1)
-        v ← clip(trunc(v · (4096 - dv) / 4096) + u + bias, ±(2^23 - 1));  s = v > vth << 6;  v[s] = 0
+        u ← trunc(u · (U - du - 1) / U) + (a_in << A), wrapped to S bits (Loihi 1's ds_offset = 1)
+        v ← clip(trunc(v · (U - dv) / U) + u + bias, ±(2^(S-1) - 1));  s = v > vth << A;  v[s] = 0
+
+    Returns (u, v, spikes as int64 0/1).
 
     u, v and a_in have one shape. In place on fresh arrays (the inputs are never written), the wrap only when a
     value needs it: SpikeGPT calls this once per LIF layer and token on a few hundred neurons, where each numpy
     call's fixed cost, not the arithmetic, is the time (4 × 64 neurons, measured: 41 → 24 µs).
     """
-    u_new = np.left_shift(a_in, ACT_SHIFT, dtype=np.int64)
-    keep_u = (1 << DECAY_SHIFT) - (f.du + 1)
-    if keep_u:  # du = 4095 (SpikeGPT's) keeps nothing of u
-        u_new += _decay(u, keep_u)
-    if u_new.size and (u_new.max() > UV_HALF_RANGE or u_new.min() <= -UV_HALF_RANGE):  # rare: wrap
-        u_new = np.where(u_new > UV_HALF_RANGE, u_new - 2 * UV_HALF_RANGE, u_new)
-        u_new = np.where(u_new <= -UV_HALF_RANGE, u_new + 2 * UV_HALF_RANGE, u_new)
-    v_new = _decay(v, (1 << DECAY_SHIFT) - f.dv)
+    half = 1 << (f.state_bits - 1)  # u wraps into (−half, half], v saturates at ±(half − 1)
+    u_new = np.left_shift(a_in, f.activation_shift, dtype=np.int64)
+    keep_u = (1 << f.decay_bits) - (f.du + 1)
+    if keep_u:  # du = U - 1 (SpikeGPT's) keeps nothing of u
+        u_new += _decay(u, keep_u, f.decay_bits)
+    if u_new.size and (u_new.max() > half or u_new.min() <= -half):  # rare: wrap
+        u_new = np.where(u_new > half, u_new - 2 * half, u_new)
+        u_new = np.where(u_new <= -half, u_new + 2 * half, u_new)
+    v_new = _decay(v, (1 << f.decay_bits) - f.dv, f.decay_bits)
     v_new += u_new
     v_new += f.bias
-    np.minimum(v_new, UV_HALF_RANGE - 1, out=v_new)
-    np.maximum(v_new, -UV_HALF_RANGE + 1, out=v_new)
-    s = v_new > (f.vth << ACT_SHIFT)
+    np.minimum(v_new, half - 1, out=v_new)
+    np.maximum(v_new, -half + 1, out=v_new)
+    s = v_new > (f.vth << f.activation_shift)
     v_new[s] = 0
     return u_new, v_new, s.astype(np.int64)

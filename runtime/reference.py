@@ -16,7 +16,7 @@ from spikestack.compiler.encodings import plane_scales, to_planes
 from spikestack.compiler.ir import Program, QLIFPop, QProjection, QSpikingPop
 
 from . import host
-from .neurons import LIFFields, bispike_step, lif_bias, lif_step, readout_step, tables_for
+from .neurons import bispike_step, lif_bias, lif_fields, lif_step, readout_step, tables_for
 from .trace import Trace
 
 
@@ -115,7 +115,8 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     x = check_spike_inputs(program, spikes_in)
     n_s, steps = x.shape[0], program.steps
     pops = [p for p in program.populations if isinstance(p, QLIFPop)]
-    fields = {p.name: LIFFields(du=p.du, dv=p.dv, vth=p.vth, bias=lif_bias(p.bias_mant, p.bias_exp)) for p in pops}
+    fields = {p.name: lif_fields(p.du, p.dv, p.vth, lif_bias(p.bias_mant, p.bias_exp), program.target_spec)
+              for p in pops}
     projs = {p.name: program.incoming(p.name) for p in pops}
     # per projection: (extra delay d, weights holding only the synapses of that delay)
     groups = {}

@@ -246,7 +246,10 @@ def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) 
     trace = _traces(program, data.inputs, (backend,))[backend]
     hybrid = is_hybrid(program)
     n = int(np.asarray(data.inputs).size) if hybrid else int(trace.tokens)
-    score = round(bpc(trace.logits, data.targets), 4) if data.targets is not None else None
+    # bits per character only for a next-token model: one logit per vocabulary id (a chain readout of another
+    # width, such as a small test graph fed from the corpus, predicts something else)
+    next_token = data.targets is not None and trace.logits.shape[-1] == _vocab_size(program)
+    score = round(bpc(trace.logits, data.targets), 4) if next_token else None
     counts = None if hybrid or program.timing == "token" else trace.readout.tolist()
     return RunResult(backend=backend, kind=kind_of(program), family=_family(program), tokens=n, trace=trace,
                      source=data.source, firing_rate=layer_firing_rates(program, trace),
@@ -308,9 +311,13 @@ def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=No
 
 
 def _target_of(program):
-    from spikestack.compiler.targets import load_target
+    from spikestack.compiler.targets import target_of
 
-    return load_target(program.target)
+    return target_of(program)  # the target embedded in the program: a custom .toml need not exist any more
+
+
+def _vocab_size(program) -> int:
+    return int(program.vocab_size) if is_hybrid(program) else int(program.host_input.table.shape[0])
 
 
 # --------------------------------------------------------------------------------------------------- generate

@@ -24,6 +24,7 @@ from spikestack.errors import CompileError
 from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
+from ..verify import verify_lif_fields
 from .cut import CutPlan, plan_cut
 from .host_stages import build_stages, cache_states, decode_supported, export_onnx, host_states
 from .ir import CHIP_KINDS, HostStage, HybridProgram, QChipLayer
@@ -116,6 +117,9 @@ def _verify_schedule(program: HybridProgram, stages: tuple[HostStage, ...], stat
 
 def verify_hybrid(program: HybridProgram) -> None:
     """Structural invariants every backend relies on; a failure is a compiler bug."""
+    if program.target != program.target_spec.name:
+        raise CompileError(f"hybrid program for target {program.target!r} carries the spec of target "
+                           f"{program.target_spec.name!r}")
     names = [la.name for la in program.layers]
     if len(set(names)) != len(names):
         raise CompileError("hybrid program: two chip layers share a name")
@@ -128,6 +132,8 @@ def verify_hybrid(program: HybridProgram) -> None:
         w = None if la.projection is None else np.asarray(la.projection.weight)
         if w is not None and not _even_mantissas(w):
             raise CompileError(f"chip layer {la.name!r}: weight mantissas must be even and |m| <= 254")
+        if la.kind == "lif":
+            verify_lif_fields(la.name, la.du, la.dv, la.vth, program.target_spec)
     if program.cores:
         covered = {}
         for c in program.cores:
@@ -190,15 +196,16 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
     positions = max(max_positions, CALIBRATION_POSITIONS)
     states = host_states(plan)
-    stages = _host_program(plan, layers, _example_env(plan, time_axis), states, positions, timings)
+    stages = _host_program(plan, layers, _example_env(plan, time_axis), states, positions, timings, target)
     decode_stages: tuple[HostStage, ...] = ()
     decode_states = tuple(cache_states(plan)) if decode_supported(plan) else ()
     if decode_states:  # the KV-cache program for token-by-token generation
         example = {plan.input_name: torch.zeros(1, 1, 1, dtype=torch.int64)}
         example.update({s.name: torch.zeros(1, 3, *s.shape[1:]) for s in decode_states})
-        decode_stages = _host_program(plan, layers, example, list(decode_states), positions, timings, decode=True)
+        decode_stages = _host_program(plan, layers, example, list(decode_states), positions, timings, target,
+                                      decode=True)
     program = HybridProgram(
-        family=str(_meta(graph, "family", "unknown")), target=target.name, time_axis=time_axis,
+        family=str(_meta(graph, "family", "unknown")), target=target.name, target_spec=target, time_axis=time_axis,
         steps_per_token=int(_meta(graph, "steps_per_token", 1)) if time_axis == "steps" else 1,
         vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=stages,
         states=tuple(states), input_name=plan.input_name, decode_stages=decode_stages,
@@ -245,10 +252,11 @@ def _traffic(program: HybridProgram) -> dict[str, int]:
 
 
 def _host_program(plan: CutPlan, layers: list[QChipLayer], example: dict[str, torch.Tensor], states: list,
-                  positions: int, timings: dict[str, float] | None, decode: bool = False) -> tuple[HostStage, ...]:
+                  positions: int, timings: dict[str, float] | None, target: Target,
+                  decode: bool = False) -> tuple[HostStage, ...]:
     """Trace and export every stage (the sequence program, or with `decode` the KV-cache one)."""
     with _phase(timings, "host_build"):
-        modules = build_stages(plan, layers, example, _chip_example, positions, decode)
+        modules = build_stages(plan, layers, example, _chip_example, positions, decode, target=target)
     accumulators = {la.output for la in layers if la.projection is not None}
     env = dict(example)
     stages = []

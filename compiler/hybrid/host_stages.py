@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 from spikestack.errors import CompileError
 
+from ..targets import Target
 from .cut import CutPlan
 from .host_ops import FoldDequant, GIFEncode, host_module
-from .ir import STATE_MAX, QChipLayer, StateSpec
-from .quantize import LIF_INPUT_MAX, gif_group_of
+from .ir import QChipLayer, StateSpec
+from .quantize import gif_group_of
 
 OPSET = 17  # LayerNormalization needs 17 (onnx operator docs)
 
@@ -52,9 +53,11 @@ class StageModule(nn.Module):
     """forward(*inputs) → outputs, all env tensors by name (`self.inputs`, `self.outputs`)."""
 
     def __init__(self, plan: CutPlan, stage: int, layers: list[QChipLayer], positions: int,
-                 decode: bool = False) -> None:
+                 decode: bool = False, *, target: Target) -> None:
         super().__init__()
         self.plan, self.stage = plan, stage
+        # what the chip accepts: a bi-spike membrane's range; a LIF's a_in, shifted into the state
+        self.input_max = {"bispike": target.state_max, "lif": target.activation_max}
         g = plan.graph
         self.recv = [la for la in layers if la.segment == stage - 1]
         self.send = [la for la in layers if la.segment == stage]
@@ -119,7 +122,7 @@ class StageModule(nn.Module):
             codes, scale, zero = self.encoders[_key(la.name)](x)
             env[la.input], env[gif_scale_name(la.name)], env[gif_zero_name(la.name)] = codes, scale, zero
             return
-        limit = STATE_MAX if la.kind == "bispike" else LIF_INPUT_MAX
+        limit = self.input_max[la.kind]
         env[la.input] = torch.clamp(torch.round(x / la.in_unit), -limit, limit).to(torch.int32)
 
     def _get(self, name: str, env: dict[str, Tensor]) -> Tensor:
@@ -283,8 +286,9 @@ class _Tracking(dict):
 
 def build_stages(plan: CutPlan, layers: list[QChipLayer], example: dict[str, Tensor],
                  chip_example: Callable[[QChipLayer, Tensor], Tensor], positions: int,
-                 decode: bool = False) -> list[StageModule]:
-    stages = [StageModule(plan, k, layers, positions, decode).float().eval() for k in range(plan.stages)]
+                 decode: bool = False, *, target: Target) -> list[StageModule]:
+    stages = [StageModule(plan, k, layers, positions, decode, target=target).float().eval()
+              for k in range(plan.stages)]
     with torch.no_grad():
         _trace_names(stages, example, chip_example)
     return stages

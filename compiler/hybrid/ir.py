@@ -19,7 +19,7 @@ semantics per call (`runtime/hybrid/chip.py` is the definition, every backend is
 * ``bispike`` (SpikeLM's elastic bi-spike, one step per call, step index t = call mod T; state reset at t = 0):
   `runtime.neurons.bispike_step` on the input currents; payload a_t·s (graded, signed).
 * ``lif`` (SpikeGPT, one step per call, state kept across calls): `runtime.neurons.lif_step` (Lava fixed_pt LIF,
-  du = 4095, dv = 2048); payload s ∈ {0, 1}.
+  du = 4095, dv = 2048 at Lava's 12 decay bits); payload s ∈ {0, 1}.
 * ``gif`` (SpikeLLM, K = `steps` steps per call, state reset every call): the input is the unsigned charge u;
   s_k = min(u, L − 1), u ← u − s_k; payload s_k (graded, unsigned).
 
@@ -35,6 +35,9 @@ A chained layer (`source` set) runs in its source's segment, after it: its input
 
 With a projection, the output tensor is acc[..., g, o] = Σ_steps Σ_{i ∈ group g} weight[o, i] · payload_i;
 without one, it is the payload of the call's last step (bispike, lif) or the sum over steps (gif).
+
+Widths and shifts are the program's target's (`target_spec`, `compiler/targets.py`): bi-spike membranes saturate
+at its `state_max`, the LIF runs in its `state_bits`, `decay_bits` and `activation_shift`.
 """
 
 from __future__ import annotations
@@ -44,10 +47,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Core, frozen_array
+from ..targets import Target
 
 CHIP_KINDS = ("bispike", "lif", "gif", "relay")
-STATE_BITS = 24  # Loihi 1/2 neuron state width (REFERENCE.md §5.4)
-STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +164,8 @@ class StateSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HybridProgram:
     family: str
-    target: str
+    target: str  # the target's name (reports, messages)
+    target_spec: Target  # the whole target compiled for: state width, decay bits and activation shift of every layer
     time_axis: str  # tokens | steps | sequence (see module docstring)
     steps_per_token: int  # calls per token for `steps`, else 1
     vocab_size: int
@@ -178,6 +181,11 @@ class HybridProgram:
     # values kept as host states; same chip layers (host_stages.py `decode_supported`)
     decode_stages: tuple[HostStage, ...] = ()
     decode_states: tuple[StateSpec, ...] = ()
+
+    @property
+    def state_max(self) -> int:
+        """The saturation bound of bi-spike membranes and the bound every accumulator is proven to stay within."""
+        return self.target_spec.state_max
 
     @property
     def segments(self) -> int:

@@ -8,8 +8,9 @@ float64):
   2^e = 2^ceil(log2(max|W'| / 127)); Lava sees m = 2q (even, |m| <= 254), which its mixed-sign truncation
   leaves unchanged. S's payload amplitude a_t = round(2^p · α_t/α_ref) in [1, 2^p]. Then x = m·(a_t s)·2^(e-1-p):
   δ_D = 2^(e-1-p), and the Dense keeps weight_exp = 0.
-* thresholds θ_{t,k} = round((k - 1/2)·α_t/δ), carries round(reset_scale·α_t·(1 - s/K)·2^12) (dimensionless,
-  as the seed multiplies u by α), bias round(b/δ).
+* thresholds θ_{t,k} = round((k - 1/2)·α_t/δ), carries round(reset_scale·α_t·(1 - s/K)·2^decay_bits)
+  (dimensionless, as the seed multiplies u by α; in units of the target's decay resolution, Lava's 2^-12), bias
+  round(b/δ).
 
 Overflow is never silent: the pass bounds |u| over a token's steps from the worst-case input and picks the
 largest payload precision p <= 7 that keeps every destination inside the state width; if even p = 1 does not
@@ -42,7 +43,6 @@ from .mantissas import WEIGHT_MANTISSA_MAX
 from .mantissas import pow2_at_least as _pow2_at_least
 from .quantize_lif import quantize_lif
 
-CARRY_SHIFT = 12  # carry factors in units of 2^-12, Lava's decay resolution (REFERENCE.md §5.4)
 MAX_AMPLITUDE_BITS = 7  # payload amplitude precision tried first (a_t <= 128)
 
 
@@ -54,15 +54,17 @@ def _weight_mantissas(proj: FloatProjection) -> tuple[np.ndarray, int]:
     return (2 * q).astype(np.int16), e
 
 
-def _spiking_tables(pop: SpikingPop, unit: float, bias: np.ndarray, state_max: int) -> QSpikingPop:
+def _spiking_tables(pop: SpikingPop, unit: float, bias: np.ndarray, carry_shift: int) -> QSpikingPop:
+    """Thresholds and carry factors of a bi-spike population; carries in units of 2^-carry_shift (the target's
+    decay resolution, `Target.decay_bits`)."""
     k = np.arange(1, pop.levels + 1)
     thresholds = np.round((k[None, :] - 0.5) * pop.alpha[:, None] / unit).astype(np.int64)
     thresholds = np.maximum(thresholds, 0)
     s = np.arange(-pop.levels, pop.levels + 1)
-    carry = np.round(pop.reset_scale * pop.alpha[:, None] * (1 - s[None, :] / pop.levels) * 2**CARRY_SHIFT)
+    carry = np.round(pop.reset_scale * pop.alpha[:, None] * (1 - s[None, :] / pop.levels) * 2**carry_shift)
     return QSpikingPop(
         name=pop.name, size=pop.size, levels=pop.levels, thresholds=frozen_array(thresholds),
-        carry=frozen_array(carry.astype(np.int64)), carry_shift=CARRY_SHIFT,
+        carry=frozen_array(carry.astype(np.int64)), carry_shift=carry_shift,
         amplitude=frozen_array(np.ones(pop.alpha.size, np.int64)), bias=frozen_array(bias.astype(np.int64)),
         state_unit=unit, amplitude_unit=1.0,
     )
@@ -96,9 +98,9 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
 
     first = graph.pop(graph.input_pop)
     assert isinstance(first, SpikingPop)
-    qpops[first.name] = _spiking_tables(first, unit_in, np.zeros(first.size), state_max)
+    qpops[first.name] = _spiking_tables(first, unit_in, np.zeros(first.size), target.decay_bits)
     x_in = np.full(first.size, float(np.abs(table_int).max()))  # each input neuron sees one table entry per step
-    bound_in = state_bound(x_in, qpops[first.name].carry, CARRY_SHIFT, graph.steps)
+    bound_in = state_bound(x_in, qpops[first.name].carry, target.decay_bits, graph.steps)
     if bound_in > state_max:
         raise TargetLimitError(f"layer {first.name!r}: worst-case state {bound_in} exceeds the {target.state_bits}-bit "
                                f"limit {state_max} of target {target.name}")
@@ -119,9 +121,10 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
             amplitude = np.maximum(np.round(ratio * 2**p), 1).astype(np.int64)
             x_max = np.abs(weight.astype(np.int64)).sum(1) * src.levels * int(amplitude.max()) + np.abs(bias)
             if isinstance(pop, SpikingPop):
-                tables = _spiking_tables(pop, unit, bias, state_max)
+                tables = _spiking_tables(pop, unit, bias, target.decay_bits)
                 dst_carry = tables.carry
-            bound = state_bound(x_max, dst_carry if isinstance(pop, SpikingPop) else None, CARRY_SHIFT, graph.steps)
+            bound = state_bound(x_max, dst_carry if isinstance(pop, SpikingPop) else None, target.decay_bits,
+                                graph.steps)
             if bound <= state_max:
                 break
         else:
@@ -150,7 +153,7 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
             "state_headroom_bits": round(math.log2(state_max / max(bound, 1)), 2),
         }
     ordered = tuple(qpops[p.name] for p in graph.populations)
-    return Program(target=target.name, steps=graph.steps, state_bits=target.state_bits, host_input=q_host,
+    return Program(target=target.name, target_spec=target, steps=graph.steps, host_input=q_host,
                    input_pop=graph.input_pop, populations=ordered, projections=tuple(qprojs), report=report)
 
 

@@ -1,24 +1,27 @@
-"""quantize (LIF graphs): NIR LIF, CubaLIF and IF populations → Lava's fixed_pt CUBA-LIF fields (REFERENCE.md §5.4).
+"""quantize (LIF graphs): NIR LIF, CubaLIF and IF populations → Lava's fixed_pt CUBA-LIF fields
+(`lava/proc/lif/models.py`), in the target's widths.
 
-Forward Euler with step dt turns τ dv/dt = (v_leak - v) + R·I into v ← (1 - dt/τ)·v + (dt/τ)·(R·I + v_leak)
-(IF: v ← v + dt·R·I; CubaLIF adds I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S). Lava's LIF computes
-u ← u·(4096 - du - 1) >> 12 + (a_in << 6) and v ← v·(4096 - dv) >> 12 + u + bias, spike if v > vth << 6, then
-v ← 0. So, per population (`_euler` gives the three per-step coefficients):
+The target gives three numbers (`compiler/targets.py`): the state width S (Lava 24), the decay resolution D bits
+(Lava 12, unity U = 2^D = 4096) and the activation shift A (Lava 6). Forward Euler with step dt turns
+τ dv/dt = (v_leak - v) + R·I into v ← (1 - dt/τ)·v + (dt/τ)·(R·I + v_leak) (IF: v ← v + dt·R·I; CubaLIF adds
+I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S). The LIF computes u ← u·(U - du - 1) >> D + (a_in << A) and
+v ← v·(U - dv) >> D + u + bias, spike if v > vth << A, then v ← 0. So, per population (`_euler` gives the three
+per-step coefficients):
 
-* du = round(dt/τ_syn · 4096) - 1 for CubaLIF; 4095 for LIF and IF, so u is exactly this step's input;
-* dv = round(dt/τ · 4096), 0 for IF (τ must be uniform in the population: Lava's dv is one register);
+* du = round(dt/τ_syn · U) - 1 for CubaLIF; U - 1 for LIF and IF, so u is exactly this step's input;
+* dv = round(dt/τ · U), 0 for IF (τ must be uniform in the population: Lava's dv is one register);
 * weights W·w_in·R·(v input gain)·(synaptic fraction) → even 8-bit mantissas m ≈ W_eff / 2^(e-1), so one v
-  LSB is δ = 2^(e-1) / 64;
-* vth = round(v_threshold / 2^(e-1)) (17 bits; uniform per population);
+  LSB is δ = 2^(e-1) / 2^A;
+* vth = round(v_threshold / 2^(e-1)) (S - 1 - A bits, Lava's 17; uniform per population);
 * bias (Affine bias and v_leak, per step): round((dt/τ)(R·b + v_leak) / δ) = mant · 2^exp, mant 13-bit signed.
 
 LI (leaky integrator, no spikes) gets the largest threshold and a proof that v stays below it; Threshold (a
-stateless Heaviside) gets dv = 4095, the most decay Lava's 12-bit field allows: v carries at most |v|/4096 into the
-next step (an approximation of NIR's stateless node, bounded by that fraction). Delay nodes become per-synapse
-delays (Lava DelayDense, 0..63 steps).
+stateless Heaviside) gets dv = U - 1, the most decay the field allows: v carries at most |v|/U into the next step
+(an approximation of NIR's stateless node, bounded by that fraction). Delay nodes become per-synapse delays (Lava
+DelayDense, 0..63 steps).
 
 Refused with the node and field named: v_reset ≠ 0 (Lava resets to 0), dt/τ > 1, non-uniform τ or threshold,
-input sums beyond a_in's 16 bits (Lava's LIF a_in is int16) or u's 24 bits.
+input sums beyond a_in's 16 bits (Lava's LIF a_in is int16) or the S-bit current.
 """
 
 from __future__ import annotations
@@ -34,12 +37,11 @@ from ..targets import Target
 from .mantissas import WEIGHT_MANTISSA_MAX
 from .mantissas import pow2_at_least as _pow2_at_least
 
-DECAY_UNITY = 4096  # 2^12: Lava's decay resolution (REFERENCE.md §5.4)
-VTH_MAX = (1 << 17) - 1  # 17-bit threshold mantissa (REFERENCE.md §5.4)
-BIAS_MANT_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa (lava/proc/lif/models.py)
+# Field formats of the LIF compartment itself (lava/proc/lif/models.py declares them; they are not widths of the
+# neuron state, which come from the Target): bias_mant int16 with precision 13, bias_exp precision 3, a_in int16.
+BIAS_MANT_MAX = (1 << 12) - 1  # 13-bit signed bias mantissa
 BIAS_EXP_MAX = 7  # 3-bit bias exponent
 A_IN_MAX = (1 << 15) - 1  # Lava's fixed_pt LIF types a_in as int16
-ACT_SHIFT = 6  # a_in << 6 and vth << 6 (REFERENCE.md §5.4)
 MAX_DELAY_STEPS = 63  # Lava's bit-accurate DelayDense: 6-bit delays, 0..63 (lava/proc/dense/models.py)
 
 
@@ -56,9 +58,9 @@ def _euler(pop: LIFPop, dt: float) -> tuple[float, float, float]:
 
     LIF/CubaLIF: v ← (1 - dt/τ)·v + (dt/τ)·(v_leak + R·I); IF: v ← v + dt·R·I.
     CubaLIF: I ← (1 - dt/τ_syn)·I + (dt/τ_syn)·w_in·S, which Lava's u holds scaled by the v input gain.
-    LIF/IF: I = S (keep_syn = 1, so du = 4095 and u is this step's input only).
+    LIF/IF: I = S (keep_syn = 1, so du = U - 1 and u is this step's input only).
     """
-    if pop.kind == "Threshold":  # v = this step's input: full decay (Lava keeps v/4096 at most: dv is 12-bit)
+    if pop.kind == "Threshold":  # v = this step's input: full decay (v/U survives at most: dv < U)
         return 1.0, 1.0, 1.0
     tau = _uniform(pop, "tau")
     if pop.kind == "IF":
@@ -86,7 +88,8 @@ def _bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize_lif(graph: FloatGraph, target: Target) -> Program:
-    state_max = target.state_max
+    state_max, unity, shift, vth_max = target.state_max, target.decay_unity, target.activation_shift, \
+        target.activation_max
     qpops: list[QLIFPop] = []
     qprojs: list[QProjection] = []
     report: dict = {"layers": {}}
@@ -96,8 +99,8 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         if np.any(np.asarray(pop.v_reset) != 0):
             raise CompileError(f"node {pop.name!r}: field 'v_reset' must be 0 (Lava's LIF resets to 0)")
         decay_v, gain_v, keep_syn = _euler(pop, graph.dt)
-        dv = min(round(decay_v * DECAY_UNITY), DECAY_UNITY - 1)
-        du = round(keep_syn * DECAY_UNITY) - 1  # Lava keeps u·(4096 - du - 1)/4096 (ds_offset 1)
+        dv = min(round(decay_v * unity), unity - 1)
+        du = round(keep_syn * unity) - 1  # the LIF keeps u·(U - du - 1)/U (Lava's ds_offset 1)
         if keep_syn < 1 and np.any(np.asarray(proj.bias) != 0):
             raise CompileError(f"node {proj.name!r}: field 'bias' must be 0 before a {pop.kind} (a constant synaptic "
                                f"current has no Lava field); fold it into the neuron's v_leak")
@@ -106,24 +109,25 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
         e = _pow2_at_least(peak / WEIGHT_MANTISSA_MAX)
         m = (2 * np.clip(np.round(w_eff / 2.0**e), -WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MAX)).astype(np.int16)
         step = 2.0 ** (e - 1)  # real value of one mantissa unit in v
-        unit = step / 2**ACT_SHIFT
+        unit = step / 2**shift
         row_sum = int(np.abs(m.astype(np.int64)).sum(1).max(initial=0))
-        if row_sum > A_IN_MAX or row_sum << ACT_SHIFT > state_max:
+        if row_sum > A_IN_MAX or row_sum << shift > state_max:
             raise TargetLimitError(f"layer {pop.name!r}: worst-case input {row_sum} exceeds Lava LIF's 16-bit a_in "
                                    f"({A_IN_MAX}) or the {target.state_bits}-bit current")
-        vth = VTH_MAX if pop.kind == "LI" else round(_uniform(pop, "v_threshold") / step)
-        if not 0 < vth <= VTH_MAX:
-            raise TargetLimitError(f"layer {pop.name!r}: threshold mantissa {vth} outside Lava's 17-bit (1..{VTH_MAX})")
+        vth = vth_max if pop.kind == "LI" else round(_uniform(pop, "v_threshold") / step)
+        if not 0 < vth <= vth_max:
+            raise TargetLimitError(f"layer {pop.name!r}: threshold mantissa {vth} outside 1..{vth_max} (vth << {shift} "
+                                   f"must fit the {target.state_bits}-bit state of target {target.name})")
         bias_real = gain_v * np.asarray(pop.r) * proj.bias + decay_v * np.asarray(pop.v_leak)
         mant, exp = _bias(np.round(bias_real / unit))
         if np.any(np.abs(mant) > BIAS_MANT_MAX):
             raise TargetLimitError(
                 f"layer {pop.name!r}: bias needs more than Lava's 13-bit mantissa and 3-bit exponent")
         if pop.kind == "LI":  # must never reach the threshold: bound v's steady state from the worst input
-            worst = ((row_sum << ACT_SHIFT) + int(np.abs(mant.astype(np.int64) << exp).max(initial=0))) / (dv / 4096)
-            if worst >= VTH_MAX << ACT_SHIFT:
-                raise TargetLimitError(f"layer {pop.name!r}: leaky integrator may reach {worst:.3g}, Lava's largest "
-                                       f"threshold is {VTH_MAX << ACT_SHIFT}: it could spike")
+            worst = ((row_sum << shift) + int(np.abs(mant.astype(np.int64) << exp).max(initial=0))) / (dv / unity)
+            if worst >= vth_max << shift:
+                raise TargetLimitError(f"layer {pop.name!r}: leaky integrator may reach {worst:.3g}, the largest "
+                                       f"threshold of target {target.name} is {vth_max << shift}: it could spike")
         delay = None
         if proj.delay is not None:
             delay = np.asarray(proj.delay, np.int64)
@@ -140,11 +144,11 @@ def quantize_lif(graph: FloatGraph, target: Target) -> Program:
             "weight_exp": e - 1,
             "max_abs_weight_error": float(np.abs(effective - w_eff).max()),
             "mean_abs_weight_error": float(np.abs(effective - w_eff).mean()),
-            "du": du, "dv": dv, "dv_error": abs(dv / DECAY_UNITY - decay_v),
+            "du": du, "dv": dv, "dv_error": abs(dv / unity - decay_v),
             "threshold_error": 0.0 if pop.kind == "LI" else abs(vth * step - _uniform(pop, "v_threshold")),
-            "state_headroom_bits": round(math.log2(state_max / max(row_sum << ACT_SHIFT, 1)), 2),
+            "state_headroom_bits": round(math.log2(state_max / max(row_sum << shift, 1)), 2),
         }
     host = graph.host_input
-    return Program(target=target.name, steps=graph.steps, state_bits=target.state_bits,
+    return Program(target=target.name, target_spec=target, steps=graph.steps,
                    host_input=QSpikeInput(name=host.name, size=host.size), input_pop=None,
                    populations=tuple(qpops), projections=tuple(qprojs), report=report, timing="delayed")

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from spikestack.compiler.encodings import to_unsigned_planes, unsigned_plane_scales
-from spikestack.compiler.hybrid.ir import STATE_MAX, QChipLayer
+from spikestack.compiler.hybrid.ir import QChipLayer
+from spikestack.compiler.targets import Target
 
-from ..neurons import BiSpikeTables, LIFFields, bispike_step, gif_charge, gif_step, lif_step
+from ..neurons import BiSpikeTables, LIFFields, bispike_step, gif_charge, gif_step, lif_fields, lif_step
 
 
 @dataclass
@@ -40,13 +41,14 @@ def _cached(state: LayerState, key: str, build):
     return value
 
 
-def _tables(layer: QChipLayer) -> BiSpikeTables:
+def _tables(layer: QChipLayer, target: Target) -> BiSpikeTables:
     return BiSpikeTables(thresholds=np.asarray(layer.thresholds, np.int64), carry=np.asarray(layer.carry, np.int64),
-                         carry_shift=int(layer.carry_shift), levels=int(layer.levels), state_max=STATE_MAX)
+                         carry_shift=int(layer.carry_shift), levels=int(layer.levels), state_max=target.state_max)
 
 
-def lif_fields(layer: QChipLayer) -> LIFFields:
-    return LIFFields(du=layer.du, dv=layer.dv, vth=layer.vth, bias=np.zeros(layer.width, np.int64))
+def layer_lif_fields(layer: QChipLayer, target: Target) -> LIFFields:
+    """A chip LIF's fields (no bias: the host adds it before quantizing) in the target's widths."""
+    return lif_fields(layer.du, layer.dv, layer.vth, np.zeros(layer.width, np.int64), target)
 
 
 def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
@@ -57,12 +59,13 @@ def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
     return x[..., 0, :] + np.asarray(layer.bias, np.int64)
 
 
-def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int) -> np.ndarray:
-    """Run the layer's neurons for one call; returns payloads int64 [steps, ..., width] and updates `state`."""
+def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
+    """Run the layer's neurons for one call in the widths of the program's `target`; returns payloads int64
+    [steps, ..., width] and updates `state`."""
     x = chained_input(layer, x)
     if layer.kind == "bispike":
         t = call % layer.period
-        tables = _cached(state, "tables", lambda: _tables(layer))
+        tables = _cached(state, "tables", lambda: _tables(layer, target))
         u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables)
         state.u, state.s = u, s
         state.saturations += int(sat.sum())
@@ -75,7 +78,8 @@ def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int)
     if layer.kind == "lif":
         if state.u is None:
             state.u, state.v = np.zeros_like(x), np.zeros_like(x)
-        state.u, state.v, s = lif_step(state.u, state.v, x, _cached(state, "lif", lambda: lif_fields(layer)))
+        fields = _cached(state, "lif", lambda: layer_lif_fields(layer, target))
+        state.u, state.v, s = lif_step(state.u, state.v, x, fields)
         return s[None]
     # gif: the charge empties in ≤ K steps of at most L − 1
     u, negative = gif_charge(x)
@@ -149,9 +153,11 @@ def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray) 
     return acc.reshape(*planes.shape[:-2], p.n_groups, p.size)
 
 
-def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int) -> tuple[np.ndarray, np.ndarray]:
-    """(output tensor for the host, payloads [steps, ..., width]) of one call."""
-    payloads = neuron_steps(layer, x, state, call)
+def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
+              target: Target) -> tuple[np.ndarray, np.ndarray]:
+    """(output tensor for the host, payloads [steps, ..., width]) of one call; `target` is the program's
+    (`HybridProgram.target_spec`): its state width and LIF shifts."""
+    payloads = neuron_steps(layer, x, state, call, target)
     if layer.projection is not None and layer.projection.encoding != "graded":
         return project_planes(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
     if layer.projection is not None:

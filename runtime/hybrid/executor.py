@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+from spikestack.compiler.targets import Target
 
 from ..host import _session
 from .chip import LayerState, chip_call
@@ -39,14 +40,17 @@ class ReferenceChip:
 
     def __init__(self) -> None:
         self.states: dict[str, LayerState] = {}
+        self.target: Target | None = None
 
     def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
         self.states = {la.name: LayerState() for la in program.layers}
+        self.target = program.target_spec
 
     def segment(self, layers, inputs, call):
         outputs, payloads = {}, {}
         for la in layers:
-            outputs[la.output], payloads[la.name] = chip_call(la, inputs[la.input], self.states[la.name], call)
+            outputs[la.output], payloads[la.name] = chip_call(la, inputs[la.input], self.states[la.name], call,
+                                                              self.target)
         return outputs, payloads
 
     def saturations(self) -> dict[str, int]:

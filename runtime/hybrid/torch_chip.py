@@ -3,23 +3,21 @@
 Why: `verify` needs three backends that share nothing but the artifact, so a slip in the numpy reference
 (`chip.py`) cannot hide. This one is written from the IR docstring with torch integer ops (int64 tensors,
 `torch.div(rounding_mode="trunc")` for Lava's truncating decays) and vectorises the GIF steps differently
-(closed form: s_k = clamp(u − k(L−1), 0, L−1)).
+(closed form: s_k = clamp(u − k(L−1), 0, L−1)). Widths and shifts come from the program's target, as there.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from spikestack.compiler.hybrid.ir import STATE_MAX, HybridProgram, QChipLayer
+from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+from spikestack.compiler.targets import Target
 from torch import Tensor
 
-LAVA_DECAY_SHIFT = 12  # Lava fixed_pt decays in units of 2^-12 (REFERENCE.md §5.4)
-LAVA_ACT_SHIFT = 6  # a_in << 6 into u
-HALF_RANGE = 1 << 23  # 24-bit u, v
 
-
-def _trunc_decay(x: Tensor, keep: int) -> Tensor:
-    return torch.div(x * keep, 1 << LAVA_DECAY_SHIFT, rounding_mode="trunc")
+def _trunc_decay(x: Tensor, keep: int, shift: int) -> Tensor:
+    """x · keep / 2^shift truncated toward zero (Lava's decays)."""
+    return torch.div(x * keep, 1 << shift, rounding_mode="trunc")
 
 
 class TorchChip:
@@ -28,10 +26,12 @@ class TorchChip:
     def __init__(self) -> None:
         self.state: dict[str, dict[str, Tensor]] = {}
         self.sat: dict[str, int] = {}
+        self.target: Target | None = None
 
     def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
         self.state = {la.name: {} for la in program.layers}
         self.sat = {la.name: 0 for la in program.layers}
+        self.target = program.target_spec
 
     def _bispike(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
         t = call % la.period
@@ -41,8 +41,9 @@ class TorchChip:
             carry = torch.as_tensor(np.array(la.carry[t - 1]), dtype=torch.int64)
             u = st["u"] * carry[st["s"] + la.levels]
             u = torch.div(u + (1 << (la.carry_shift - 1)), 1 << la.carry_shift, rounding_mode="floor") + x
-        self.sat[la.name] += int((u.abs() > STATE_MAX).sum())
-        u = u.clamp(-STATE_MAX, STATE_MAX)
+        state_max = self.target.state_max
+        self.sat[la.name] += int((u.abs() > state_max).sum())
+        u = u.clamp(-state_max, state_max)
         theta = torch.as_tensor(np.array(la.thresholds[t]), dtype=torch.int64)
         s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
         st["u"], st["s"] = u, s
@@ -51,11 +52,12 @@ class TorchChip:
     def _lif(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor]) -> Tensor:
         u = st.get("u", torch.zeros_like(x))
         v = st.get("v", torch.zeros_like(x))
-        u = _trunc_decay(u, (1 << LAVA_DECAY_SHIFT) - la.du - 1) + x * (1 << LAVA_ACT_SHIFT)
-        u = torch.where(u > HALF_RANGE, u - 2 * HALF_RANGE, u)
-        u = torch.where(u <= -HALF_RANGE, u + 2 * HALF_RANGE, u)
-        v = (_trunc_decay(v, (1 << LAVA_DECAY_SHIFT) - la.dv) + u).clamp(-HALF_RANGE + 1, HALF_RANGE - 1)
-        s = (v > la.vth * (1 << LAVA_ACT_SHIFT)).long()
+        bits, shift, half = self.target.decay_bits, self.target.activation_shift, 1 << (self.target.state_bits - 1)
+        u = _trunc_decay(u, (1 << bits) - la.du - 1, bits) + x * (1 << shift)
+        u = torch.where(u > half, u - 2 * half, u)
+        u = torch.where(u <= -half, u + 2 * half, u)
+        v = (_trunc_decay(v, (1 << bits) - la.dv, bits) + u).clamp(-half + 1, half - 1)
+        s = (v > la.vth * (1 << shift)).long()
         st["u"], st["v"] = u, v * (1 - s)
         return s[None]
 

@@ -109,8 +109,9 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     Reference step t is Lava step t+1: the host process sends the events of step t at Lava step t+1, and each
     Dense delivers them one step later, which is the delayed timing the reference executor defines.
     """
-    from . import prepare_lava_import
+    from . import check_stock_lif, prepare_lava_import
 
+    check_stock_lif(program.target_spec)  # before the (slow) Lava import
     prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg

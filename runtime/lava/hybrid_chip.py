@@ -36,7 +36,9 @@ from math import prod
 from typing import Any
 
 import numpy as np
-from spikestack.compiler.hybrid.ir import STATE_MAX, HybridProgram, QChipLayer
+from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+
+from . import check_stock_lif
 
 LAVA_WEIGHT_BITS = 8  # Sparse/Dense fixed_pt weight mantissa bits; the compiler's even mantissas pass unchanged
 
@@ -147,6 +149,8 @@ class LavaChip:
         call, because Var.set needs a started runtime and the first input becomes the source's init); the same
         ones keep the networks and only mark their state for clearing."""
         lead = tuple(int(n) for n in lead)
+        if any(la.kind == "lif" for la in program.layers):  # fail before any network is built
+            check_stock_lif(program.target_spec)
         if program is self.program and lead == self.lead:
             for net in self.nets.values():
                 net.dirty = True
@@ -162,7 +166,7 @@ class LavaChip:
         return outputs, payloads
 
     def saturations(self) -> dict[str, int]:
-        """Per layer, as ReferenceChip counts them (bispike: |u| beyond 24 bits; gif: negative charges). Stock LIF
+        """Per layer, as ReferenceChip counts them (bispike: |u| beyond the state; gif: negative charges). Stock LIF
         counts nothing (its u wraps and v saturates silently, as in the reference): 0."""
         out = {}
         for la in self.program.layers if self.program is not None else ():
@@ -242,7 +246,8 @@ class LavaChip:
         elif la.kind == "bispike":
             neuron = lv["ChipBiSpike"](size=n, thresholds=la.thresholds, carry=la.carry, carry_shift=la.carry_shift,
                                        levels=la.levels, amplitude=la.amplitude, period=la.period,
-                                       state_max=STATE_MAX, first_call=call, name=la.name)
+                                       state_max=self.program.target_spec.state_max, first_call=call,
+                                       name=la.name)
         elif la.kind == "gif":
             neuron = lv["ChipGIF"](size=n, steps=steps, levels=la.levels, name=la.name)
         elif la.kind == "relay":  # host-injected graded events straight into the synapses; the log is the trace

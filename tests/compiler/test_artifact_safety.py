@@ -137,7 +137,26 @@ def test_not_an_artifact_folder(tmp_path):
     ("chain", lambda m: m.update(steps=-3), "steps = -3; allowed: an integer in 1..1048576"),
     ("chain", lambda m: m.update(steps=10**12), "steps = 1000000000000; allowed: an integer in 1..1048576"),
     ("chain", lambda m: m.update(steps=True), "steps = true; allowed: an integer"),
-    ("chain", lambda m: m.update(state_bits=0), "state_bits = 0; allowed: an integer in 2..32"),
+    ("chain", lambda m: m["target_spec"].update(state_bits=0), "target_spec.state_bits = 0 is outside 8..32"),
+    ("chain", lambda m: m["target_spec"].update(activation_shift=17), "target_spec.activation_shift = 17 is "
+                                                                      "outside 0..16 (Loihi shifts inputs"),
+    ("chain", lambda m: m["target_spec"].update(activation_shift=True), "target_spec.activation_shift must be an "
+                                                                        "integer in 0..16, got True"),
+    ("chain", lambda m: m["target_spec"].pop("decay_bits"), "target_spec.decay_bits is missing"),
+    ("chain", lambda m: m["target_spec"].update(path="/tmp/x.toml"), "target_spec.path is not a target field"),
+    ("chain", lambda m: m["target_spec"].update(name="../x"), "target_spec.name = '../x' must be a plain name"),
+    ("chain", lambda m: m["target_spec"].update(neuron_models=["magic"]), "target_spec.neuron_models must be a "
+                                                                          "non-empty list drawn from"),
+    ("chain", lambda m: m.update(target_spec="loihi2"), 'target_spec = "loihi2"; allowed: an object with the fields'),
+    ("chain", lambda m: m.update(target="loihi1"), 'target = "loihi1"; allowed: "loihi2", the name of target_spec'),
+    ("hybrid", lambda m: m["target_spec"].update(mesh_x=100, mesh_y=100),
+     "target_spec.mesh_x x mesh_y = 100 x 100 = 10000 tiles exceeds 4096 per chip"),
+    ("hybrid", lambda m: m["target_spec"].update(state_bits=12, activation_shift=11),
+     "target_spec.activation_shift = 11 leaves no threshold bits in the 12-bit state (at most state_bits - 2 = 10)"),
+    ("lif", lambda m: m["target_spec"].update(decay_bits=11),  # du = 4095 was compiled for 12-bit decays
+     "populations[0].du = 4095; allowed: an integer in 0..2047 (decay_bits = 11 of target loihi1)"),
+    ("lif", lambda m: m["target_spec"].update(activation_shift=14),  # vth = 256, 512 compiled for a 6-bit shift
+     "populations[1].vth = 512; allowed: an integer in 1..511 (vth << activation_shift must fit the 24-bit state"),
     ("chain", lambda m: m.pop("steps"), "steps is missing; required: an integer in 1..1048576"),
     ("chain", lambda m: m.update(kind="other"), 'kind = "other"; allowed: one of chain, hybrid'),
     ("chain", lambda m: m.update(populations=[]), "populations = []; allowed: a list of 1..1048576 items"),

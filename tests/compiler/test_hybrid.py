@@ -23,7 +23,6 @@ from spikestack.compiler.hybrid.compile import (
 )
 from spikestack.compiler.hybrid.cut import plan_cut
 from spikestack.compiler.hybrid.host_stages import build_stages, export_onnx
-from spikestack.compiler.hybrid.ir import STATE_MAX
 from spikestack.compiler.hybrid.quantize import quantize_layers
 from spikestack.compiler.targets import load_target
 from spikestack.models.data import load_corpus
@@ -97,7 +96,7 @@ def test_integer_invariants(family):
         assert np.all(w % 2 == 0) and np.abs(w).max() <= 254
         payload_max = (int(np.abs(la.amplitude).max()) * la.levels if la.kind == "bispike"
                        else la.steps * (la.levels - 1) if la.kind == "gif" else 1)
-        assert np.abs(w).sum(1).max() * payload_max <= STATE_MAX, la.name  # no accumulator can overflow
+        assert np.abs(w).sum(1).max() * payload_max <= prog.state_max == (1 << 23) - 1, la.name  # no overflow
 
 
 def test_lif_fields_spikegpt():
@@ -130,7 +129,7 @@ def test_host_stages_match_torch(family):
     gen = torch.Generator().manual_seed(0)
     env = {k: (torch.randint(0, 95, v.shape, generator=gen) if k == plan.input_name else v) for k, v in env.items()}
     accumulators = {la.output for la in layers if la.projection is not None}
-    modules = build_stages(plan, layers, env, _chip_example, 64)
+    modules = build_stages(plan, layers, env, _chip_example, 64, target=target)
     for module in modules:
         for n in module.inputs:
             if n.startswith("chip_out:"):

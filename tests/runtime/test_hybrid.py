@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
 from spikestack.compiler.ir import frozen_array
+from spikestack.compiler.targets import load_target
 from spikestack.models.data import load_corpus
 from spikestack.models.nir.to_torch import nir_to_module, run_tokens
 from spikestack.runtime.hybrid.chip import LayerState, chip_call
@@ -21,6 +22,8 @@ from spikestack.runtime.hybrid.verify import first_divergence, generate_ids, ver
 from spikestack.cli import main
 from spikestack.evaluation import bpc as hybrid_bpc
 from tests.compiler.test_hybrid import CKPT, FAMILIES, graph, program
+
+LOIHI2 = load_target("loihi2")
 
 
 def _gif_layer(weight: np.ndarray, groups: np.ndarray, levels: int = 16, steps: int = 2) -> QChipLayer:
@@ -34,7 +37,7 @@ def test_gif_by_hand():
     """L = 16, K = 2: charge 20 → events 15, 5; charge 3 → 3, 0; accumulators per group by hand."""
     w = np.array([[2, 4], [-6, 8]])
     layer = _gif_layer(w, np.array([0, 1]))
-    out, payloads = chip_call(layer, np.array([[20, 3]]), LayerState(), 0)
+    out, payloads = chip_call(layer, np.array([[20, 3]]), LayerState(), 0, LOIHI2)
     assert payloads[:, 0].tolist() == [[15, 3], [5, 0]]
     # group 0 holds input 0 (charge 20), group 1 input 1 (charge 3): acc[g, o] = w[o, i_g] · charge_i
     assert out[0].tolist() == [[40, -120], [12, 24]]
@@ -48,7 +51,7 @@ def _lif_layer(vth: int) -> QChipLayer:
 def test_lif_by_hand():
     """du = 4095, dv = 2048: u = a·64, v ← trunc(v/2) + u; spike when v > vth·64, then v = 0."""
     layer, state = _lif_layer(vth=10), LayerState()
-    spikes = [int(chip_call(layer, np.array([a]), state, t)[1][0, 0]) for t, a in enumerate([6, 6, 6, 1])]
+    spikes = [int(chip_call(layer, np.array([a]), state, t, LOIHI2)[1][0, 0]) for t, a in enumerate([6, 6, 6, 1])]
     # v: 384 → 192 + 384 = 576 → 288 + 384 = 672 > 640: spike, v = 0 → 64
     assert spikes == [0, 0, 1, 0]
     assert int(state.v[0]) == 64
@@ -59,7 +62,7 @@ def test_lif_by_hand():
 def test_torch_chip_equals_reference_gif(charges, steps, levels):
     layer = _gif_layer(np.array([[2, -4, 6, 8], [10, 0, -2, 254]]), np.array([0, 1, 1, 0]), levels, steps)
     x = np.array([charges])
-    ref_out, ref_pay = chip_call(layer, x, LayerState(), 0)
+    ref_out, ref_pay = chip_call(layer, x, LayerState(), 0, LOIHI2)
     chip = TorchChip()
     chip.state, chip.sat = {"gif": {}}, {"gif": 0}
     outs, pays = chip.segment([layer], {"in": x}, 0)
@@ -194,7 +197,8 @@ def test_calibration_report_per_layer():
 def test_chip_lif_tracks_spikegpt_lif(xs):
     """The compiled LIF (Lava fixed_pt fields) fires as SpikeGPT's H = V + (X − V)/2, S = [H ≥ 1], except where
     H lies within the quantization band of the threshold (input rounding, v/2 truncation, the 63-LSB ≥ shift)."""
-    layer = program("spikegpt").layers[0]
+    prog = program("spikegpt")
+    layer = prog.layers[0]
     unit_v = layer.in_unit / 128  # in_unit = 64 δ_v τ/R, τ = 2, R = 1
     state, v_float = LayerState(), 0.0
     for t, x in enumerate(xs):
@@ -202,7 +206,7 @@ def test_chip_lif_tracks_spikegpt_lif(xs):
         s_float = h >= 1.0
         v_float = 0.0 if s_float else h
         a_in = int(np.clip(np.round(x / layer.in_unit), -(2**17 - 1), 2**17 - 1))
-        s_chip = bool(chip_call(layer, np.full(layer.width, a_in), state, t)[1][0, 0])
+        s_chip = bool(chip_call(layer, np.full(layer.width, a_in), state, t, prog.target_spec)[1][0, 0])
         if s_chip != s_float:
             assert abs(h - 1.0) < (64 + 2 * t + 2) * unit_v + layer.in_unit  # disagreement only at the threshold
             break  # the two states have diverged by a reset: nothing more to compare

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
 from spikestack.compiler.ir import frozen_array
+from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.chip import FEW_ROWS, LayerState, chip_call, project, projection_dtype
 from spikestack.runtime.neurons import BiSpikeTables, _decay, bispike_step
 
@@ -40,7 +41,7 @@ def test_projection_is_exact_on_every_path(seed, n_groups, positions, levels):
     want_dtype = np.float32 if levels * np.abs(np.asarray(layer.projection.weight, np.int64)).sum(1).max() < 2**24 \
         else np.float64
     assert projection_dtype(layer) is want_dtype
-    out, payloads = chip_call(layer, x, LayerState(), 0)
+    out, payloads = chip_call(layer, x, LayerState(), 0, load_target("loihi2"))
     assert out.dtype == np.int64 and out.shape == (positions, n_groups, 9)
     np.testing.assert_array_equal(out, _exact(layer, payloads))
     np.testing.assert_array_equal(project(layer, payloads), out)  # without the cached weight
@@ -49,15 +50,16 @@ def test_projection_is_exact_on_every_path(seed, n_groups, positions, levels):
 def test_relay_counts_and_clips_out_of_range_events():
     layer = _relay(np.random.default_rng(0), width=4, out=2, n_groups=1, levels=3)
     state = LayerState()
-    _, payloads = chip_call(layer, np.array([[5, -7, 3, -3]]), state, 0)
+    _, payloads = chip_call(layer, np.array([[5, -7, 3, -3]]), state, 0, load_target("loihi2"))
     assert payloads.tolist() == [[[3, -3, 3, -3]]] and state.saturations == 2
 
 
-@given(st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20), st.integers(0, 4096))
-def test_decay_truncates_toward_zero(xs, keep):
+@given(st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20), st.integers(0, 4096),
+       st.sampled_from([8, 12, 16]))
+def test_decay_truncates_toward_zero(xs, keep, shift):
     x = np.array(xs, np.int64)
     prod = x * keep
-    np.testing.assert_array_equal(_decay(x, keep), np.sign(prod) * (np.abs(prod) >> 12))
+    np.testing.assert_array_equal(_decay(x, keep, shift), np.sign(prod) * (np.abs(prod) >> shift))
 
 
 @settings(max_examples=60, deadline=None)

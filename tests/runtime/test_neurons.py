@@ -1,7 +1,10 @@
 """The integer neuron steps against hand-computed values."""
 
 import numpy as np
+from spikestack.compiler.targets import load_target
 from spikestack.runtime.neurons import BiSpikeTables, bispike_step, readout_step
+
+LOIHI2 = load_target("loihi2")  # Lava's widths: 24-bit state, 12-bit decays, activation shift 6
 
 # K = 1, T = 3. Thresholds θ_t = 10, 20, 30. Carry (×2^-12) after s = -1, 0, +1: 8192 (2.0), 2048 (0.5), 0
 TABLES = BiSpikeTables(thresholds=np.array([[10], [20], [30]]),
@@ -46,9 +49,9 @@ def test_saturation_is_counted_and_clipped():
 
 def test_lif_step_matches_lava_documented_case():
     """REFERENCE.md §5.4 (measured on Lava): weight 10, vth 15 → v = 640 after one spike, fires on the second."""
-    from spikestack.runtime.neurons import LIFFields, lif_step
+    from spikestack.runtime.neurons import lif_fields, lif_step
 
-    f = LIFFields(du=4095, dv=0, vth=15, bias=np.zeros(1, np.int64))
+    f = lif_fields(4095, 0, 15, np.zeros(1, np.int64), LOIHI2)
     u = v = np.zeros(1, np.int64)
     u, v, s = lif_step(u, v, np.array([10]), f)
     assert (int(u[0]), int(v[0]), int(s[0])) == (640, 640, 0)  # 10 << 6; 640 <= 15 << 6 = 960
@@ -57,12 +60,12 @@ def test_lif_step_matches_lava_documented_case():
 
 
 def test_lif_decay_truncates_toward_zero_and_u_wraps():
-    from spikestack.runtime.neurons import LIFFields, lif_step
+    from spikestack.runtime.neurons import lif_fields, lif_step
 
-    f = LIFFields(du=2047, dv=2048, vth=1 << 16, bias=np.array([3, 3]))
+    f = lif_fields(2047, 2048, 1 << 16, np.array([3, 3]), LOIHI2)
     # u: ±100·(4096-2048)/4096 = ±50; v: ±101·2048/4096 = ±50.5 → ±50 (toward zero); v = ±50 + ±50 + 3
     u, v, _ = lif_step(np.array([100, -100]), np.array([101, -101]), np.zeros(2, np.int64), f)
     assert u.tolist() == [50, -50] and v.tolist() == [103, -97]
-    big = LIFFields(du=4095, dv=0, vth=1 << 16, bias=np.zeros(1, np.int64))
+    big = lif_fields(4095, 0, 1 << 16, np.zeros(1, np.int64), LOIHI2)
     u, _, _ = lif_step(np.zeros(2, np.int64), np.zeros(2, np.int64), np.array([1 << 17, (1 << 17) + 1]), big)
     assert u.tolist() == [1 << 23, (1 << 23) + 64 - (1 << 24)]  # Lava wraps only values > 2^23

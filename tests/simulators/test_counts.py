@@ -1,8 +1,11 @@
 """Simulator counts, energy and latency on a hand-built two-layer program (every number computed by hand)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from spikestack.compiler.ir import Core, Program, QHostInput, QProjection, QReadoutPop, QSpikingPop
+from spikestack.compiler.targets import load_target
 from spikestack.runtime.trace import Trace
 from spikestack.simulators.counts import count_events
 from spikestack.simulators.model import simulate
@@ -19,7 +22,8 @@ def hand_program() -> Program:
              Core(index=1, pop="b", lo=0, hi=2, synaptic_memory_bits=32, axons_in=2, chip=0, x=1, y=0, slot=0),
              Core(index=2, pop="b", lo=2, hi=3, synaptic_memory_bits=16, axons_in=2, chip=0, x=1, y=1, slot=0))
     host = QHostInput(name="emb", table=np.zeros((4, 2), np.int32), context=1, unit=1.0)
-    return Program(target="hand", steps=2, state_bits=24, host_input=host, input_pop="a", populations=(a, b),
+    return Program(target="hand", target_spec=replace(load_target("generic"), name="hand"), steps=2, host_input=host,
+                   input_pop="a", populations=(a, b),
                    projections=(QProjection(name="w", src="a", dst="b", weight=w, weight_exp=0, message_bits=2),),
                    cores=cores)
 

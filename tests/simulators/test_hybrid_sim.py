@@ -4,12 +4,14 @@ consistency with the trace on the shipped SpikeGPT and SpikeLM checkpoints."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection
 from spikestack.compiler.ir import Core
+from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.executor import HybridTrace
 from spikestack.simulators.hybrid import count_hybrid, simulate_hybrid, tokens_of
 from spikestack.simulators.profiles import Profile, load_profile
@@ -41,7 +43,8 @@ def hand_program(time_axis: str = "steps") -> HybridProgram:
     cores = (_core(0, "a", 0, 2, 0, 0), _core(1, "pa", 0, 2, 1, 0), _core(2, "pa", 2, 3, 1, 1),
              _core(3, "b", 0, 3, 2, 0))
     stage = HostStage(index=0, onnx=b"", inputs=(), outputs=(), macs_per_position=7)  # no ONNX: MACs given
-    return HybridProgram(family="hand", target="hand", time_axis=time_axis, steps_per_token=2, vocab_size=0,
+    return HybridProgram(family="hand", target="hand", target_spec=replace(load_target("generic"), name="hand"),
+                         time_axis=time_axis, steps_per_token=2, vocab_size=0,
                          layers=(a, b), stages=(stage,), cores=cores)
 
 
