@@ -10,11 +10,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from spikestack.errors import ArtifactError
 from spikestack.outputs import atomic_write
+
+
+class ProgramTrace(Protocol):
+    """What every backend's trace answers, for chain and hybrid programs alike (the API, `verify` and the
+    simulator's firing rates read only this): per-layer integer arrays, logits, saturations, event counts."""
+
+    logits: np.ndarray
+    saturations: dict[str, int]
+
+    def layers(self) -> dict[str, np.ndarray]: ...
+
+    def events(self) -> int: ...
+
+    def firing_rate(self) -> dict[str, float]: ...
+
+
+def layer_firing_rates(layers: dict[str, np.ndarray]) -> dict[str, float]:
+    """Fraction of (position, step, neuron) slots holding a non-zero spike, per layer: spikes, not messages."""
+    return {name: float((s != 0).mean()) for name, s in layers.items()}
+
+
+def layer_events(layers: dict[str, np.ndarray]) -> int:
+    """Non-zero spikes (payloads) over every layer, step, position and neuron."""
+    return int(sum(int((s != 0).sum()) for s in layers.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +54,15 @@ class Trace:
     def tokens(self) -> int:
         return int(self.readout.shape[0])
 
+    def layers(self) -> dict[str, np.ndarray]:
+        return self.spikes
+
+    def events(self) -> int:
+        return layer_events(self.spikes)
+
     def firing_rate(self) -> dict[str, float]:
         """Fraction of (token, step, neuron) with a non-zero spike, per population."""
-        return {pop: float((s != 0).mean()) for pop, s in self.spikes.items()}
+        return layer_firing_rates(self.spikes)
 
     def save(self, path: str | Path) -> Path:
         """Write the .npz (".npz" appended when missing, as numpy does) atomically: a failed write leaves any

@@ -224,19 +224,6 @@ def _traces(program, inputs: np.ndarray, backends: Sequence[str]) -> dict[str, A
     return {b: backend_runner(b)(program, inputs) for b in backends}
 
 
-def layer_firing_rates(program, trace) -> dict[str, float]:
-    """Fraction of (position, step, neuron) slots holding a non-zero spike, per spiking layer (both kinds)."""
-    if is_hybrid(program):
-        return {k: round(float((p != 0).mean()), 6) for k, p in trace.payloads.items()}
-    return {k: round(v, 6) for k, v in trace.firing_rate().items()}
-
-
-def _events(program, trace) -> int:
-    if is_hybrid(program):
-        return trace.events()
-    return int(sum(int((s != 0).sum()) for s in trace.spikes.values()))
-
-
 def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) -> RunResult:
     """Run a program (or an artifact path) on a backend. Without `inputs`, the first `tokens` positions of the
     validation text (token programs) or seeded input events (foreign LIF programs); the result says which."""
@@ -252,8 +239,8 @@ def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) 
     score = round(bpc(trace.logits, data.targets), 4) if next_token else None
     counts = None if hybrid or program.timing == "token" else trace.readout.tolist()
     return RunResult(backend=backend, kind=kind_of(program), family=_family(program), tokens=n, trace=trace,
-                     source=data.source, firing_rate=layer_firing_rates(program, trace),
-                     events=_events(program, trace), saturations=dict(trace.saturations), bpc=score,
+                     source=data.source, firing_rate={k: round(v, 6) for k, v in trace.firing_rate().items()},
+                     events=trace.events(), saturations=dict(trace.saturations), bpc=score,
                      output_spike_counts=counts)
 
 
@@ -279,10 +266,10 @@ def verify(program, backends: Sequence[str] = ("torch", "reference", "lava"), *,
 
     problems = tuple(compare_all(program, traces, backends, first_divergence))
     first = traces[backends[0]]
-    layers = len(first.payloads) if is_hybrid(program) else len(first.spikes)
+    layers = len(first.layers())
     n = int(np.asarray(data.inputs).size) if is_hybrid(program) else int(first.tokens)
     result = VerifyResult(backends=backends, family=_family(program), tokens=n, layers=layers,
-                          events=_events(program, first), problems=problems, traces=traces)
+                          events=first.events(), problems=problems, traces=traces)
     if problems and raise_on_mismatch:
         raise VerificationError("; ".join(problems))
     return result

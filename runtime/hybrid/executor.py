@@ -19,6 +19,7 @@ from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
 from spikestack.compiler.targets import Target
 
 from ..host import _session
+from ..trace import layer_events, layer_firing_rates
 from .chip import LayerState, chip_call
 
 
@@ -70,8 +71,15 @@ class HybridTrace:
     saturations: dict[str, int] = field(default_factory=dict)
     calls: int = 0
 
+    def layers(self) -> dict[str, np.ndarray]:
+        return self.payloads
+
     def events(self) -> int:
-        return int(sum((p != 0).sum() for p in self.payloads.values()))
+        return layer_events(self.payloads)
+
+    def firing_rate(self) -> dict[str, float]:
+        """Fraction of (call, step, position, neuron) slots with a non-zero payload, per chip layer."""
+        return layer_firing_rates(self.payloads)
 
 
 def check_ids(program: HybridProgram, ids: np.ndarray) -> np.ndarray:
