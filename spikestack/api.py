@@ -214,14 +214,18 @@ def load(path: str | Path):
 
 # --------------------------------------------------------------------------------------------------- run
 def _traces(program, inputs: np.ndarray, backends: Sequence[str]) -> dict[str, Any]:
+    """One trace per backend, on the same inputs (a bar per backend on a terminal: Lava takes seconds)."""
+    from .progress import progress
+
+    shown = progress(backends, "backends", total=len(backends)) if len(backends) > 1 else backends
     if is_hybrid(program):
         from spikestack.runtime.hybrid.executor import run as run_hybrid
         from spikestack.runtime.hybrid.verify import chip_backend
 
-        return {b: run_hybrid(program, inputs, chip_backend(b)) for b in backends}
+        return {b: run_hybrid(program, inputs, chip_backend(b)) for b in shown}
     from spikestack.runtime.verify import backend_runner
 
-    return {b: backend_runner(b)(program, inputs) for b in backends}
+    return {b: backend_runner(b)(program, inputs) for b in shown}
 
 
 def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) -> RunResult:

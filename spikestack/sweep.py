@@ -20,6 +20,7 @@ from pathlib import Path
 
 from spikestack.errors import SpikestackError, TargetLimitError
 from spikestack.outputs import atomic_write, strict_json, write_text
+from spikestack.progress import progress
 
 MAX_WORKERS = 2  # the shared machine has 2 CPU cores (brief); more workers only thrash
 COLUMNS = ("target", "encoding", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j",
@@ -93,10 +94,10 @@ def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, wo
         args = [(path, t, e, tuple(profiles), tokens) for t in targets for e in encodings]
         n = max(1, min(workers, MAX_WORKERS, len(args)))
         if n == 1:
-            results = [sweep_target(*a) for a in args]
+            results = [sweep_target(*a) for a in progress(args, "sweep", total=len(args))]
         else:
             with ProcessPoolExecutor(max_workers=n) as pool:
-                results = list(pool.map(sweep_target, *zip(*args, strict=True)))
+                results = list(progress(pool.map(sweep_target, *zip(*args, strict=True)), "sweep", total=len(args)))
     return [row for rows in results for row in rows]
 
 
