@@ -21,10 +21,9 @@ from spikestack.errors import ArtifactError, CompileError
 from .artifact_schema import VOCAB_MAX, Ctx, fail, join, show
 from .hybrid.ir import HybridProgram
 from .ir import Program, QLIFPop, QReadoutPop
+from .kinds import KINDS, kind_of
 from .passes.quantize_lif import BIAS_EXP_MAX, BIAS_MANT_MAX, MAX_DELAY_STEPS
 from .targets import Target
-
-BINARY_ENCODING_KINDS = ("gif", "relay")  # unsigned payloads (compiler/hybrid/ir.py)
 
 
 def shape_of(ctx: Ctx, ref: dict[str, str] | None) -> tuple[int, ...] | None:
@@ -178,15 +177,7 @@ def _chip_layer(ctx: Ctx, la: dict[str, Any], path: str, by_name: dict[str, dict
     if la["segment"] >= segments:
         fail(ctx, join(path, "segment"), la["segment"], f"a segment in 0..{segments - 1} (after a host stage "
                                                         "that has a successor)")
-    if kind == "bispike":
-        period, k = la.get("period", 1), la.get("levels", 1)
-        if k > 127:
-            fail(ctx, join(path, "levels"), k, "an integer in 1..127 (bi-spike levels are int8)")
-        if la.get("carry_shift", 0) < 1:
-            fail(ctx, join(path, "carry_shift"), la.get("carry_shift", 0), "an integer in 1..62 (bi-spike layers)")
-        expect_shape(ctx, join(path, "thresholds"), la.get("thresholds"), (period, k), "period × levels")
-        expect_shape(ctx, join(path, "carry"), la.get("carry"), (period, 2 * k + 1), "period × (2·levels + 1)")
-        expect_shape(ctx, join(path, "amplitude"), la.get("amplitude"), (period,), "period")
+    KINDS[kind].check_manifest(ctx, la, path)  # the schema admits registered kinds only
     proj = la.get("projection")
     if proj is not None:
         ppath = join(path, "projection")
@@ -195,9 +186,10 @@ def _chip_layer(ctx: Ctx, la: dict[str, Any], path: str, by_name: dict[str, dict
         expect_shape(ctx, join(ppath, "groups"), proj["groups"], (width,), "layer width")
         if proj.get("bias") is not None:
             expect_shape(ctx, join(ppath, "bias"), proj["bias"], (out,), "outputs")
-        if proj.get("encoding", "graded") != "graded" and kind not in BINARY_ENCODING_KINDS:
+        if proj.get("encoding", "graded") != "graded" and not KINDS[kind].binary_encodings:
+            binary = ", ".join(k.name for k in KINDS.values() if k.binary_encodings)
             fail(ctx, join(ppath, "encoding"), proj["encoding"], f'"graded" for a {kind} layer (binary encodings '
-                                                                 "carry unsigned payloads: gif, relay)")
+                                                                 f"carry unsigned payloads: {binary})")
     source = la.get("source")
     if source is None:
         if la.get("bias") is not None:
@@ -222,7 +214,7 @@ def _hybrid_populations(m: dict[str, Any], ctx: Ctx) -> dict[str, int]:
     chained = {la.get("source") for la in m["layers"]} - {None}
     sizes: dict[str, int] = {}
     for la in m["layers"]:
-        if la["kind"] != "relay":
+        if not KINDS[la["kind"]].host_injected:  # a relay's events come from the host: no neurons on a core
             sizes[la["name"]] = la["width"]
         if la.get("projection") is not None and la["name"] not in chained:
             sizes[la["projection"]["name"]] = shape_of(ctx, la["projection"]["weight"])[0]
@@ -303,7 +295,7 @@ def _finite(ctx: Ctx, path: str, a: np.ndarray | None) -> None:
         fail(ctx, path, str(np.asarray(a)[~np.isfinite(a)].flat[0]), "finite values only")
 
 
-def _lif_widths(ctx: Ctx, path: str, du: int, dv: int, vth: int, target: Target) -> None:
+def lif_widths(ctx: Ctx, path: str, du: int, dv: int, vth: int, target: Target) -> None:
     """A LIF's decays within the target's decay bits, its threshold mantissa within what its shift leaves."""
     for key, value in (("du", du), ("dv", dv)):
         if not 0 <= value < target.decay_unity:
@@ -320,8 +312,7 @@ def check_values(program: Program | HybridProgram, ctx: Ctx) -> None:
     target = program.target_spec
     if isinstance(program, HybridProgram):
         for i, la in enumerate(program.layers):
-            if la.kind == "lif":
-                _lif_widths(ctx, join("layers", i), la.du, la.dv, la.vth, target)
+            kind_of(la).check_values(ctx, la, join("layers", i), target)
             p = la.projection
             if p is not None:
                 path = join(join("layers", i), "projection")
@@ -331,7 +322,7 @@ def check_values(program: Program | HybridProgram, ctx: Ctx) -> None:
     for i, pop in enumerate(program.populations):
         path = join("populations", i)
         if isinstance(pop, QLIFPop):
-            _lif_widths(ctx, path, pop.du, pop.dv, pop.vth, target)
+            lif_widths(ctx, path, pop.du, pop.dv, pop.vth, target)
             _within(ctx, join(path, "bias_exp"), pop.bias_exp, 0, BIAS_EXP_MAX, "Lava's 3-bit bias exponent")
             _within(ctx, join(path, "bias_mant"), pop.bias_mant, -BIAS_MANT_MAX, BIAS_MANT_MAX,
                     "Lava's 13-bit bias mantissa")

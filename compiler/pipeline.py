@@ -1,7 +1,8 @@
 """The compiler's pass pipeline: NIR → float IR → integer program → mapped program.
 
-A short explicit list of named passes, each with a one-line why; the matching verifier runs after every pass and
-a failure names the passes run so far. `dump_after` writes the IR after a named pass (`--dump-after PASS`).
+A short explicit list of named passes, each with a one-line why, run by the shared pass manager
+(`passes/manager.py`): the matching verifier runs after every pass and a failure names the passes run so far.
+`dump_after` writes the IR after a named pass (`--dump-after PASS`), `on_pass` after every pass (`--dump-ir`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .passes.check_neurons import check_neurons
 from .passes.cut_host import cut_host
 from .passes.fold_amplitudes import fold_amplitudes
 from .passes.lower_spikes import lower_spikes
+from .passes.manager import Pass, run_passes
 from .passes.partition import partition
 from .passes.place import place
 from .passes.quantize import quantize
@@ -37,33 +39,39 @@ class CompileOptions:
     encoding: str | None = None  # force one spike encoding on every bi-spike edge (None: the cost model picks)
 
 
-@dataclass(frozen=True, slots=True)
-class Pass:
-    name: str
-    why: str
-    run: Callable[[Any, Target, CompileOptions], Any]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainContext:
+    """What every chain pass may read besides the IR: the target and the user's options."""
 
-
-PIPELINE: tuple[Pass, ...] = (
-    Pass("check_neurons", "refuse neuron kinds the target cannot run, before any work",
-         lambda g, t, o: check_neurons(g, t)),
-    Pass("fold_amplitudes", "α_ref into weights: synapses stay static, per-step α rides in the payload",
-         lambda g, t, o: fold_amplitudes(g)),
-    Pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision",
-         lambda g, t, o: quantize(g, t)),
-    Pass("lower_spikes", "signed levels → graded, unary or bit-serial events, chosen per edge by a cost model",
-         lambda p, t, o: lower_spikes(p, t, encoding=o.encoding)),
-    Pass("partition", "populations → cores under neuron, memory and axon limits", lambda p, t, o: partition(p, t)),
-    Pass("place", "cores → mesh tiles (min-cut or serpentine) minimising hop-weighted traffic",
-         lambda p, t, o: place(p, t)),
-    Pass("cut_host", "embedding and readout scaling → ONNX host programs run by onnxruntime",
-         lambda p, t, o: cut_host(p, t)),
-)
-PASS_NAMES = tuple(p.name for p in PIPELINE)
+    target: Target
+    options: CompileOptions
 
 
 def _verify(ir: FloatGraph | Program) -> None:
     verify_float(ir) if isinstance(ir, FloatGraph) else verify_program(ir)
+
+
+def _chain_pass(name: str, why: str, run: Callable[[Any, ChainContext], Any]) -> Pass[ChainContext]:
+    return Pass(name, why, run, verify=_verify)
+
+
+PIPELINE: tuple[Pass[ChainContext], ...] = (
+    _chain_pass("check_neurons", "refuse neuron kinds the target cannot run, before any work",
+                lambda g, c: check_neurons(g, c.target)),
+    _chain_pass("fold_amplitudes", "α_ref into weights: synapses stay static, per-step α rides in the payload",
+                lambda g, c: fold_amplitudes(g)),
+    _chain_pass("quantize", "Lava fixed_pt integers; worst-case state bound chooses payload precision",
+                lambda g, c: quantize(g, c.target)),
+    _chain_pass("lower_spikes", "signed levels → graded, unary or bit-serial events, chosen per edge by a cost model",
+                lambda p, c: lower_spikes(p, c.target, encoding=c.options.encoding)),
+    _chain_pass("partition", "populations → cores under neuron, memory and axon limits",
+                lambda p, c: partition(p, c.target)),
+    _chain_pass("place", "cores → mesh tiles (min-cut or serpentine) minimising hop-weighted traffic",
+                lambda p, c: place(p, c.target)),
+    _chain_pass("cut_host", "embedding and readout scaling → ONNX host programs run by onnxruntime",
+                lambda p, c: cut_host(p, c.target)),
+)
+PASS_NAMES = tuple(p.name for p in PIPELINE)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -99,19 +107,12 @@ def compile_graph(graph_or_path: Any, target: Target | str = "loihi2", *, dump_a
     ir: Any = from_nir(nir_graph, dt=dt, steps=steps)
     verify_float(ir)
     seen("from_nir", ir)
-    done: list[str] = ["from_nir"]
-    for p in PIPELINE:
-        try:
-            ir = p.run(ir, target, options)
-            _verify(ir)
-        except CompileError as exc:
-            if "passes run:" in str(exc) or type(exc) is not CompileError:
-                raise
-            raise CompileError(f"{exc} (passes run: {', '.join(done + [p.name])})") from None
-        done.append(p.name)
-        seen(p.name, ir)
-        if dump_after == p.name:
-            out = Path(dump_dir or ".") / f"{len(done) - 1:03d}_{p.name}.json"
+
+    def after(name: str, ir: Any) -> None:
+        seen(name, ir)
+        if dump_after == name:
+            out = Path(dump_dir or ".") / f"{PASS_NAMES.index(name) + 1:03d}_{name}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(to_jsonable(ir), indent=1, sort_keys=True))
-    return ir
+
+    return run_passes(PIPELINE, ir, ChainContext(target=target, options=options), after, already_run=("from_nir",))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
+from spikestack.compiler.kinds import kind_of
 
 from .counts import xy_route
 
@@ -60,15 +61,6 @@ def _positions(lead: tuple[int, ...]) -> int:
 def tokens_of(program: HybridProgram, calls: int, lead: tuple[int, ...]) -> int:
     """Tokens a trace covers: calls · B for per-token calls, else B · L (module docstring)."""
     return _positions(lead) * (calls if program.time_axis == "tokens" else 1)
-
-
-def _spike_levels(layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
-    """Payloads [calls, steps, ...] → spike levels: bi-spike payloads are s · a_t (a_t the per-step amplitude,
-    t = call mod T), GIF and LIF payloads are the levels themselves."""
-    if layer.kind != "bispike":
-        return payloads
-    amp = np.asarray(layer.amplitude, np.int64)[np.arange(payloads.shape[0]) % layer.period]
-    return payloads // amp.reshape((-1,) + (1,) * (payloads.ndim - 1))
 
 
 def _routes(program: HybridProgram) -> tuple[dict[tuple[int, int, int, int], int], dict[tuple[int, int], list[int]]]:
@@ -130,7 +122,7 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
                 incidence[k, routes[(c.index, d.index)]] = 1.0
             link_load += per_dst @ incidence
             max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0).astype(np.int64))
-    levels = _spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
+    levels = kind_of(layer).spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
     return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
                        cores=tuple(c.index for c in cores), neurons=neurons, synaptic_ops=synops,
                        active_updates=active, spikes_out=spikes_out, messages_out=msgs, hops=hops,

@@ -1,16 +1,17 @@
 """compile_hybrid: a branching NIR graph (SpikeLM, SpikeGPT, SpikeLLM) → `HybridProgram`.
 
-Passes, each verified after it (`verify_hybrid`): cut (chip layers and host schedule, `cut.py`) → calibrate (float
-run of the NIR graph on sample ids, peak input per chip layer) → quantize (`quantize.py`) → host (stages to ONNX,
-`host_stages.py`) → partition and place (the spine's passes, on the chip layers' populations).
-"""
+`HYBRID_PIPELINE`, run by the shared pass manager (`compiler/passes/manager.py`) with a verifier after every pass:
+cut (chip layers and host schedule, `cut.py`) → calibrate (float run of the NIR graph on sample ids, peak input per
+chip layer) → quantize (`quantize.py`) → host (stages to ONNX, `host_stages.py`) → partition and place (the
+spine's passes, on the chip layers' populations). Each pass adds one thing to a typed stage (`CutStage` …
+`HybridProgram`); `verify_hybrid` runs after every pass that yields a program."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nir
@@ -21,13 +22,14 @@ from spikestack.models.threads import one_torch_thread
 
 from spikestack.errors import CompileError
 
+from ..kinds import kind_of
+from ..passes.manager import Pass, run_passes
 from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
-from ..verify import verify_lif_fields
 from .cut import CutPlan, plan_cut
 from .host_stages import build_stages, cache_states, decode_supported, export_onnx, host_states
-from .ir import CHIP_KINDS, HostStage, HybridProgram, QChipLayer
+from .ir import HostStage, HybridProgram, QChipLayer
 from .quantize import quantize_layers
 
 CALIBRATION_POSITIONS = 16  # sequence length of the example tensors used to trace the host stages
@@ -127,13 +129,11 @@ def verify_hybrid(program: HybridProgram) -> None:
     if program.decode_stages:
         _verify_schedule(program, program.decode_stages, program.decode_states)
     for la in program.layers:
-        if la.kind not in CHIP_KINDS:
-            raise CompileError(f"chip layer {la.name!r}: unknown kind {la.kind!r}")
+        kind = kind_of(la)  # CompileError for an unregistered kind
         w = None if la.projection is None else np.asarray(la.projection.weight)
         if w is not None and not _even_mantissas(w):
             raise CompileError(f"chip layer {la.name!r}: weight mantissas must be even and |m| <= 254")
-        if la.kind == "lif":
-            verify_lif_fields(la.name, la.du, la.dv, la.vth, program.target_spec)
+        kind.verify(la, program.target_spec)
     if program.cores:
         covered = {}
         for c in program.cores:
@@ -172,37 +172,87 @@ def _phase(timings: dict[str, float] | None, name: str) -> Iterator[None]:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray,
-                   timings: dict[str, float] | None = None, *, dataflow: bool = False,
-                   on_pass: Callable[[str, Any], None] | None = None, encoding: str | None = None) -> HybridProgram:
-    """`timings`, when given, receives the seconds of each pass: cut, calibrate, quantize, host_build,
-    onnx_export, partition_place (bench/compile_scale.py). `dataflow` folds Linears of SpikeGPT's normed
-    residual stream onto the cores (compiler/hybrid/fold.py). `on_pass(name, ir)` sees the IR after each of
-    HYBRID_PASSES (`compile --dump-after`)."""
-    target = load_target(target) if isinstance(target, str) else target
-    seen = on_pass or (lambda _name, _ir: None)
-    with _phase(timings, "cut"):
-        plan = plan_cut(graph, dataflow=dataflow)
-    seen("cut", plan_summary(plan))
-    if not plan.layers:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HybridContext:
+    """What the language-model passes read besides their stage: the user's choices and where timings go."""
+
+    target: Target
+    calibration_ids: np.ndarray  # [B, L] token ids of the float calibration run
+    dataflow: bool = False  # fold SpikeGPT's normed-residual Linears onto the cores (fold.py)
+    encoding: str | None = None  # force one spike encoding (None: the cost model picks per layer)
+    timings: dict[str, float] | None = None  # seconds per phase, accumulated (bench/compile_scale.py)
+
+
+# The stages before a HybridProgram exists, typed so each pass states what it needs and adds one thing.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CutStage:
+    graph: nir.NIRGraph
+    plan: CutPlan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalibratedStage:
+    graph: nir.NIRGraph
+    plan: CutPlan
+    x_max: dict[str, float]  # peak |input| per chip neuron (float64 run)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuantizedStage:
+    graph: nir.NIRGraph
+    plan: CutPlan
+    x_max: dict[str, float]
+    layers: tuple[QChipLayer, ...]
+
+
+def _cut(graph: nir.NIRGraph, ctx: HybridContext) -> CutStage:
+    with _phase(ctx.timings, "cut"):
+        return CutStage(graph=graph, plan=plan_cut(graph, dataflow=ctx.dataflow))
+
+
+def _verify_cut(stage: CutStage) -> None:
+    if not stage.plan.layers:
         raise CompileError("graph has no spiking neuron node (BiSpike, LIF or GIF): nothing to put on the chip")
+
+
+def _calibrate(stage: CutStage, ctx: HybridContext) -> CalibratedStage:
+    with _phase(ctx.timings, "calibrate"):
+        x_max = calibrate(stage.graph, stage.plan, ctx.calibration_ids)
+    return CalibratedStage(graph=stage.graph, plan=stage.plan, x_max=x_max)
+
+
+def _verify_peaks(stage: CalibratedStage) -> None:
+    """Quantisation divides by these peaks: an overflowing float run would give every unit as infinity."""
+    for name, peak in stage.x_max.items():
+        if not np.isfinite(peak):
+            raise CompileError(f"chip layer {name!r}: calibration peak input {peak} is not finite")
+
+
+def _quantize(stage: CalibratedStage, ctx: HybridContext) -> QuantizedStage:
+    with _phase(ctx.timings, "quantize"):
+        layers = quantize_layers(stage.plan, stage.x_max, ctx.target, ctx.encoding)
+    return QuantizedStage(graph=stage.graph, plan=stage.plan, x_max=stage.x_max, layers=tuple(layers))
+
+
+def _verify_quantized(stage: QuantizedStage) -> None:
+    if len(stage.layers) != len(stage.plan.layers):
+        raise CompileError(f"quantize: {len(stage.layers)} chip layers for {len(stage.plan.layers)} planned")
+
+
+def _host(stage: QuantizedStage, ctx: HybridContext) -> HybridProgram:
+    """Trace and export the host stages around the chip layers (and the KV-cache program where supported)."""
+    graph, plan, layers, target = stage.graph, stage.plan, list(stage.layers), ctx.target
     time_axis = str(_meta(graph, "time_axis", "tokens"))
-    with _phase(timings, "calibrate"):
-        x_max = calibrate(graph, plan, calibration_ids)
-    seen("calibrate", x_max)
-    with _phase(timings, "quantize"):
-        layers = quantize_layers(plan, x_max, target, encoding)
-    seen("quantize", layers)
     max_positions = int(_meta(graph, "max_seq_len", graph_context(graph)))
     positions = max(max_positions, CALIBRATION_POSITIONS)
     states = host_states(plan)
-    stages = _host_program(plan, layers, _example_env(plan, time_axis), states, positions, timings, target)
+    stages = _host_program(plan, layers, _example_env(plan, time_axis), states, positions, ctx.timings, target)
     decode_stages: tuple[HostStage, ...] = ()
     decode_states = tuple(cache_states(plan)) if decode_supported(plan) else ()
     if decode_states:  # the KV-cache program for token-by-token generation
         example = {plan.input_name: torch.zeros(1, 1, 1, dtype=torch.int64)}
         example.update({s.name: torch.zeros(1, 3, *s.shape[1:]) for s in decode_states})
-        decode_stages = _host_program(plan, layers, example, list(decode_states), positions, timings, target,
+        decode_stages = _host_program(plan, layers, example, list(decode_states), positions, ctx.timings, target,
                                       decode=True)
     program = HybridProgram(
         family=str(_meta(graph, "family", "unknown")), target=target.name, target_spec=target, time_axis=time_axis,
@@ -210,22 +260,53 @@ def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: n
         vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=stages,
         states=tuple(states), input_name=plan.input_name, decode_stages=decode_stages,
         decode_states=decode_states, max_positions=max_positions,
-        report={"calibration_peaks": {k: round(v, 6) for k, v in x_max.items()},
+        report={"calibration_peaks": {k: round(v, 6) for k, v in stage.x_max.items()},
                 "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None}})
-    program = replace(program, report=dict(program.report, host_traffic_values_per_position=_traffic(program)))
-    verify_hybrid(program)
-    seen("host", program.stages)
-    with _phase(timings, "partition_place"):
-        program = _partition(program, target)
-        verify_hybrid(program)
-        seen("partition", program.cores)
-        program = place(program, target)
-        verify_hybrid(program)
-        seen("place", program)
-    return program
+    return replace(program, report=dict(program.report, host_traffic_values_per_position=_traffic(program)))
 
 
-HYBRID_PASSES = ("cut", "calibrate", "quantize", "host", "partition", "place")
+def _partition_pass(program: HybridProgram, ctx: HybridContext) -> HybridProgram:
+    with _phase(ctx.timings, "partition_place"):
+        return _partition(program, ctx.target)
+
+
+def _place_pass(program: HybridProgram, ctx: HybridContext) -> HybridProgram:
+    with _phase(ctx.timings, "partition_place"):
+        return place(program, ctx.target)
+
+
+def _layers_view(stage: QuantizedStage) -> list[QChipLayer]:
+    return list(stage.layers)
+
+
+HYBRID_PIPELINE: tuple[Pass[HybridContext], ...] = (
+    Pass("cut", "split the graph into chip layers (spiking neurons + projections) and a per-call host schedule",
+         _cut, verify=_verify_cut, view=lambda s: plan_summary(s.plan)),
+    Pass("calibrate", "a float64 run on sample ids gives each chip layer's peak input, the range quantize needs",
+         _calibrate, verify=_verify_peaks, view=lambda s: s.x_max),
+    Pass("quantize", "chip layers → Lava fixed_pt integers and a spike encoding per projection",
+         _quantize, verify=_verify_quantized, view=_layers_view),
+    Pass("host", "everything off the chip → ONNX host stages on the per-call schedule (and the KV-cache program)",
+         _host, verify=verify_hybrid, view=lambda p: p.stages),
+    Pass("partition", "chip populations → cores under the target's neuron, memory and axon limits",
+         _partition_pass, verify=verify_hybrid, view=lambda p: p.cores),
+    Pass("place", "cores → mesh tiles minimising hop-weighted traffic (the spine's place pass)",
+         _place_pass, verify=verify_hybrid),
+)
+HYBRID_PASSES = tuple(p.name for p in HYBRID_PIPELINE)
+
+
+def compile_hybrid(graph: nir.NIRGraph, target: Target | str, calibration_ids: np.ndarray,
+                   timings: dict[str, float] | None = None, *, dataflow: bool = False,
+                   on_pass: Callable[[str, Any], None] | None = None, encoding: str | None = None) -> HybridProgram:
+    """Run HYBRID_PIPELINE over `graph`. `timings`, when given, receives the seconds of each phase: cut, calibrate,
+    quantize, host_build, onnx_export, partition_place (bench/compile_scale.py). `dataflow` folds Linears of
+    SpikeGPT's normed residual stream onto the cores (compiler/hybrid/fold.py). `on_pass(name, ir)` sees each
+    pass's view of its stage, in HYBRID_PASSES order (`compile --dump-ir`, `--dump-after`)."""
+    target = load_target(target) if isinstance(target, str) else target
+    ctx = HybridContext(target=target, calibration_ids=calibration_ids, dataflow=dataflow, encoding=encoding,
+                        timings=timings)
+    return run_passes(HYBRID_PIPELINE, graph, ctx, on_pass)
 
 
 def plan_summary(plan: CutPlan) -> dict[str, Any]:

@@ -25,24 +25,21 @@ from dataclasses import dataclass, field
 
 import nir
 import numpy as np
-from spikestack.models.nir.neurons import GIF
 from spikestack.models.nir.nodes import BiSpike, Embedding
 from spikestack.models.nir.ops import check_operands
 from spikestack.models.nir.to_torch import _topological_order
 
 from spikestack.errors import CompileError, NIRFormatError
 
+from ..kinds import KINDS
 from .fold import Fold, find_folds
 
-NEURON_TYPES = (BiSpike, nir.LIF, GIF)
+NEURON_TYPES = tuple(t for kind in KINDS.values() for t in kind.node_types)  # what goes on the chip
 
 
 def chip_kind(node: nir.NIRNode) -> str:
-    if isinstance(node, BiSpike):
-        return "bispike"
-    if isinstance(node, GIF):
-        return "gif"
-    return "lif"
+    """The registered kind (compiler/kinds/) that lowers this neuron node."""
+    return next(kind.name for kind in KINDS.values() if isinstance(node, kind.node_types))
 
 
 @dataclass(frozen=True, slots=True)

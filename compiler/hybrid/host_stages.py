@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from spikestack.errors import CompileError
 
+from ..kinds import kind_of
 from ..targets import Target
 from .cut import CutPlan
 from .host_ops import FoldDequant, GIFEncode, host_module
@@ -56,8 +57,7 @@ class StageModule(nn.Module):
                  decode: bool = False, *, target: Target) -> None:
         super().__init__()
         self.plan, self.stage = plan, stage
-        # what the chip accepts: a bi-spike membrane's range; a LIF's a_in, shifted into the state
-        self.input_max = {"bispike": target.state_max, "lif": target.activation_max}
+        self.target = target
         g = plan.graph
         self.recv = [la for la in layers if la.segment == stage - 1]
         self.send = [la for la in layers if la.segment == stage]
@@ -122,7 +122,7 @@ class StageModule(nn.Module):
             codes, scale, zero = self.encoders[_key(la.name)](x)
             env[la.input], env[gif_scale_name(la.name)], env[gif_zero_name(la.name)] = codes, scale, zero
             return
-        limit = self.input_max[la.kind]
+        limit = kind_of(la).input_limit(self.target)  # what the chip accepts (bi-spike membrane, LIF a_in)
         env[la.input] = torch.clamp(torch.round(x / la.in_unit), -limit, limit).to(torch.int32)
 
     def _get(self, name: str, env: dict[str, Tensor]) -> Tensor:

@@ -14,7 +14,8 @@ host tensors are integers the host dequantizes. So the chip side is integer-only
 
 A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`): the
 dendritic accumulators of the projection's destination are read by the host, which adds the bias. Integer
-semantics per call (`runtime/hybrid/chip.py` is the definition, every backend is tested against it):
+semantics per call (each kind's numpy step in `runtime/kinds/` is the definition, every backend is tested against
+it; the kind's IR-side facts are its `ChipKind` in `compiler/kinds/`):
 
 * ``bispike`` (SpikeLM's elastic bi-spike, one step per call, step index t = call mod T; state reset at t = 0):
   `runtime.neurons.bispike_step` on the input currents; payload a_t·s (graded, signed).
@@ -47,9 +48,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Core, frozen_array
+from ..kinds import KINDS, kind_of
 from ..targets import Target
 
-CHIP_KINDS = ("bispike", "lif", "gif", "relay")
+CHIP_KINDS = tuple(KINDS)  # the registered kinds (compiler/kinds/): the artifact schema's choices
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +90,7 @@ class QChipProjection:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QChipLayer:
     name: str  # the NIR neuron node
-    kind: str  # one of CHIP_KINDS
+    kind: str  # a key of compiler/kinds KINDS: its ChipKind is the layer's behaviour (`kind_of(layer)`)
     width: int  # neurons per position (batch and sequence axes replicate them)
     steps: int  # neuron steps per call
     input: str  # host → chip tensor (int32 [..., width])
@@ -115,7 +117,7 @@ class QChipLayer:
     @property
     def max_level(self) -> int:
         """Largest unsigned payload of gif and relay layers (what their binary encodings must cover)."""
-        return self.levels - 1 if self.kind == "gif" else self.levels
+        return kind_of(self).max_level(self)
 
     @property
     def planes(self) -> int:
@@ -130,12 +132,7 @@ class QChipLayer:
     @property
     def payload_bits(self) -> int:
         """Bits of one event's graded payload, sign included (0: binary spike)."""
-        if self.kind == "lif":
-            return 0
-        if self.kind == "relay":
-            return int(self.levels).bit_length()
-        peak = int(np.abs(self.amplitude).max()) * self.levels if self.kind == "bispike" else self.levels - 1
-        return int(peak).bit_length() + (1 if self.kind == "bispike" else 0)
+        return kind_of(self).payload_bits(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,7 +214,7 @@ class HybridProgram:
         pops = []
         chained = {la.source for la in self.layers if la.source is not None}
         for layer in self.layers:
-            if layer.kind != "relay":  # a relay's events come from the host: it has no neurons on a core
+            if not kind_of(layer).host_injected:  # a relay's events come from the host: no neurons on a core
                 pops.append(_Pop(name=layer.name, size=layer.width))
             if layer.projection is not None and layer.name not in chained:  # else its synapses land on the chain
                 pops.append(_Pop(name=layer.projection.name, size=layer.projection.size))
@@ -226,7 +223,7 @@ class HybridProgram:
     @property
     def projections(self) -> tuple[_Proj, ...]:
         target = {la.source: la.name for la in self.layers if la.source is not None}
-        return tuple(_Proj(name=la.projection.name, src=f"host:{la.name}" if la.kind == "relay" else la.name,
+        return tuple(_Proj(name=la.projection.name, src=f"host:{la.name}" if kind_of(la).host_injected else la.name,
                            dst=target.get(la.name, la.projection.name), weight=la.projection.weight)
                      for la in self.layers if la.projection is not None)  # a relay's events come from the host
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from spikestack.compiler.hybrid.host_stages import gif_scale_name, gif_zero_name
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+from spikestack.compiler.kinds import kind_of
 from spikestack.models.nir.to_torch import NIRModule, _key, run_tokens
 from spikestack.models.threads import one_torch_thread
 
@@ -38,13 +39,14 @@ def dequantize(layer: QChipLayer, env: dict[str, np.ndarray]) -> np.ndarray:
 
 def layer_errors(graph: nir.NIRGraph, program: HybridProgram, ids: np.ndarray) -> dict[str, dict[str, float]]:
     """{layer: max_abs, mean_abs, rel_mean (mean |err| / mean |float|), saturations} over every call.
-    Relay layers (folded Linears) are left out: their value is formed on the host; it shows in the layers after."""
+    Host-injected layers (relays: folded Linears) are left out: their value is formed on the host; it shows in the
+    layers after."""
     ids = check_ids(program, ids)
     module = NIRModule(graph).double().eval()
     want: dict[str, list[np.ndarray]] = {}
     hooks = []
     for la in program.layers:
-        if la.kind == "relay":
+        if kind_of(la).host_injected:
             continue
         value = la.projection.name if la.projection else la.name
 
@@ -57,7 +59,7 @@ def layer_errors(graph: nir.NIRGraph, program: HybridProgram, ids: np.ndarray) -
         h.remove()
     got: dict[str, list[np.ndarray]] = {}
     def observe(la: QChipLayer, env: dict[str, np.ndarray]) -> None:
-        if la.kind != "relay":
+        if not kind_of(la).host_injected:
             got.setdefault(la.name, []).append(dequantize(la, env))
 
     session = Session(program, batch=ids.shape[0], observer=observe)
@@ -68,7 +70,7 @@ def layer_errors(graph: nir.NIRGraph, program: HybridProgram, ids: np.ndarray) -
         session.close()
     report = {}
     for la in program.layers:
-        if la.kind == "relay":
+        if kind_of(la).host_injected:
             continue  # a folded Linear's value is formed on the host from per-token scalars: it shows downstream
         a, b = np.stack(got[la.name]), np.stack(want[la.name])
         err = np.abs(a - b)

@@ -8,47 +8,24 @@ summation order nor added zeros change a bit: `projection_dtype` picks float32 w
 peak |Σ steps payload| · max_o Σ_i |weight[o, i]| is below 2^24 (float32's 24-bit significand; half the memory
 traffic of float64 in these small, weight-bound matmuls), float64 (2^53) otherwise.
 
-Per-layer constants derived from the artifact (the grouped weight, the LIF fields, the bi-spike tables) are built
-at a layer's first call and kept in its `LayerState.extra`, not rebuilt per call: SpikeGPT makes one call per token.
+Each kind's neuron step is its module in `runtime/kinds/` (the definition); this module adds what every kind
+shares: chained inputs and the projection. Per-layer constants derived from the artifact (the grouped weight, the
+LIF fields, the bi-spike tables) are built at a layer's first call and kept in its `LayerState.extra`, not rebuilt
+per call: SpikeGPT makes one call per token.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from spikestack.compiler.encodings import to_unsigned_planes, unsigned_plane_scales
 from spikestack.compiler.hybrid.ir import QChipLayer
+from spikestack.compiler.kinds import kind_of
 from spikestack.compiler.targets import Target
 
-from ..neurons import BiSpikeTables, LIFFields, bispike_step, gif_charge, gif_step, lif_fields, lif_step
+from ..kinds import LayerState, cached, step_of
 
-
-@dataclass
-class LayerState:
-    u: np.ndarray | None = None
-    v: np.ndarray | None = None
-    s: np.ndarray | None = None
-    saturations: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-def _cached(state: LayerState, key: str, build):
-    """state.extra[key], built by `build()` at the layer's first call (see the module docstring)."""
-    value = state.extra.get(key)
-    if value is None:
-        value = state.extra[key] = build()
-    return value
-
-
-def _tables(layer: QChipLayer, target: Target) -> BiSpikeTables:
-    return BiSpikeTables(thresholds=np.asarray(layer.thresholds, np.int64), carry=np.asarray(layer.carry, np.int64),
-                         carry_shift=int(layer.carry_shift), levels=int(layer.levels), state_max=target.state_max)
-
-
-def layer_lif_fields(layer: QChipLayer, target: Target) -> LIFFields:
-    """A chip LIF's fields (no bias: the host adds it before quantizing) in the target's widths."""
-    return lif_fields(layer.du, layer.dv, layer.vth, np.zeros(layer.width, np.int64), target)
+__all__ = ["FEW_ROWS", "LayerState", "chained_input", "chip_call", "neuron_steps", "payload_peak",
+           "project", "project_planes", "projection_dtype"]
 
 
 def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
@@ -60,34 +37,9 @@ def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
 
 
 def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
-    """Run the layer's neurons for one call in the widths of the program's `target`; returns payloads int64
-    [steps, ..., width] and updates `state`."""
-    x = chained_input(layer, x)
-    if layer.kind == "bispike":
-        t = call % layer.period
-        tables = _cached(state, "tables", lambda: _tables(layer, target))
-        u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables)
-        state.u, state.s = u, s
-        state.saturations += int(sat.sum())
-        return (s * int(layer.amplitude[t]))[None]
-    if layer.kind == "relay":  # host-injected graded events: the payload is the input
-        if x.size and (x.max() > layer.levels or x.min() < -layer.levels):  # two reductions on the usual path
-            state.saturations += int((np.abs(x) > layer.levels).sum())
-            x = np.clip(x, -layer.levels, layer.levels)
-        return x[None]
-    if layer.kind == "lif":
-        if state.u is None:
-            state.u, state.v = np.zeros_like(x), np.zeros_like(x)
-        fields = _cached(state, "lif", lambda: layer_lif_fields(layer, target))
-        state.u, state.v, s = lif_step(state.u, state.v, x, fields)
-        return s[None]
-    # gif: the charge empties in ≤ K steps of at most L − 1
-    u, negative = gif_charge(x)
-    state.saturations += int(negative.sum())
-    out = np.empty((layer.steps, *x.shape), np.int64)
-    for k in range(layer.steps):
-        u, out[k] = gif_step(u, layer.levels)
-    return out
+    """Run the layer's neurons for one call in the widths of the program's `target`: its kind's numpy step
+    (runtime/kinds/); returns payloads int64 [steps, ..., width] and updates `state`."""
+    return step_of(layer)(layer, chained_input(layer, x), state, call, target)
 
 
 FLOAT32_EXACT = 1 << 24  # integers of magnitude ≤ 2^24 are exact in float32 (24-bit significand)
@@ -100,15 +52,7 @@ FEW_ROWS = 16
 
 def payload_peak(layer: QChipLayer) -> int:
     """Largest |Σ_steps payload| of one neuron in one call, by the semantics of ir.py."""
-    if layer.kind == "bispike":
-        per_step = int(np.abs(np.asarray(layer.amplitude)).max()) * int(layer.levels)
-    elif layer.kind == "lif":
-        per_step = 1
-    elif layer.kind == "relay":
-        per_step = int(layer.levels)
-    else:  # gif
-        per_step = int(layer.levels) - 1
-    return int(layer.steps) * per_step
+    return int(layer.steps) * kind_of(layer).peak_per_step(layer)
 
 
 def projection_dtype(layer: QChipLayer) -> type[np.floating]:
@@ -159,7 +103,7 @@ def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
     (`HybridProgram.target_spec`): its state width and LIF shifts."""
     payloads = neuron_steps(layer, x, state, call, target)
     if layer.projection is not None and layer.projection.encoding != "graded":
-        return project_planes(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
+        return project_planes(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer))), payloads
     if layer.projection is not None:
-        return project(layer, payloads, _cached(state, "weight", lambda: grouped_weight(layer))), payloads
-    return (payloads.sum(0) if layer.kind == "gif" else payloads[-1]), payloads
+        return project(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer))), payloads
+    return kind_of(layer).output(payloads), payloads

@@ -8,9 +8,12 @@ Why: `verify` needs three backends that share nothing but the artifact, so a sli
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+from spikestack.compiler.kinds import kind_of
 from spikestack.compiler.targets import Target
 from torch import Tensor
 
@@ -18,6 +21,54 @@ from torch import Tensor
 def _trunc_decay(x: Tensor, keep: int, shift: int) -> Tensor:
     """x · keep / 2^shift truncated toward zero (Lava's decays)."""
     return torch.div(x * keep, 1 << shift, rounding_mode="trunc")
+
+
+def _bispike(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+    t = call % la.period
+    if t == 0:
+        u = x.clone()
+    else:
+        carry = torch.as_tensor(np.array(la.carry[t - 1]), dtype=torch.int64)
+        u = st["u"] * carry[st["s"] + la.levels]
+        u = torch.div(u + (1 << (la.carry_shift - 1)), 1 << la.carry_shift, rounding_mode="floor") + x
+    state_max = chip.target.state_max
+    chip.sat[la.name] += int((u.abs() > state_max).sum())
+    u = u.clamp(-state_max, state_max)
+    theta = torch.as_tensor(np.array(la.thresholds[t]), dtype=torch.int64)
+    s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
+    st["u"], st["s"] = u, s
+    return (s * int(la.amplitude[t]))[None]
+
+
+def _lif(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+    u = st.get("u", torch.zeros_like(x))
+    v = st.get("v", torch.zeros_like(x))
+    target = chip.target
+    bits, shift, half = target.decay_bits, target.activation_shift, 1 << (target.state_bits - 1)
+    u = _trunc_decay(u, (1 << bits) - la.du - 1, bits) + x * (1 << shift)
+    u = torch.where(u > half, u - 2 * half, u)
+    u = torch.where(u <= -half, u + 2 * half, u)
+    v = (_trunc_decay(v, (1 << bits) - la.dv, bits) + u).clamp(-half + 1, half - 1)
+    s = (v > la.vth * (1 << shift)).long()
+    st["u"], st["v"] = u, v * (1 - s)
+    return s[None]
+
+
+def _gif(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+    chip.sat[la.name] += int((x < 0).sum())
+    u = x.clamp_min(0)
+    k = torch.arange(la.steps, dtype=torch.int64).view(-1, *([1] * x.ndim))
+    return (u[None] - k * (la.levels - 1)).clamp(0, la.levels - 1)
+
+
+def _relay(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+    chip.sat[la.name] += int((x.abs() > la.levels).sum())
+    return x.clamp(-la.levels, la.levels)[None]
+
+
+TorchStep = Callable[["TorchChip", QChipLayer, Tensor, dict[str, Tensor], int], Tensor]
+# one torch step per chip kind (compiler/kinds/): payloads int64 [steps, ..., width], counting saturations
+STEPS: dict[str, TorchStep] = {"bispike": _bispike, "lif": _lif, "gif": _gif, "relay": _relay}
 
 
 class TorchChip:
@@ -33,60 +84,20 @@ class TorchChip:
         self.sat = {la.name: 0 for la in program.layers}
         self.target = program.target_spec
 
-    def _bispike(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
-        t = call % la.period
-        if t == 0:
-            u = x.clone()
-        else:
-            carry = torch.as_tensor(np.array(la.carry[t - 1]), dtype=torch.int64)
-            u = st["u"] * carry[st["s"] + la.levels]
-            u = torch.div(u + (1 << (la.carry_shift - 1)), 1 << la.carry_shift, rounding_mode="floor") + x
-        state_max = self.target.state_max
-        self.sat[la.name] += int((u.abs() > state_max).sum())
-        u = u.clamp(-state_max, state_max)
-        theta = torch.as_tensor(np.array(la.thresholds[t]), dtype=torch.int64)
-        s = (u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)
-        st["u"], st["s"] = u, s
-        return (s * int(la.amplitude[t]))[None]
-
-    def _lif(self, la: QChipLayer, x: Tensor, st: dict[str, Tensor]) -> Tensor:
-        u = st.get("u", torch.zeros_like(x))
-        v = st.get("v", torch.zeros_like(x))
-        bits, shift, half = self.target.decay_bits, self.target.activation_shift, 1 << (self.target.state_bits - 1)
-        u = _trunc_decay(u, (1 << bits) - la.du - 1, bits) + x * (1 << shift)
-        u = torch.where(u > half, u - 2 * half, u)
-        u = torch.where(u <= -half, u + 2 * half, u)
-        v = (_trunc_decay(v, (1 << bits) - la.dv, bits) + u).clamp(-half + 1, half - 1)
-        s = (v > la.vth * (1 << shift)).long()
-        st["u"], st["v"] = u, v * (1 - s)
-        return s[None]
-
-    def _gif(self, la: QChipLayer, x: Tensor) -> Tensor:
-        self.sat[la.name] += int((x < 0).sum())
-        u = x.clamp_min(0)
-        k = torch.arange(la.steps, dtype=torch.int64).view(-1, *([1] * x.ndim))
-        return (u[None] - k * (la.levels - 1)).clamp(0, la.levels - 1)
-
     def segment(self, layers, inputs, call):
         outputs, payloads = {}, {}
         for la in layers:
             x = torch.as_tensor(np.asarray(inputs[la.input]), dtype=torch.int64)
             if la.source is not None:  # chained: the source's dendritic sums (one group) plus the neuron's bias
                 x = x.select(-2, 0) + torch.as_tensor(np.array(la.bias), dtype=torch.int64)
-            st = self.state[la.name]
-            if la.kind == "bispike":
-                pay = self._bispike(la, x, st, call)
-            elif la.kind == "lif":
-                pay = self._lif(la, x, st)
-            elif la.kind == "relay":
-                self.sat[la.name] += int((x.abs() > la.levels).sum())
-                pay = x.clamp(-la.levels, la.levels)[None]
-            else:
-                pay = self._gif(la, x)
+            step = STEPS.get(la.kind)
+            if step is None:
+                raise NotImplementedError(f"layer {la.name!r}: no torch step for chip kind {la.kind!r}")
+            pay = step(self, la, x, self.state[la.name], call)
             payloads[la.name] = pay.numpy()
             p = la.projection
             if p is None:
-                outputs[la.output] = (pay.sum(0) if la.kind == "gif" else pay[-1]).numpy()
+                outputs[la.output] = kind_of(la).output(pay).numpy()
                 continue
             w = torch.as_tensor(np.array(p.weight), dtype=torch.float64)
             onehot = torch.nn.functional.one_hot(torch.as_tensor(np.array(p.groups), dtype=torch.int64),

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
+from spikestack.compiler.kinds import kind_of
+from spikestack.compiler.targets import Target
 
 from . import check_stock_lif
 
@@ -45,7 +47,7 @@ LAVA_WEIGHT_BITS = 8  # Sparse/Dense fixed_pt weight mantissa bits; the compiler
 
 def call_steps(layer: QChipLayer) -> int:
     """Lava time steps per call: the neuron steps of one call (ir.py: one for lif and bispike)."""
-    return int(layer.steps) if layer.kind == "gif" else 1
+    return kind_of(layer).steps_per_call(layer)
 
 
 def projection_matrix(layer: QChipLayer, positions: int):
@@ -149,7 +151,7 @@ class LavaChip:
         call, because Var.set needs a started runtime and the first input becomes the source's init); the same
         ones keep the networks and only mark their state for clearing."""
         lead = tuple(int(n) for n in lead)
-        if any(la.kind == "lif" for la in program.layers):  # fail before any network is built
+        if any(_lava_kind(la).stock_lif for la in program.layers):  # fail before any network is built
             check_stock_lif(program.target_spec)
         if program is self.program and lead == self.lead:
             for net in self.nets.values():
@@ -171,10 +173,7 @@ class LavaChip:
         out = {}
         for la in self.program.layers if self.program is not None else ():
             net = self.nets.get(la.name)
-            if net is None or la.kind in ("lif", "relay") or net.dirty:
-                out[la.name] = 0
-            else:
-                out[la.name] = int(net.neuron.saturations.get()[0])
+            out[la.name] = 0 if net is None or net.dirty else _lava_kind(la).saturations(net)
         return out
 
     def close(self) -> None:
@@ -202,9 +201,7 @@ class LavaChip:
         flat = x.reshape(-1).astype(np.int64)
         if np.abs(flat).max(initial=0) > np.iinfo(np.int32).max:
             raise ValueError(f"layer {la.name!r}: input beyond int32, the width of Lava's ports here")
-        if la.kind == "relay":  # the host never sends more than the compiled payload bound (as the reference)
-            flat = np.clip(flat, -la.levels, la.levels)
-        flat = flat.astype(np.int32)
+        flat = _lava_kind(la).host_input(la, flat).astype(np.int32)
         net = self.nets.get(la.name)
         if net is None:
             net = self.nets[la.name] = self._build(la, flat, call)
@@ -217,19 +214,11 @@ class LavaChip:
 
     def _prepare(self, net: _LayerNet, call: int) -> None:
         """Clear state left by a finished sequence and align the bi-spike's step index with the executor's call."""
-        la = net.layer
+        kind = _lava_kind(net.layer)
         if net.dirty:
-            if la.kind == "relay":
-                pass  # no state
-            elif la.kind == "lif":
-                zeros = np.zeros(prod(net.lead) * la.width, np.int32)
-                net.neuron.u.set(zeros)
-                net.neuron.v.set(zeros)
-            else:
-                net.neuron.saturations.set(np.zeros(1, np.int32))
+            kind.clear(net)
             net.dirty = False
-        if la.kind == "bispike" and call != net.next_call:
-            net.neuron.call.set(np.array([call], np.int32))
+        kind.align(net, call)
 
     def _build(self, la: QChipLayer, x0: np.ndarray, call: int) -> _LayerNet:
         self._load()
@@ -238,24 +227,7 @@ class LavaChip:
         n = positions * la.width
         steps = call_steps(la)
         source = lv["ChipInput"](x=x0, steps=steps, name=f"{la.name}:in")
-        log = None
-        if la.kind == "lif":
-            neuron = lv["LIF"](shape=(n,), du=la.du, dv=la.dv, vth=la.vth, bias_mant=0, bias_exp=0, name=la.name)
-            log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
-            neuron.s_out.connect(log.a_in)
-        elif la.kind == "bispike":
-            neuron = lv["ChipBiSpike"](size=n, thresholds=la.thresholds, carry=la.carry, carry_shift=la.carry_shift,
-                                       levels=la.levels, amplitude=la.amplitude, period=la.period,
-                                       state_max=self.program.target_spec.state_max, first_call=call,
-                                       name=la.name)
-        elif la.kind == "gif":
-            neuron = lv["ChipGIF"](size=n, steps=steps, levels=la.levels, name=la.name)
-        elif la.kind == "relay":  # host-injected graded events straight into the synapses; the log is the trace
-            neuron = source
-            log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
-            source.s_out.connect(log.a_in)
-        else:
-            raise NotImplementedError(f"layer {la.name!r}: no Lava model for chip kind {la.kind!r}")
+        neuron, log = _lava_kind(la).build(lv, la, source, n, steps, call, self.program.target_spec)
         if neuron is not source:
             source.s_out.connect(neuron.a_in)
         net = _LayerNet(layer=la, lead=self.lead, source=source, neuron=neuron, log=log)
@@ -286,12 +258,101 @@ class LavaChip:
         rows = net.log.log if net.log is not None else net.neuron.payload
         payloads = _ints(rows.get()).reshape(net.steps, *net.lead, la.width)
         if la.projection is None:
-            out = payloads.sum(0) if la.kind == "gif" else payloads[-1]
-            return out, payloads
+            return kind_of(la).output(payloads), payloads
         acc = sum(_ints(syn.a_buff.get()) for syn in net.synapses)
         if net.dendrite is not None:
             acc = acc + _ints(net.dendrite.acc.get())
         return acc.reshape(*net.lead, la.projection.n_groups, la.projection.size), payloads
+
+
+# ------------------------------------------------------------------------------------------ one class per kind
+class _LavaKind:
+    """How one chip kind (compiler/kinds/) runs as Lava processes; the defaults fit our ProcessModels
+    (runtime/lava/procs/chip_*.py), which count saturations in a `saturations` Var."""
+
+    stock_lif = False  # runs on Lava's stock LIF: the target's widths must be Lava's (`check_stock_lif`)
+
+    def build(self, lv: dict[str, Any], la: QChipLayer, source: Any, n: int, steps: int, call: int,
+              target: Target) -> tuple[Any, Any]:
+        """(neuron process, StepLog or None) of a layer of n neurons, connected to nothing yet."""
+        raise NotImplementedError(f"layer {la.name!r}: no Lava model for chip kind {la.kind!r}")
+
+    def host_input(self, la: QChipLayer, flat: np.ndarray) -> np.ndarray:
+        """The flat int64 input as the host hands it over."""
+        return flat
+
+    def clear(self, net: _LayerNet) -> None:
+        """Clear the state a finished sequence left."""
+        net.neuron.saturations.set(np.zeros(1, np.int32))
+
+    def align(self, net: _LayerNet, call: int) -> None:
+        """Align a call-indexed neuron with the executor's call before running it."""
+
+    def saturations(self, net: _LayerNet) -> int:
+        return int(net.neuron.saturations.get()[0])
+
+
+class _LavaLIF(_LavaKind):
+    """Lava's stock fixed_pt LIF; it keeps no spike history, so a StepLog records the payloads. It counts no
+    saturations (u wraps and v saturates silently, as in the reference)."""
+
+    stock_lif = True
+
+    def build(self, lv, la, source, n, steps, call, target):
+        neuron = lv["LIF"](shape=(n,), du=la.du, dv=la.dv, vth=la.vth, bias_mant=0, bias_exp=0, name=la.name)
+        log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
+        neuron.s_out.connect(log.a_in)
+        return neuron, log
+
+    def clear(self, net):
+        zeros = np.zeros(prod(net.lead) * net.layer.width, np.int32)
+        net.neuron.u.set(zeros)
+        net.neuron.v.set(zeros)
+
+    def saturations(self, net):
+        return 0
+
+
+class _LavaBiSpike(_LavaKind):
+    def build(self, lv, la, source, n, steps, call, target):
+        return lv["ChipBiSpike"](size=n, thresholds=la.thresholds, carry=la.carry, carry_shift=la.carry_shift,
+                                 levels=la.levels, amplitude=la.amplitude, period=la.period,
+                                 state_max=target.state_max, first_call=call, name=la.name), None
+
+    def align(self, net, call):
+        if call != net.next_call:  # the step index is call mod T
+            net.neuron.call.set(np.array([call], np.int32))
+
+
+class _LavaGIF(_LavaKind):
+    def build(self, lv, la, source, n, steps, call, target):
+        return lv["ChipGIF"](size=n, steps=steps, levels=la.levels, name=la.name), None
+
+
+class _LavaRelay(_LavaKind):
+    """Host-injected graded events straight into the synapses: the source is the neuron, the log the trace."""
+
+    def build(self, lv, la, source, n, steps, call, target):
+        log = lv["StepLog"](size=n, steps=steps, name=f"{la.name}:log")
+        source.s_out.connect(log.a_in)
+        return source, log
+
+    def host_input(self, la, flat):
+        return np.clip(flat, -la.levels, la.levels)  # never more than the compiled bound (as the reference)
+
+    def clear(self, net):
+        pass  # no state
+
+    def saturations(self, net):
+        return 0
+
+
+LAVA_KINDS: dict[str, _LavaKind] = {"lif": _LavaLIF(), "bispike": _LavaBiSpike(), "gif": _LavaGIF(),
+                                    "relay": _LavaRelay()}
+
+
+def _lava_kind(la: QChipLayer) -> _LavaKind:
+    return LAVA_KINDS.get(la.kind, _LavaKind())  # an unknown kind fails in `build`, naming the layer
 
 
 def _ints(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""`ChipKind`: everything about one neuron kind of a hybrid program's chip layers that the IR side needs.
+
+A `QChipLayer` (compiler/hybrid/ir.py) is the stored data; its kind object is the behaviour: payload width and
+bound, how the kind is lowered from the float graph (quantize), what the verifier and the artifact reader check
+on its fields, and the simulator's cost hooks. One subclass instance per kind, registered in `KINDS`
+(compiler/kinds/__init__.py); no stage branches on the kind string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..artifact_schema import Ctx
+    from ..hybrid.cut import CutPlan, PlannedLayer
+    from ..hybrid.ir import QChipLayer
+    from ..targets import Target
+
+
+@dataclass(frozen=True)
+class ChipKind:
+    """One neuron kind. Flags are facts every stage reads; methods are the per-kind parts of the stages.
+
+    The defaults describe a plain stateful neuron with one step per call and an unsigned-free graded payload;
+    a kind overrides what differs."""
+
+    name: str
+    # needs the target's programmable neurons (bispike, gif); stock LIF and plain synapses do not
+    programmable: bool = True
+    # events come from the host (relay): no neurons on a core, no neuron state, the value is formed on the host
+    host_injected: bool = False
+    # the payload is an unsigned level without a per-step amplitude, so binary encodings (unary, bit-serial) can
+    # carry it (compiler/encodings.py)
+    binary_encodings: bool = False
+    # without a projection, the call's output is the sum of its steps' payloads (else the last step's)
+    sums_steps: bool = False
+    # the kind runs `layer.steps` neuron steps per call (else one)
+    multi_step: bool = False
+    # the float graph's neuron nodes this kind lowers (compiler/hybrid/cut.py puts them on the chip)
+    node_types: tuple[type, ...] = ()
+
+    # --- payloads
+    def peak_per_step(self, layer: QChipLayer) -> int:
+        """Largest |payload| of one neuron in one step."""
+        return int(layer.levels)
+
+    def payload_bits(self, layer: QChipLayer) -> int:
+        """Bits of one event's graded payload, sign included (0: binary spike)."""
+        return int(self.peak_per_step(layer)).bit_length()
+
+    def max_level(self, layer: QChipLayer) -> int:
+        """Largest unsigned payload (what binary encodings must cover)."""
+        return int(layer.levels)
+
+    def steps_per_call(self, layer: QChipLayer) -> int:
+        """Neuron steps (Lava time steps) of one call."""
+        return int(layer.steps) if self.multi_step else 1
+
+    def output(self, payloads: np.ndarray) -> np.ndarray:
+        """The host's value of a layer without a projection, from its payloads [steps, ..., width]."""
+        return payloads.sum(0) if self.sums_steps else payloads[-1]
+
+    # --- host side
+    def input_limit(self, target: Target) -> int | None:
+        """Largest |integer| the host writes into the layer (None: the kind's host lowering bounds it itself)."""
+        return None
+
+    # --- simulator
+    def spike_levels(self, layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
+        """Payloads [calls, steps, ...] → spike levels (what NeuroBench calls the spike's value)."""
+        return payloads
+
+    # --- lowering and checks
+    def lower(self, plan: CutPlan, planned: PlannedLayer, x_max: dict[str, float], target: Target,
+              done: list[QChipLayer]) -> QChipLayer:
+        """The integer layer of a planned one (`done`: the layers quantized before it, for chained sources)."""
+        raise NotImplementedError(f"chip kind {self.name!r} has no lowering from the float graph")
+
+    def verify(self, layer: QChipLayer, target: Target) -> None:
+        """The kind's field invariants in the built program (CompileError: a compiler bug)."""
+
+    def check_manifest(self, ctx: Ctx, la: dict[str, Any], path: str) -> None:
+        """The kind's field relations in an artifact's manifest entry (ArtifactError naming the JSON path)."""
+
+    def check_values(self, ctx: Ctx, layer: QChipLayer, path: str, target: Target) -> None:
+        """The kind's array values against the embedded target, after the arrays are read (ArtifactError)."""
