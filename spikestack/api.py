@@ -73,24 +73,17 @@ def export(model_or_checkpoint, path: str | Path, *, force: bool = False) -> Pat
     Refuses to replace an existing file unless `force`, and never replaces its own input."""
     import nir
 
+    from spikestack.models.nir.export import export_any
     from spikestack.outputs import atomic_write, check_file_output
 
     inputs = [model_or_checkpoint] if isinstance(model_or_checkpoint, (str, Path)) else []
     path = check_file_output(path, "export output", inputs=inputs, force=force)
     if inputs:
-        graph = _checkpoint_graph(Path(model_or_checkpoint))
-    elif isinstance(model_or_checkpoint, nir.NIRGraph):
-        graph = model_or_checkpoint
-    else:
+        export_any(Path(model_or_checkpoint), path)
+        return path
+    if not isinstance(model_or_checkpoint, nir.NIRGraph):
         raise SpikestackError(f"export takes a checkpoint path or a nir.NIRGraph, got {type(model_or_checkpoint)}")
-    return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))
-
-
-def _checkpoint_graph(source: Path):
-    from spikestack.models.nir.export import model_to_nir
-    from spikestack.models.registry import checkpoint_family
-
-    return model_to_nir(checkpoint_family(source), source)
+    return atomic_write(path, lambda tmp: nir.write(str(tmp), model_or_checkpoint))
 
 
 # --------------------------------------------------------------------------------------------------- compile
@@ -105,6 +98,7 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
     import nir
 
     from spikestack.compiler.from_nir import read_nir
+    from spikestack.models.nir.export import checkpoint_to_nir
 
     if isinstance(source, nir.NIRGraph):
         graph = source
@@ -112,7 +106,7 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
         source = Path(source)
         if not source.exists():
             raise SpikestackError(f"{source}: file not found")
-        graph = _checkpoint_graph(source) if source.suffix in CHECKPOINT_SUFFIXES else read_nir(source)
+        graph = checkpoint_to_nir(source) if source.suffix in CHECKPOINT_SUFFIXES else read_nir(source)
     on_pass = _ir_dumper(Path(dump_ir)) if dump_ir is not None else None
     if _is_hybrid_graph(graph):
         return _compile_hybrid(graph, target, encoding=encoding, dataflow=dataflow, calibrate=calibrate,
@@ -324,27 +318,25 @@ def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "re
     program = _as_program(source)
     from spikestack.models.data import load_corpus
 
+    if not is_hybrid(program) and program.timing != "token":
+        where = f"{source}: " if isinstance(source, (str, Path)) else ""
+        raise SpikestackError(f"{where}a foreign LIF artifact reads input events, not text: it has no "
+                              "vocabulary to generate from; use run or simulate")
+    if is_hybrid(program) and program.family == "spikelm-enc":
+        raise SpikestackError("generate: a SpikeLM encoder is bidirectional (masked-token model); generate from a "
+                              "SpikeGPT, SpikeLLM or SpikeLM decoder artifact")
     vocab = load_corpus().vocab
+    if _vocab_size(program) != len(vocab):  # one check for both kinds: the text they encode is the corpus's
+        raise SpikestackError(f"artifact vocabulary has {_vocab_size(program)} ids, the shipped corpus {len(vocab)}")
+    index = _check_prompt(prompt, vocab)
     if not is_hybrid(program):
-        if program.timing != "token":
-            where = f"{source}: " if isinstance(source, (str, Path)) else ""
-            raise SpikestackError(f"{where}a foreign LIF artifact reads input events, not text: it has no "
-                                  "vocabulary to generate from; use run or simulate")
         from spikestack.runtime.generate import generate as generate_chain
         from spikestack.runtime.verify import backend_runner
 
-        eval_inputs(program, 1)  # checks the artifact's vocabulary is the shipped corpus's
-        _check_prompt(prompt, vocab)
         text, _ = generate_chain(program, vocab, prompt, tokens, backend_runner(backend))
         return text
     from spikestack.runtime.hybrid.verify import chip_backend, generate_ids
 
-    if program.family == "spikelm-enc":
-        raise SpikestackError("generate: a SpikeLM encoder is bidirectional (masked-token model); generate from a "
-                              "SpikeGPT, SpikeLLM or SpikeLM decoder artifact")
-    if program.vocab_size != len(vocab):
-        raise SpikestackError(f"artifact vocabulary has {program.vocab_size} ids, the shipped corpus {len(vocab)}")
-    index = _check_prompt(prompt, vocab)
     ids = generate_ids(program, [index[ch] for ch in prompt], tokens, lambda: chip_backend(backend))
     return "".join(vocab[i] for i in ids)
 

@@ -133,6 +133,13 @@ def model_to_nir(family: str, ckpt_path: Path) -> nir.NIRGraph:
     raise SpikestackError(f"{ckpt_path}: no NIR exporter for model family {family!r} yet")
 
 
+def checkpoint_to_nir(ckpt_path: Path) -> nir.NIRGraph:
+    """Any shipped checkpoint → its NIR graph, dispatching on the checkpoint's `family` key."""
+    from ..registry import checkpoint_family
+
+    return model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
+
+
 def export_any(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
     """Any shipped checkpoint → NIR file (stock `nir.write`), dispatching on its `family` key; returns the graph.
 
@@ -140,14 +147,12 @@ def export_any(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:
     SpikestackError with the path in the message. The file is written to a temporary sibling and renamed into
     place, so a failed export leaves an existing file untouched and no partial one.
     """
-    from ..registry import checkpoint_family
-
     ckpt_path, out_path = Path(ckpt_path), Path(out_path)
     if out_path.exists() and ckpt_path.exists() and out_path.samefile(ckpt_path):
         raise SpikestackError(f"{out_path}: is the checkpoint being exported; refusing to overwrite it")
     if out_path.is_dir():
         raise SpikestackError(f"{out_path}: is a folder; give the NIR file's name")
-    graph = model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
+    graph = checkpoint_to_nir(ckpt_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out_path, lambda tmp: nir.write(str(tmp), graph))
     return graph
