@@ -96,3 +96,18 @@ def test_modules_are_readable_in_one_sitting():
     long = {str(p.relative_to(ROOT)): n for p in _modules().values()
             if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_every_subpackage_is_installed():
+    """pyproject lists packages one by one (the folders map onto `spikestack.*`); a folder missing from the list
+    works in the editable checkout and is absent from a built wheel."""
+    import tomli
+
+    config = tomli.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder, package in PACKAGES.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found - listed == set(), f"add to pyproject [tool.setuptools] packages: {sorted(found - listed)}"
