@@ -10,6 +10,7 @@ import numpy as np
 from spikestack.errors import CompileError
 
 from .ir import FloatGraph, LIFPop, Program, QLIFPop, QReadoutPop, QSpikingPop, ReadoutPop, SpikingPop
+from .passes.mantissas import weight_mantissa_max
 from .targets import Target
 
 
@@ -66,10 +67,12 @@ def verify_program(program: Program) -> None:
             verify_lif_fields(pop.name, pop.du, pop.dv, pop.vth, target)
         elif not isinstance(pop, QReadoutPop):
             raise CompileError(f"layer {pop.name!r}: unknown population type {type(pop).__name__}")
+    m_max = 2 * weight_mantissa_max(target)  # 254 at the shipped targets' 8 bits
     for proj in program.projections:
         w = np.asarray(proj.weight)
-        if not np.issubdtype(w.dtype, np.integer) or np.abs(w).max(initial=0) > 254 or np.any(w % 2):
-            raise CompileError(f"projection {proj.name!r}: weights must be even integers in [-254, 254]")
+        if not np.issubdtype(w.dtype, np.integer) or np.abs(w).max(initial=0) > m_max or np.any(w % 2):
+            raise CompileError(f"projection {proj.name!r}: weights must be even integers in [-{m_max}, {m_max}] "
+                               f"({target.weight_mantissa_bits}-bit mantissas of target {target.name})")
     if program.cores:
         for pop in program.populations:
             covered = sorted((c.lo, c.hi) for c in program.cores if c.pop == pop.name)

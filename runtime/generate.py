@@ -2,7 +2,8 @@
 
 The spine network predicts the next character from a fixed context window, so generation slides the window:
 each new token is one run of the program (T steps) on the chosen backend, greedy argmax of the decoded logits.
-On Lava every token is one `run` of the process graph (≈ 1 s of start-up each on the CPU backend), so keep N small.
+On Lava every token is one `run` of the process graph (≈ 1 s of start-up each on the CPU backend), so keep N small;
+a terminal shows progress per token (spikestack/progress.py), a pipe or `--quiet` nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from spikestack.compiler.ir import Program
 
 from spikestack.errors import SpikestackError
+from spikestack.progress import progress
 
 from .trace import Trace
 
@@ -33,7 +35,7 @@ def generate(program: Program, vocab: str, prompt: str, n_tokens: int,
     ctx = program.host_input.context
     ids = [pad] * ctx + [index.get(c, pad) for c in prompt]
     generated = []
-    for _ in range(n_tokens):
+    for _ in progress(range(n_tokens), "generate"):
         window = np.array([ids[-ctx:]], dtype=np.int64)
         nxt = int(np.argmax(runner(program, window).logits[0]))
         ids.append(nxt)

@@ -7,6 +7,9 @@ with the same math, so the host program matches the float model by construction 
 A stage computes, in order: the dequantization of the chip outputs it receives, its host NIR nodes in topological
 order, the next values of the states whose inputs it completes (`Delay`, WKV), and the quantized inputs of the
 chip layers that run after it. Its inputs and outputs are env tensors by name (compiler/hybrid/ir.py).
+
+What a neuron kind does on the host (its quantizer, its dequantizer, the modules they need) is that kind's
+`host_*` hooks (compiler/kinds/base.py `ChipKind`); this module only walks the stage and calls them.
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ from spikestack.errors import CompileError
 from ..kinds import kind_of
 from ..targets import Target
 from .cut import CutPlan
-from .host_ops import FoldDequant, GIFEncode, host_module
+from .host_ops import host_module
 from .ir import QChipLayer, StateSpec
-from .quantize import gif_group_of
 
 OPSET = 17  # LayerNormalization needs 17 (onnx operator docs)
 
@@ -40,14 +42,6 @@ def state_name(node: str, part: str = "") -> str:
 
 def next_name(state: str) -> str:
     return f"{state}:next"
-
-
-def gif_scale_name(layer: str) -> str:
-    return f"gif_scale:{layer}"
-
-
-def gif_zero_name(layer: str) -> str:
-    return f"gif_zero:{layer}"
 
 
 class StageModule(nn.Module):
@@ -81,58 +75,23 @@ class StageModule(nn.Module):
                                "implementation")
         self.folds = nn.ModuleDict()
         self.fold_of = {pl.neuron: pl.fold for pl in plan.layers if pl.fold is not None}
-        self.encoders = nn.ModuleDict({_key(la.name): GIFEncode(g.nodes[la.name], float(g.nodes[la.name].min_step))
-                                       for la in self.send if la.kind == "gif"})
+        self.encoders = nn.ModuleDict()
+        for la in self.send:  # each kind registers its own host lowering (compiler/kinds: host_setup)
+            kind_of(la).host_setup(self, la, sends=True)
         for la in self.recv:
-            p = la.projection
-            if la.kind == "relay":
-                self.folds[_key(la.name)] = FoldDequant(plan, la)
-            elif p is not None:
-                self.register_buffer(f"w_{_key(la.name)}", torch.from_numpy(p.group_sums()).float())
+            kind_of(la).host_setup(self, la, sends=False)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
 
-    # ------------------------------------------------------------------ the math
-    def _dequant(self, la: QChipLayer, raw: Tensor, env: dict[str, Tensor]) -> Tensor:
-        p = la.projection
-        if la.kind == "gif":
-            scale, zero = env[gif_scale_name(la.name)], env[gif_zero_name(la.name)]
-            if p is None:  # per channel: Δ_g (code − z_g) of the channel's group
-                group = torch.from_numpy(gif_group_of(self.plan.graph.nodes[la.name]))
-                return scale[..., group] * (raw.float() - zero[..., group])
-            colsum = getattr(self, f"w_{_key(la.name)}")  # [G, out] Σ_{i∈g} m_oi
-            acc = raw.float() * p.unit - zero[..., None] * colsum * p.unit
-            y = (scale[..., None] * acc).sum(-2)
-        elif p is None:
-            return raw.float() * la.payload_unit
-        else:
-            y = raw[..., 0, :].float() * p.unit
-        if p.bias is not None:
-            y = y + torch.from_numpy(np.asarray(p.bias, np.float32))
-        return y
-
-    def _quant(self, la: QChipLayer, x: Tensor | None, env: dict[str, Tensor]) -> None:
-        if la.kind == "relay":  # [e ; S]: integer vectors, exact in float32 below 2^24
-            fold = self.fold_of[la.name]
-            parts = [self._summed(fold.embed, env)] if fold.normed else []
-            parts += [self._summed(fold.spikes, env)] if fold.spikes else []
-            env[la.input] = torch.round(torch.cat(parts, -1)).to(torch.int32)
-            return
-        if la.kind == "gif":
-            codes, scale, zero = self.encoders[_key(la.name)](x)
-            env[la.input], env[gif_scale_name(la.name)], env[gif_zero_name(la.name)] = codes, scale, zero
-            return
-        limit = kind_of(la).input_limit(self.target)  # what the chip accepts (bi-spike membrane, LIF a_in)
-        env[la.input] = torch.clamp(torch.round(x / la.in_unit), -limit, limit).to(torch.int32)
-
-    def _get(self, name: str, env: dict[str, Tensor]) -> Tensor:
+    def value(self, name: str, env: dict[str, Tensor]) -> Tensor:
         """A node's value; a Delay's value is its state (last call's input)."""
         return env[state_name(name)] if name in self.plan.delays else env[name]
 
-    def _summed(self, names: list[str] | tuple[str, ...], env: dict[str, Tensor]) -> Tensor:
-        total = self._get(names[0], env)
+    def summed(self, names: list[str] | tuple[str, ...], env: dict[str, Tensor]) -> Tensor:
+        """The sum of the named values, in order (the float model's order: NIR edges into one node add)."""
+        total = self.value(names[0], env)
         for n in names[1:]:
-            total = total + self._get(n, env)
+            total = total + self.value(n, env)
         return total
 
     def compute(self, env: dict[str, Tensor]) -> None:
@@ -140,47 +99,37 @@ class StageModule(nn.Module):
         for la in self.recv:
             if la.name in self.chip_only:
                 continue  # its accumulators feed a chained layer on the chip, not the host
-            if la.kind == "relay":
-                fold = self.fold_of[la.name]
-                e = self._summed(fold.embed, env) if fold.normed else None
-                x = self._summed(((fold.normed,) if fold.normed else ()) + fold.spikes, env)
-                state = state_name(f"fold:{la.name}")
-                env[la.name], shifted = self.folds[_key(la.name)](env[la.output], x, e,
-                                                                  env[state] if fold.prev is not None else None)
-                if shifted is not None:
-                    env[next_name(state)] = shifted
-                continue
-            env[la.projection.name if la.projection else la.name] = self._dequant(la, env[la.output], env)
+            kind_of(la).host_receive(self, la, env)
         for name in self.nodes:
             node, preds = g.nodes[name], self.plan.preds[name]
             module = self.mods[_key(name)]
             if isinstance(node, WKV):
-                k, v = (self._get(o, env) for o in node.operands.split(","))
+                k, v = (self.value(o, env) for o in node.operands.split(","))
                 state = tuple(env[state_name(name, part)] for part in "abp")
                 env[name], new = module(k, v, state=state)
                 for part, value in zip("abp", new, strict=True):
                     env[next_name(state_name(name, part))] = value
             elif self.decode and isinstance(node, Attention):
                 caches = (env[state_name(name, "k")], env[state_name(name, "v")])
-                env[name], k_all, v_all = module(*(self._get(o, env) for o in module.operands), *caches)
+                env[name], k_all, v_all = module(*(self.value(o, env) for o in module.operands), *caches)
                 env[next_name(state_name(name, "k"))], env[next_name(state_name(name, "v"))] = k_all, v_all
             elif name in self.rope_cache:
-                env[name] = module(self._summed(preds, env), env[self.rope_cache[name]].shape[-2])
+                env[name] = module(self.summed(preds, env), env[self.rope_cache[name]].shape[-2])
             elif getattr(module, "operands", None) is not None:
-                env[name] = module(*(self._get(o, env) for o in module.operands))
+                env[name] = module(*(self.value(o, env) for o in module.operands))
             elif getattr(module, "multiplies", False):
-                env[name] = module(*(self._get(p, env) for p in preds))
+                env[name] = module(*(self.value(p, env) for p in preds))
             elif isinstance(node, nir.Input | nir.Output):
-                env[name] = self._summed(preds, env)
+                env[name] = self.summed(preds, env)
             else:
-                env[name] = module(self._summed(preds, env))
+                env[name] = module(self.summed(preds, env))
         for d in self.delays:
-            env[next_name(state_name(d))] = self._summed(self.plan.preds[d], env)
+            env[next_name(state_name(d))] = self.summed(self.plan.preds[d], env)
         for la in self.send:
             if la.source is None:  # chained layers take their input on the chip
-                self._quant(la, None if la.kind == "relay" else self._summed(self.layer_inputs[la.name], env), env)
+                kind_of(la).host_quantize(self, la, env)
         if self.stage == self.plan.stages - 1:
-            env["logits"] = self._summed(self.plan.preds[self.plan.output_name], env)
+            env["logits"] = self.summed(self.plan.preds[self.plan.output_name], env)
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         env = dict(zip(self.inputs, args, strict=True))
@@ -253,8 +202,7 @@ def _trace_names(stages: list[StageModule], example: dict[str, Tensor],
             env[la.output] = chip_example(la, env[la.input])
             produced_by[la.output] = k
     later_reads: set[str] = {"logits"} | {la.input for st in stages for la in st.send} | {
-        gif_scale_name(la.name) for st in stages for la in st.send if la.kind == "gif"} | {
-        gif_zero_name(la.name) for st in stages for la in st.send if la.kind == "gif"}
+        name for st in stages for la in st.send for name in kind_of(la).host_aux_outputs(la)}
     for k, stage in enumerate(stages):
         stage.inputs = sorted(reads[k])
     for k, stage in enumerate(stages):
@@ -294,16 +242,19 @@ def build_stages(plan: CutPlan, layers: list[QChipLayer], example: dict[str, Ten
     return stages
 
 
-def export_onnx(stage: StageModule, example: dict[str, Tensor], accumulators: set[str]) -> bytes:
-    """The stage as ONNX bytes; every axis but the per-position ones (last, or last two for accumulators) dynamic."""
+def export_onnx(stage: StageModule, example: dict[str, Tensor], accumulators: set[str],
+                outs: tuple[Tensor, ...] | None = None) -> bytes:
+    """The stage as ONNX bytes; every axis but the per-position ones (last, or last two for accumulators) dynamic.
+    `outs`: the stage's outputs on `example` when the caller has them (one forward less per stage)."""
     args = tuple(example[n] for n in stage.inputs)
 
     def dynamic(name: str, t: Tensor) -> dict[int, str]:
         fixed = 2 if name in accumulators else 1
         return {i: f"{_safe(name)}_d{i}" for i in range(max(t.ndim - fixed, 0))}
 
-    with torch.no_grad():
-        outs = stage(*args)
+    if outs is None:
+        with torch.no_grad():
+            outs = stage(*args)
     axes = {n: dynamic(n, t) for n, t in zip(stage.inputs, args, strict=True)}
     axes.update({n: dynamic(n, t) for n, t in zip(stage.outputs, outs, strict=True)})
     buf = io.BytesIO()

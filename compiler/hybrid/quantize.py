@@ -9,10 +9,10 @@ Each kind's lowering (its thresholds, decays, amplitudes and units) is its `Chip
 this module holds what they share (weight mantissas, projections, GIF groups, relay weights), the encoding
 choice and the target checks, and walks the plan.
 
-Weights: m = 2·round(W/2^e), |m| ≤ 254 (Lava's mixed-sign truncation is a no-op on even mantissas,
-REFERENCE.md §5.3); real weight m·2^(e−1). Accumulators must fit S bits for the worst input: if not, e grows
-(a coarser weight grid), never a silent wrap. Target limits (neuron kinds, payload bits) raise
-`TargetLimitError` naming the layer and the limit.
+Weights: m = 2·round(W/2^e), |m| ≤ 2^b − 2 for the target's weight_mantissa_bits b (254 for b = 8; Lava's
+mixed-sign truncation is a no-op on even mantissas, REFERENCE.md §5.3); real weight m·2^(e−1). Accumulators
+must fit S bits for the worst input: if not, e grows (a coarser weight grid), never a silent wrap. Target limits (neuron
+kinds, payload bits) raise `TargetLimitError` naming the layer and the limit.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from spikestack.errors import TargetLimitError
 
 from ..ir import frozen_array
 from ..kinds import KINDS, kind_of
+from ..passes.mantissas import weight_mantissa_max
 from ..targets import Target
 from .cut import CutPlan, PlannedLayer
+from .fold import embed_scale
 from .ir import QChipLayer, QChipProjection
 
 MAX_AMPLITUDE_BITS = 7
@@ -47,13 +49,15 @@ MANTISSA_CHUNK = 1 << 22  # weights per chunk of `mantissas` (a 32 MB float64 sc
 
 
 def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target) -> tuple[np.ndarray, int]:
-    """Even 8-bit mantissas and exponent e (real = m·2^(e−1)) whose worst accumulator fits the target's state.
+    """Even mantissas |m| ≤ 2^b − 2 (b = the target's weight_mantissa_bits) and exponent e (real = m·2^(e−1))
+    whose worst accumulator fits the target's state.
 
     Row chunks through one scratch buffer, straight into the int16 result: the 216M shape's head relay is
     50,277 × 1,536 weights, and whole-matrix temporaries cost 0.6 GB each. Every step is exact (a power-of-two
     division, rounding, clipping, integer row sums), so chunking changes no mantissa."""
     peak = max(float(w.max()), -float(w.min()))
-    e = pow2_ceil(peak / 127) if peak > 0 else 0
+    q_max = weight_mantissa_max(target)
+    e = pow2_ceil(peak / q_max) if peak > 0 else 0
     rows = max(1, MANTISSA_CHUNK // max(w.shape[1], 1))
     scratch = np.empty((min(rows, w.shape[0]), w.shape[1]), np.float64)
     out = np.empty(w.shape, np.int16)
@@ -64,9 +68,9 @@ def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target) -> tup
             q = scratch[: hi - lo]
             np.divide(w[lo:hi], 2.0**e, out=q)
             np.round(q, out=q)
-            np.clip(q, -127, 127, out=q)
+            np.clip(q, -q_max, q_max, out=q)
             m = out[lo:hi]
-            np.multiply(q, 2, out=m, casting="unsafe")  # even integers |m| <= 254: exact in int16
+            np.multiply(q, 2, out=m, casting="unsafe")  # even integers |m| <= 2^b - 2: exact in int16
             if int(np.abs(m, dtype=np.int32).sum(1, dtype=np.int64).max()) * payload_max > target.state_max:
                 fits = False
                 break
@@ -119,7 +123,7 @@ def relay_weights(plan: CutPlan, layer: PlannedLayer) -> tuple[np.ndarray, np.nd
     w = np.asarray(plan.graph.nodes[fold.linear].weight, np.float64)
     norm = plan.graph.nodes[fold.norm]
     gamma = np.asarray(norm.weight, np.float64)
-    gamma0 = np.asarray(plan.graph.nodes[fold.normed].weight, np.float64) if fold.normed else None
+    gamma0 = embed_scale(plan.graph, fold)  # γ0 (integer e), ones (a real embedding's quantized LN0 output)
     coefs = (fold.now, *(() if fold.prev is None else (fold.prev,)))
     out, width = w.shape
     n_parts = int(gamma0 is not None) + int(bool(fold.spikes))

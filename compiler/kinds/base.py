@@ -16,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..artifact_schema import Ctx
     from ..hybrid.cut import CutPlan, PlannedLayer
+    from ..hybrid.host_stages import StageModule
     from ..hybrid.ir import QChipLayer
     from ..targets import Target
 
@@ -41,6 +42,8 @@ class ChipKind:
     multi_step: bool = False
     # the float graph's neuron nodes this kind lowers (compiler/hybrid/cut.py puts them on the chip)
     node_types: tuple[type, ...] = ()
+    # what `--dataflow` folds Linears into (compile refuses --dataflow when no layer of such a kind results)
+    dataflow_fold: bool = False
 
     # --- payloads
     def peak_per_step(self, layer: QChipLayer) -> int:
@@ -63,10 +66,48 @@ class ChipKind:
         """The host's value of a layer without a projection, from its payloads [steps, ..., width]."""
         return payloads.sum(0) if self.sums_steps else payloads[-1]
 
-    # --- host side
+    # --- host side: the host stages' torch code (compiler/hybrid/host_stages.py `StageModule`, exported to ONNX)
+    # calls these with the stage and its env of tensors by name. Defaults: the host quantizes the summed float
+    # input to `in_unit` and dequantizes the payload (no projection) or the accumulator (projection, plus bias).
     def input_limit(self, target: Target) -> int | None:
         """Largest |integer| the host writes into the layer (None: the kind's host lowering bounds it itself)."""
         return None
+
+    def host_aux_outputs(self, layer: QChipLayer) -> tuple[str, ...]:
+        """Env tensors the host writes beside the layer's input and reads again to dequantize its output."""
+        return ()
+
+    def host_setup(self, stage: StageModule, layer: QChipLayer, sends: bool) -> None:
+        """Register the modules and buffers the stage needs to quantize (`sends`) or dequantize the layer."""
+
+    def host_quantize(self, stage: StageModule, layer: QChipLayer, env: dict[str, Any]) -> None:
+        """Write the layer's integer input `env[layer.input]` (and any `host_aux_outputs`)."""
+        import torch
+
+        x = stage.summed(stage.layer_inputs[layer.name], env)
+        limit = self.input_limit(stage.target)  # what the chip accepts (bi-spike membrane, LIF a_in)
+        env[layer.input] = torch.clamp(torch.round(x / layer.in_unit), -limit, limit).to(torch.int32)
+
+    def host_receive(self, stage: StageModule, layer: QChipLayer, env: dict[str, Any]) -> None:
+        """Write the host's real value of the layer's output (the projection's node, else the neuron's)."""
+        p = layer.projection
+        env[p.name if p else layer.name] = self.host_dequantize(stage, layer, env[layer.output], env)
+
+    def host_dequantize(self, stage: StageModule, layer: QChipLayer, raw: Any, env: dict[str, Any]) -> Any:
+        """The real value (float32 tensor) of the chip output `raw`."""
+        p = layer.projection
+        if p is None:
+            return raw.float() * layer.payload_unit
+        return with_bias(raw[..., 0, :].float() * p.unit, layer)
+
+    def dequantize(self, layer: QChipLayer, env: dict[str, np.ndarray]) -> np.ndarray:
+        """numpy float64 twin of `host_dequantize` (runtime/hybrid/calibration.py compares it with the float
+        model)."""
+        raw = np.asarray(env[layer.output], np.float64)
+        p = layer.projection
+        if p is None:
+            return raw * layer.payload_unit
+        return raw[..., 0, :] * p.unit + (0.0 if p.bias is None else np.asarray(p.bias))
 
     # --- simulator
     def spike_levels(self, layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
@@ -87,3 +128,13 @@ class ChipKind:
 
     def check_values(self, ctx: Ctx, layer: QChipLayer, path: str, target: Target) -> None:
         """The kind's array values against the embedded target, after the arrays are read (ArtifactError)."""
+
+
+def with_bias(y: Any, layer: QChipLayer) -> Any:
+    """y plus the projection's float bias (a torch tensor), if it has one."""
+    bias = layer.projection.bias
+    if bias is None:
+        return y
+    import torch
+
+    return y + torch.from_numpy(np.asarray(bias, np.float32))

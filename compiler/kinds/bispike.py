@@ -68,6 +68,7 @@ def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target,
     from ..hybrid import quantize as q
     from ..hybrid.ir import QChipLayer
     from ..ir import SpikingPop, frozen_array
+    from ..passes.mantissas import weight_mantissa_max
     from ..passes.quantize import _spiking_tables, state_bound
 
     node = plan.graph.nodes[layer.neuron]
@@ -91,7 +92,8 @@ def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target,
     if layer.projection is not None:
         w_peak = float(np.abs(np.asarray(plan.graph.nodes[layer.projection].weight)).max()) * alpha_ref
         rows = q.fan_in_sum(plan, layer) * alpha_ref
-        while p > 1 and rows / max(w_peak / 127, 1e-300) * 2 * levels * 2**p > target.state_max:
+        q_max = weight_mantissa_max(target)
+        while p > 1 and rows / max(w_peak / q_max, 1e-300) * 2 * levels * 2**p > target.state_max:
             p -= 1
     amplitude = _amplitudes(alpha, p)
     payload_unit = alpha_ref / 2**p

@@ -4,9 +4,10 @@ Units. Every population state is an integer in units of δ (a power of two, so t
 float64):
 
 * host input: δ_in = 2^ceil(log2(max|table| / 2^(state_bits-10))) — the embedding gets ~14 bits of the 24-bit state.
-* projection P from S to D: W'·(α_t/α_ref) = W·α_t. Mantissas q = round(W' / 2^e) in [-127, 127] with
-  2^e = 2^ceil(log2(max|W'| / 127)); Lava sees m = 2q (even, |m| <= 254), which its mixed-sign truncation
-  leaves unchanged. S's payload amplitude a_t = round(2^p · α_t/α_ref) in [1, 2^p]. Then x = m·(a_t s)·2^(e-1-p):
+* projection P from S to D: W'·(α_t/α_ref) = W·α_t. Mantissas q = round(W' / 2^e) in [-Q, Q] with
+  Q = 2^(b-1) - 1 for the target's weight_mantissa_bits b (127 for b = 8) and 2^e = 2^ceil(log2(max|W'| / Q));
+  Lava sees m = 2q (even, |m| <= 2^b - 2), which its mixed-sign truncation leaves unchanged. S's payload
+  amplitude a_t = round(2^p · α_t/α_ref) in [1, 2^p]. Then x = m·(a_t s)·2^(e-1-p):
   δ_D = 2^(e-1-p), and the Dense keeps weight_exp = 0.
 * thresholds θ_{t,k} = round((k - 1/2)·α_t/δ), carries round(reset_scale·α_t·(1 - s/K)·2^decay_bits)
   (dimensionless, as the seed multiplies u by α; in units of the target's decay resolution, Lava's 2^-12), bias
@@ -39,18 +40,19 @@ from ..ir import (
     frozen_array,
 )
 from ..targets import Target
-from .mantissas import WEIGHT_MANTISSA_MAX
 from .mantissas import pow2_at_least as _pow2_at_least
+from .mantissas import weight_mantissa_max
 from .quantize_lif import quantize_lif
 
 MAX_AMPLITUDE_BITS = 7  # payload amplitude precision tried first (a_t <= 128)
 
 
-def _weight_mantissas(proj: FloatProjection) -> tuple[np.ndarray, int]:
+def _weight_mantissas(proj: FloatProjection, target: Target) -> tuple[np.ndarray, int]:
     w = np.asarray(proj.weight)
     peak = float(np.abs(w).max())
-    e = _pow2_at_least(peak / WEIGHT_MANTISSA_MAX) if peak > 0 else 0
-    q = np.clip(np.round(w / 2.0**e), -WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MAX)
+    q_max = weight_mantissa_max(target)
+    e = _pow2_at_least(peak / q_max) if peak > 0 else 0
+    q = np.clip(np.round(w / 2.0**e), -q_max, q_max)
     return (2 * q).astype(np.int16), e
 
 
@@ -112,7 +114,7 @@ def quantize(graph: FloatGraph, target: Target) -> Program:
         proj = incoming[pop.name]
         src = graph.pop(proj.src)
         assert isinstance(src, SpikingPop) and src.alpha_ref is not None
-        weight, e = _weight_mantissas(proj)
+        weight, e = _weight_mantissas(proj, target)
         ratio = src.alpha / src.alpha_ref
         dst_carry = None
         for p in range(MAX_AMPLITUDE_BITS, 0, -1):

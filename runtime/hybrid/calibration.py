@@ -11,7 +11,6 @@ from __future__ import annotations
 import nir
 import numpy as np
 import torch
-from spikestack.compiler.hybrid.host_stages import gif_scale_name, gif_zero_name
 from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
 from spikestack.compiler.kinds import kind_of
 from spikestack.models.nir.to_torch import NIRModule, _key, run_tokens
@@ -21,20 +20,9 @@ from .executor import Session, check_ids
 
 
 def dequantize(layer: QChipLayer, env: dict[str, np.ndarray]) -> np.ndarray:
-    """The real value the host reconstructs from a chip layer's output (numpy twin of the ONNX dequantizer)."""
-    raw = np.asarray(env[layer.output], np.float64)
-    p = layer.projection
-    if layer.kind == "gif":
-        scale, zero = (np.asarray(env[n], np.float64) for n in (gif_scale_name(layer.name), gif_zero_name(layer.name)))
-        if p is None:
-            raise NotImplementedError("GIF layers without a projection are not in any shipped model")
-        colsum = p.group_sums()
-        y = (scale[..., None] * (raw - zero[..., None] * colsum) * p.unit).sum(-2)
-    elif p is None:
-        return raw * layer.payload_unit
-    else:
-        y = raw[..., 0, :] * p.unit
-    return y + (0.0 if p.bias is None else np.asarray(p.bias))
+    """The real value the host reconstructs from a chip layer's output (numpy twin of the ONNX dequantizer; each
+    kind's `ChipKind.dequantize`)."""
+    return kind_of(layer).dequantize(layer, env)
 
 
 def layer_errors(graph: nir.NIRGraph, program: HybridProgram, ids: np.ndarray) -> dict[str, dict[str, float]]:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 from spikestack.compiler.hybrid.ir import HybridProgram
 
+from spikestack.progress import progress
+
 from ..verify import compare_all
 from .executor import ChipBackend, HybridTrace, ReferenceChip, Session, run
 
@@ -63,7 +65,8 @@ def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
     """Greedy continuation of `prompt` (ids). SpikeGPT streams (state carries, one call per token); SpikeLLM and
     the SpikeLM decoder decode one position per call against their KV caches when prompt and continuation fit the
     context (SpikeLM: T calls per position, one cache per step); otherwise every new token re-runs the last
-    `max_positions` ids."""
+    `max_positions` ids. Progress per token on a terminal (spikestack/progress.py): on Lava a token is one or more
+    Lava runs per chip layer, seconds each."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
     session = Session(program, chip(), batch=1, keep_trace=False)
@@ -71,24 +74,24 @@ def generate_ids(program: HybridProgram, prompt: list[int], n_tokens: int,
     try:
         if program.time_axis == "tokens":
             logits = None
-            for tok in prompt:
+            for tok in progress(prompt, "prompt"):
                 logits = session.step_token(np.array([tok]))
-            for _ in range(n_tokens):
+            for _ in progress(range(n_tokens), "generate"):
                 out.append(int(np.argmax(logits[0])))
                 logits = session.step_token(np.array([out[-1]]))
             return out
         fits = not program.max_positions or len(prompt) + n_tokens - 1 <= program.max_positions  # last not fed
         if program.decode_stages and fits:
             logits = None
-            for tok in prompt:  # the prompt goes through the cache too: position by position
+            for tok in progress(prompt, "prompt"):  # the prompt goes through the cache too: position by position
                 logits = session.decode_token(np.array([tok]))
-            for k in range(n_tokens):
+            for k in progress(range(n_tokens), "generate"):
                 out.append(int(np.argmax(logits[0])))
                 if k + 1 < n_tokens:
                     logits = session.decode_token(np.array([out[-1]]))
             return out
         window = program.max_positions or len(prompt) + n_tokens
-        for _ in range(n_tokens):
+        for _ in progress(range(n_tokens), "generate"):
             ids = np.asarray(out[-window:], np.int64)[None]
             out.append(int(np.argmax(session.sequence(ids)[0, -1])))
         return out

@@ -40,9 +40,7 @@ from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer
 from spikestack.compiler.kinds import kind_of
 from spikestack.compiler.targets import Target
 
-from . import check_stock_lif
-
-LAVA_WEIGHT_BITS = 8  # Sparse/Dense fixed_pt weight mantissa bits; the compiler's even mantissas pass unchanged
+from . import check_stock_lif, lava_weight_bits, lava_weights
 
 
 def call_steps(layer: QChipLayer) -> int:
@@ -65,7 +63,7 @@ def projection_matrices(layer: QChipLayer, positions: int) -> list[tuple[Any, in
     """(CSR weights, weight_exp) of the Sparse processes carrying the projection in its encoding: graded — one
     matrix over the positions' neurons; unary — one matrix over [planes × positions × width] axons, every plane
     holding the weights; bit-serial — one matrix per bit b, holding the weights on plane b only, weight_exp = b
-    (Lava scales the 8-bit mantissas by 2^b)."""
+    (Lava scales the mantissas by 2^b; `lava_weights` puts them on Lava's 8-bit scale)."""
     import scipy.sparse as sp
 
     m = projection_matrix(layer, positions)
@@ -151,7 +149,8 @@ class LavaChip:
         call, because Var.set needs a started runtime and the first input becomes the source's init); the same
         ones keep the networks and only mark their state for clearing."""
         lead = tuple(int(n) for n in lead)
-        if any(_lava_kind(la).stock_lif for la in program.layers):  # fail before any network is built
+        lava_weight_bits(program.target_spec)  # fail before any network is built
+        if any(_lava_kind(la).stock_lif for la in program.layers):
             check_stock_lif(program.target_spec)
         if program is self.program and lead == self.lead:
             for net in self.nets.values():
@@ -239,9 +238,11 @@ class LavaChip:
                                              name=f"{p.name}:axons")
                 neuron.s_out.connect(encoder.a_in)
                 axons = encoder.s_out
-            net.synapses = tuple(lv["Sparse"](weights=w, num_message_bits=p.message_bits, weight_exp=exp,
-                                              num_weight_bits=LAVA_WEIGHT_BITS, name=f"{p.name}:{exp}")
-                                 for w, exp in projection_matrices(la, positions))
+            target = self.program.target_spec
+            net.synapses = tuple(lv["Sparse"](weights=lw, num_message_bits=p.message_bits, weight_exp=lexp,
+                                              num_weight_bits=bits, name=f"{p.name}:{exp}")
+                                 for w, exp in projection_matrices(la, positions)
+                                 for lw, lexp, bits in (lava_weights(w, exp, target),))
             for syn in net.synapses:
                 axons.connect(syn.s_in)
             if steps > 1:
