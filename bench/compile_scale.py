@@ -10,8 +10,9 @@ parameters, the host parameters (Linear/Affine weights and embedding rows in the
 * ``honest`` (`spikegpt`): the honest cut (compiler/hybrid/cut.py). Every SpikeGPT Linear reads real values and
   runs on the host, so chip synapses are 0 and the chip holds only the 2·L LIF populations. The embedding is
   binary only at the character vocabulary, as in the published models.
-* ``dataflow`` (`spikegpt_dataflow`): binary embedding and `compile_hybrid(..., dataflow=True)`
-  (compiler/hybrid/fold.py). Every Linear that reads the normed residual stream (time-mix key, value and
+* ``dataflow`` (`spikegpt_dataflow`): `compile_hybrid(..., dataflow=True)` (compiler/hybrid/fold.py), with the
+  published embedding (real-valued above 77 ids: its LN0 output travels as 8-bit graded events; binary at the
+  character vocabulary). Every Linear that reads the normed residual stream (time-mix key, value and
   receptance, channel-mix key and receptance, the head) becomes a ``relay`` chip projection whose weights stack
   the current-token and token-shifted branches (rows) and the e and S column groups, so its chip synapses are
   about twice the model's parameters (≈ 413 M at the 216M shape, on about 3,300 cores). Relays get their input
@@ -79,9 +80,9 @@ def one_spikegpt(n_layer: int, n_embd: int, vocab: int, dataflow: bool = False) 
     cpu0 = _cpu_s()
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    # honest: float embedding for BPE vocabularies (REFERENCE.md §3.5); dataflow folds only a binary embedding
+    # float embedding for BPE vocabularies (REFERENCE.md §3.5); the dataflow fold takes both (fold.py)
     cfg = SpikeGPTConfig(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, ctx_len=1024,
-                         binary_embedding=dataflow or vocab <= 77)
+                         binary_embedding=vocab <= 77)
     with torch.no_grad():
         model = SpikeGPT(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -166,7 +167,7 @@ def main() -> None:
     ap.add_argument("--chains", action="store_true", help="also run the bi-spike chain section")
     ap.add_argument("--no-spikegpt", action="store_true", help="skip the SpikeGPT section")
     ap.add_argument("--mode", choices=("honest", "dataflow", "both"), default="both",
-                    help="SpikeGPT compile mode: honest cut, dataflow fold (binary embedding), or both")
+                    help="SpikeGPT compile mode: honest cut, dataflow fold, or both")
     ap.add_argument("--sizes", help="SpikeGPT shapes as L:C:V,L:C:V (overrides the defaults)")
     ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -38,6 +38,7 @@ from .artifact_check import check_chain, check_hybrid, check_report, check_targe
 from .artifact_files import MANIFEST_MAX_BYTES, ONNX_MAX_BYTES, ArtifactDir, check_onnx, parse_manifest, plain_relative
 from .artifact_output import conflict, identity, new_temp, remove_stale_temps, swap_into_place
 from .artifact_schema import Ctx, check_schema, embedded_target, show
+from .artifact_tokenizer import check_entry, listed, read_tokenizer, split_tokenizer
 from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
 from .ir import (
     Core,
@@ -118,9 +119,10 @@ def save(program: Program | HybridProgram, out_dir: str | Path) -> Path:
             {"name": h.name, "file": f"host/{h.name}.onnx", "sha256": hashlib.sha256(h.onnx).hexdigest()}
             for h in program.host_programs
         ],
-        "report": program.report,
     }
-    return _write(out_dir, manifest, arrays, {f"host/{h.name}.onnx": h.onnx for h in program.host_programs})
+    manifest["report"], files = split_tokenizer(program.report)
+    files.update({f"host/{h.name}.onnx": h.onnx for h in program.host_programs})
+    return _write(out_dir, manifest, arrays, files)
 
 
 def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
@@ -152,9 +154,10 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
         "states": [asdict(s) for s in program.states],
         "decode_stages": stage_entries(program.decode_stages, "decode"),
         "decode_states": [asdict(s) for s in program.decode_states],
-        "cores": [asdict(c) for c in program.cores], "report": program.report,
+        "cores": [asdict(c) for c in program.cores],
     }
-    return _write(out_dir, manifest, arrays, files)
+    manifest["report"], tokenizer_files = split_tokenizer(program.report)
+    return _write(out_dir, manifest, arrays, {**files, **tokenizer_files})
 
 
 def _listed_files(manifest: dict[str, Any]) -> dict[str, str]:
@@ -162,7 +165,7 @@ def _listed_files(manifest: dict[str, Any]) -> dict[str, str]:
     entries = list(manifest.get("arrays", {}).values())
     for key in ("host_programs", "stages", "decode_stages"):
         entries += manifest.get(key, [])
-    return {e["file"]: e["sha256"] for e in entries}
+    return {**{e["file"]: e["sha256"] for e in entries}, **listed(manifest)}
 
 
 def _incomplete(out_dir: Path) -> str | None:
@@ -272,6 +275,7 @@ def _read_manifest(folder: ArtifactDir, ctx: Ctx) -> dict[str, Any]:
     check_target(manifest, ctx)
     (check_hybrid if manifest["kind"] == "hybrid" else check_chain)(manifest, ctx)
     check_report(manifest, ctx)
+    check_entry(manifest, ctx)
     return manifest
 
 
@@ -356,6 +360,9 @@ def load(art_dir: str | Path) -> Program | HybridProgram:
             program = build(manifest, arrays, _HostFiles(folder), ctx)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # the schema should make this unreachable
             raise ArtifactError(f"{ctx.where}: malformed entry ({type(exc).__name__}: {exc})") from None
+        tokenizer = read_tokenizer(folder, manifest, ctx)
+    if tokenizer is not None:
+        program = replace(program, report=dict(program.report, tokenizer=tokenizer))
     check_values(program, ctx)
     run_verifier(program, ctx)
     return program

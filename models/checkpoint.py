@@ -23,11 +23,13 @@ The families' specs live beside their models (`bispike_mlp`, `spikegpt_train`, `
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 import zipfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ MAX_STEPS = 1_024  # T: time steps per token of a spiking site
 MAX_LEVELS = 1_024  # K: spike levels -K..K of a bi-spiking site
 MAX_BITS = 16  # bits of an activation code (2^bits levels are enumerated)
 REQUIRED_KEYS = ("family", "config", "state_dict", "vocab")
+NO_VOCAB = object()  # "vocab" absent: the checkpoint names its ids with a "tokenizer" instead
 SHOWN_CHARS = 60  # a value quoted in an error message is cut here: a hostile file may hold huge strings
 
 
@@ -115,12 +118,30 @@ def _load_failure(exc: Exception) -> str:
     return f"not a readable checkpoint ({type(exc).__name__}{': ' + first_line if first_line else ''})"
 
 
-def read_checkpoint(path: Path | str) -> dict:
+@dataclass(frozen=True, eq=False)
+class InMemoryCheckpoint(os.PathLike):
+    """A native checkpoint dict converted in memory from a published file (models/published), standing where a
+    checkpoint path is expected: `read_checkpoint` returns its dict, so it takes every check of `load_model`, and
+    `Path(...)` of it is the published file, which error messages name. No temporary file is written."""
+
+    path: Path
+    checkpoint: dict = dataclass_field(repr=False)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:  # f"{path}: …" in an error message names the published file
+        return str(self.path)
+
+
+def read_checkpoint(path: Path | str | InMemoryCheckpoint) -> dict:
     """The top-level dict of a checkpoint file, read without executing anything (torch `weights_only=True`).
 
     Zip checkpoints (every `torch.save` since torch 1.6) are memory-mapped, so the tensors of a file that fails
     a later check are never read into memory. Raises CheckpointError naming the file for anything else.
     """
+    if isinstance(path, InMemoryCheckpoint):
+        return path.checkpoint
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -138,6 +159,13 @@ def read_checkpoint(path: Path | str) -> dict:
     return checkpoint
 
 
+def read_state_dict(path: Path | str) -> dict:
+    """The top-level dict of a published weights file (`.pth`, `.bin`: a raw state dict, or a dict holding one),
+    read like `read_checkpoint`: `weights_only=True`, memory-mapped for zip files, one CheckpointError line naming
+    the file. The caller (models/published) checks keys, sizes and shapes before anything is built from it."""
+    return read_checkpoint(Path(path))
+
+
 def family_of(checkpoint: dict, path: Path | str, known: Collection[str]) -> str:
     """The checkpoint's `family`, one of `known` (registry.FAMILIES passes itself: this module imports nothing
     from the registry, which imports it)."""
@@ -147,18 +175,19 @@ def family_of(checkpoint: dict, path: Path | str, known: Collection[str]) -> str
     return family
 
 
-def load_model(path: Path | str, spec: CheckpointSpec) -> tuple[nn.Module, dict]:
+def load_model(path: Path | str | InMemoryCheckpoint, spec: CheckpointSpec) -> tuple[nn.Module, dict]:
     """(model in eval mode with the file's weights, the checked checkpoint dict) for a family in `spec`."""
+    checkpoint = read_checkpoint(path)  # before Path(): an InMemoryCheckpoint holds its dict
     path = Path(path)
-    checkpoint = read_checkpoint(path)
     family = checkpoint.get("family")
     if not isinstance(family, str) or family not in spec.families:
         expected = " or ".join(repr(f) for f in spec.families)
         raise CheckpointError(f"{path}: checkpoint family is {_short(family)}, expected {expected}")
     for key in REQUIRED_KEYS:
-        if key not in checkpoint:
+        if key not in checkpoint and not (key == "vocab" and "tokenizer" in checkpoint):  # either names the ids
             raise CheckpointError(f"{path}: missing top-level key {key!r}")
-    config = _checked_config(checkpoint["config"], checkpoint["vocab"], spec, family, path)
+    config = _checked_config(checkpoint["config"], checkpoint.get("vocab", NO_VOCAB), spec, family, path)
+    _check_tokenizer(checkpoint, config[spec.vocab_field], spec.vocab_field, path)
     state_dict = checkpoint["state_dict"]
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, expected a dict")
@@ -199,9 +228,11 @@ def _checked_config(config: Any, vocab: Any, spec: CheckpointSpec, family: str, 
     broken = spec.rules(family, config)
     if broken:
         raise CheckpointError(f"{path}: config: {broken}")
-    if not isinstance(vocab, str):
+    if vocab is NO_VOCAB:  # a checkpoint with a tokenizer instead (`_check_tokenizer`)
+        pass
+    elif not isinstance(vocab, str):
         raise CheckpointError(f"{path}: 'vocab' is a {type(vocab).__name__}, expected a string")
-    if len(vocab) != config[spec.vocab_field]:
+    elif len(vocab) != config[spec.vocab_field]:
         raise CheckpointError(f"{path}: 'vocab' has {len(vocab)} characters, config field {spec.vocab_field!r} "
                               f"says {config[spec.vocab_field]}")
     parameters = spec.parameter_count(config)
@@ -209,6 +240,35 @@ def _checked_config(config: Any, vocab: Any, spec: CheckpointSpec, family: str, 
         raise CheckpointError(f"{path}: config describes {parameters:,} parameters, over the limit of "
                               f"{MAX_PARAMETERS:,}")
     return config
+
+
+def _check_tokenizer(checkpoint: dict, vocab_size: int, vocab_field: str, path: Path) -> None:
+    """An optional "tokenizer" (tokenizer.json text, size-capped) must parse and have the config's vocabulary size
+    (every id an embedding row, every row an id). Parsed once more by `checkpoint_tokenizer` where it is used."""
+    if "tokenizer" not in checkpoint:
+        return
+    from .tokenizer import Tokenizer, TokenizerError
+
+    try:
+        tokenizer = Tokenizer.from_json(checkpoint["tokenizer"], "'tokenizer'")
+    except TokenizerError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if tokenizer.vocab_size != vocab_size:
+        raise CheckpointError(f"{path}: 'tokenizer' ({tokenizer.kind}) has {tokenizer.vocab_size} tokens, config "
+                              f"field {vocab_field!r} says {vocab_size} embedding rows")
+    if tokenizer.chars is not None and isinstance(checkpoint.get("vocab"), str) and tokenizer.chars != checkpoint[
+            "vocab"]:
+        raise CheckpointError(f"{path}: 'tokenizer' and 'vocab' hold different characters; keep one of them")
+
+
+def checkpoint_tokenizer(checkpoint: dict):
+    """The checked checkpoint's Tokenizer: its "tokenizer", else the char tokenizer of its "vocab" string (every
+    checkpoint before tokenizers travelled)."""
+    from .tokenizer import Tokenizer
+
+    if "tokenizer" in checkpoint:
+        return Tokenizer.from_json(checkpoint["tokenizer"], "'tokenizer'")
+    return Tokenizer.from_chars(checkpoint["vocab"])
 
 
 def _field_problem(value: Any, field: Field) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from spikestack.errors import SpikestackError
 
-from .checkpoint import family_of, read_checkpoint
+from .checkpoint import InMemoryCheckpoint, family_of, read_checkpoint
 from .families import FAMILIES
 
 
@@ -28,13 +28,16 @@ def train_function(family: str) -> Callable:
     return getattr(_module(family), FAMILIES[family][1])
 
 
-def checkpoint_family(path: Path) -> str:
-    """The `family` of a checkpoint file; CheckpointError (one line naming the file) for a missing, unreadable,
-    unsafe or foreign file. The full check of config and weights happens in the family's `load_checkpoint`."""
+def checkpoint_family(path: Path | InMemoryCheckpoint) -> str:
+    """The `family` of a checkpoint file, or of a published one converted in memory (an InMemoryCheckpoint from
+    models/published: its dict, no temporary file); CheckpointError (one line naming the file) for a missing,
+    unreadable, unsafe or foreign file. The full check of config and weights happens in the family's
+    `load_checkpoint`, which takes either kind."""
     return family_of(read_checkpoint(path), path, FAMILIES)
 
 
-def family_function(path: Path, name: str) -> Callable:
+def family_function(path: Path | InMemoryCheckpoint, name: str) -> Callable:
+    """The family's function `name` for a checkpoint path or an in-memory converted checkpoint dict."""
     family = checkpoint_family(path)
     fn = getattr(_module(family), name, None)
     if fn is None:

@@ -29,6 +29,7 @@ from .checkpoint import (
     MAX_VOCAB,
     MAX_WIDTH,
     CheckpointSpec,
+    checkpoint_tokenizer,
     count,
     load_model,
     real,
@@ -176,14 +177,25 @@ CHECKPOINT_SPEC = CheckpointSpec(
             "v_threshold": real(1e-6, 1e6), "tau": real(1.0, 1e6)},  # tau < 1 token would overshoot the input
     vocab_field="vocab_size",
     parameter_count=parameter_count,
-    build=lambda family, cfg: SpikeGPT(SpikeGPTConfig(**cfg)),
+    build=lambda family, cfg: _for_loading(SpikeGPTConfig(**cfg)),
 )
 
 
-def load_checkpoint(path: Path) -> tuple[SpikeGPT, str]:
-    """A checkpoint written by `train`, checked by models/checkpoint.py -> (model in eval mode, vocabulary)."""
+def _for_loading(cfg: SpikeGPTConfig) -> SpikeGPT:
+    """A model whose every parameter `load_model` overwrites (it checks the state dict's keys and shapes first,
+    and SpikeGPT has no buffers), so the random init is skipped: 3.3 s at the 216M shape. On the meta device
+    (the reference for the checks) it is the same model."""
+    device = torch.empty(0).device  # the caller's default device: meta for the reference
+    with torch.device("meta"):
+        model = SpikeGPT(cfg)
+    return model if device.type == "meta" else model.to_empty(device=device)
+
+
+def load_checkpoint(path: Path) -> tuple[SpikeGPT, str | None]:
+    """A checkpoint written by `train`, checked by models/checkpoint.py -> (model in eval mode, vocabulary string;
+    None for a checkpoint whose tokenizer is not a character one)."""
     model, checkpoint = load_model(path, CHECKPOINT_SPEC)
-    return model, checkpoint["vocab"]
+    return model, checkpoint_tokenizer(checkpoint).chars
 
 
 def evaluate(path: Path, *, n_chars: int = 20000) -> dict:
@@ -198,18 +210,21 @@ def evaluate(path: Path, *, n_chars: int = 20000) -> dict:
 
 def generate(path: Path, prompt: str, n_tokens: int) -> str:
     """`prompt` and its greedy continuation by `n_tokens` characters, token by token in the recurrent form (every
-    family's `generate` returns the prompt too, as the CLI prints it)."""
-    model, vocab = load_checkpoint(path)
-    index = {c: i for i, c in enumerate(vocab)}
-    unknown = index.get(" ", 0)
-    ids = [index.get(c, unknown) for c in prompt] or [unknown]
+    family's `generate` returns the prompt too, as the CLI prints it). The checkpoint's tokenizer encodes the
+    prompt (a piece it cannot encode is one error line) and decodes the continuation."""
+    from .tokenizer import continuation
+
+    model, checkpoint = load_model(path, CHECKPOINT_SPEC)
+    tokenizer = checkpoint_tokenizer(checkpoint)
+    prompt_ids = tokenizer.encode(prompt, "prompt")
+    ids = prompt_ids or [tokenizer.encode(" ", "prompt")[0] if tokenizer.chars and " " in tokenizer.chars else 0]
     state = model.initial_state(1)
-    out: list[str] = []
+    out: list[int] = []
     with torch.no_grad(), one_torch_thread():
         for token in ids:
             logits, state = model.step(torch.tensor([token]), state)
         for _ in range(n_tokens):
             token = int(logits[0].argmax())
-            out.append(vocab[token])
+            out.append(token)
             logits, state = model.step(torch.tensor([token]), state)
-    return prompt + "".join(out)
+    return continuation(tokenizer, prompt, prompt_ids, out)

@@ -27,6 +27,7 @@ from .checkpoint import (
     MAX_VOCAB,
     MAX_WIDTH,
     CheckpointSpec,
+    checkpoint_tokenizer,
     count,
     load_model,
     real,
@@ -158,11 +159,11 @@ CHECKPOINT_SPEC = CheckpointSpec(
 )
 
 
-def load_checkpoint(path: Path) -> tuple[SpikeLLM, str]:
-    """(model in eval mode, on its checkpoint's spiking setting, QUANT mode; vocabulary string), checked by
-    models/checkpoint.py."""
+def load_checkpoint(path: Path) -> tuple[SpikeLLM, str | None]:
+    """(model in eval mode, on its checkpoint's spiking setting, QUANT mode; vocabulary string, None for a
+    tokenizer that is not a character one), checked by models/checkpoint.py."""
     model, checkpoint = load_model(path, CHECKPOINT_SPEC)
-    return model, checkpoint["vocab"]
+    return model, checkpoint_tokenizer(checkpoint).chars
 
 
 @torch.no_grad()
@@ -221,14 +222,17 @@ def evaluate(path: Path, *, n_chars: int = 20000) -> dict[str, Any]:
 @torch.no_grad()
 def generate(path: Path, prompt: str, n_tokens: int, *, spiking: bool = True) -> str:
     """`prompt` and its greedy continuation by `n_tokens` characters (every family's `generate` returns the prompt
-    too, as the CLI prints it)."""
-    model, vocab = load_checkpoint(path)
+    too, as the CLI prints it). The checkpoint's tokenizer encodes the prompt (a piece it cannot encode is one
+    error line) and decodes the continuation."""
+    from .tokenizer import continuation
+
+    model, checkpoint = load_model(path, CHECKPOINT_SPEC)
+    tokenizer = checkpoint_tokenizer(checkpoint)
     model.set_spiking(spiking)
-    index = {c: i for i, c in enumerate(vocab)}
-    unknown = index.get(" ", 0)
-    ids = [index.get(c, unknown) for c in prompt] or [unknown]
+    prompt_ids = tokenizer.encode(prompt, "prompt")
+    ids = prompt_ids or [tokenizer.encode(" ", "prompt")[0] if tokenizer.chars and " " in tokenizer.chars else 0]
     out: list[int] = []
     for _ in range(n_tokens):
         context = torch.tensor([(ids + out)[-model.cfg.max_seq_len:]])
         out.append(int(model(context)[0, -1].argmax()))
-    return prompt + "".join(vocab[i] for i in out)
+    return continuation(tokenizer, prompt, prompt_ids, out)

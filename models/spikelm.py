@@ -9,8 +9,10 @@ lives in modules named for what they hold:
 - `spikelm_network`: `SpikeLMConfig`, the K/V re-spike, `SpikeLinear`, attention, FFN, blocks, the encoder
   and decoder, and their spiking sites (the architecture and its equations are described there; the elastic
   bi-spiking neuron itself is `models/bispike.py`);
-- `spikelm_tasks`: MLM masking, shuffle classification, validation windows, batches and losses;
-- `spikelm_train`: training, evaluation, checkpoints, greedy generation and model-card metrics.
+- `spikelm_tasks`: MLM masking, shuffle classification, validation windows, batches and losses, and the losses
+  with distillation from the ANN twin (whose terms are `models/distill.py`);
+- `spikelm_train`: training (frozen or elastic α, optionally with a teacher), evaluation, checkpoints, greedy
+  generation and model-card metrics.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from .spikelm_network import (
 )
 from .spikelm_tasks import (
     MLM_FRACTION,
+    decoder_distill_terms,
     decoder_loss,
     encoder_batch,
+    encoder_distill_terms,
     encoder_loss,
     mask_characters,
     shuffle_windows,
@@ -52,6 +56,7 @@ from .spikelm_train import (
     evaluate_model,
     generate,
     load_checkpoint,
+    load_teacher,
     train_decoder,
     train_encoder,
 )
@@ -76,14 +81,17 @@ __all__ = [
     "StatelessBiSpike",
     "TrainSettings",
     "card_metric",
+    "decoder_distill_terms",
     "decoder_loss",
     "encoder_batch",
+    "encoder_distill_terms",
     "encoder_loss",
     "evaluate",
     "evaluate_model",
     "firing_rates",
     "generate",
     "load_checkpoint",
+    "load_teacher",
     "mask_characters",
     "shuffle_windows",
     "spiking_sites",

@@ -50,10 +50,13 @@ class SpikeLMConfig:
     ffn: int = 256  # 4 · d_model, as BERT
     steps: int = 4  # T, hard-coded 4 in SpikeLM (REFERENCE.md §1.1)
     levels: int = 1  # K: spikes in -K..K; 1 = SpikeLM's ternary spike
-    learnable_alpha: bool = False  # SpikeLM freezes α after its first-batch init (§1.1)
+    learnable_alpha: bool = False  # SpikeLM freezes α after its first-batch init (§1.1); True: elastic, LSQ-trained
     spiking: bool = True  # False = ANN twin
     causal: bool = False  # True for the decoder
     classes: int = 2  # encoder classification head
+    # BERT pieces (models/published/spikelm_bert.py); the defaults are the shipped char models, which predate them
+    layer_norm_eps: float = 1e-5  # every LayerNorm's ε: torch's default; BERT's is 1e-12
+    bert_heads: bool = False  # BERT's heads: MLM transform (dense, GELU, LayerNorm) and a tanh pooler on token 0
 
     @property
     def run_steps(self) -> int:
@@ -170,9 +173,9 @@ class SpikeBlock(nn.Module):
     def __init__(self, cfg: SpikeLMConfig) -> None:
         super().__init__()
         self.attn = SpikeSelfAttention(cfg)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.ffn = SpikeFeedForward(cfg)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = self.norm1(h + self.attn(h))
@@ -187,37 +190,70 @@ class SpikeLMBackbone(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(n_ids, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.context, cfg.d_model)
-        self.emb_norm = nn.LayerNorm(cfg.d_model)
+        self.emb_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.blocks = nn.ModuleList(SpikeBlock(cfg) for _ in range(cfg.layers))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.hidden_states(ids)[-1]
+
+    def hidden_states(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """[embedding output, block 1 output, …, block N output], each mean over T, [B, L, D]; the last is the
+        backbone's output. What distillation matches against the ANN twin (its T = 1 makes the mean a no-op)."""
         if ids.shape[-1] > self.cfg.context:
             raise ValueError(f"SpikeLM context is {self.cfg.context} characters, got {ids.shape[-1]}")
         pos = torch.arange(ids.shape[-1], device=ids.device)
         x = self.emb_norm(self.tok_emb(ids) + self.pos_emb(pos))
         h = x.unsqueeze(0).expand(self.cfg.run_steps, *x.shape)
+        hidden = [x]
         for block in self.blocks:
             h = block(h)
-        return h.mean(0)
+            hidden.append(h.mean(0))
+        return hidden
+
+
+class MLMTransform(nn.Module):
+    """BERT's prediction-head transform before the MLM decoder: LayerNorm(GELU(dense(h))), real-valued (host)."""
+
+    def __init__(self, cfg: SpikeLMConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.act = nn.GELU(approximate="none")  # BERT's hidden_act "gelu" is the exact erf form
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(h)))
 
 
 class SpikeLMEncoder(nn.Module):
-    """Bidirectional encoder: an MLM head per position, a classification head on the mean over positions."""
+    """Bidirectional encoder: an MLM head per position, a classification head on the mean over positions.
+
+    With `cfg.bert_heads` the heads are BERT's (SpikeLM's `spike_bert.py` keeps them real-valued): the MLM logits
+    are decoder(transform(h)), and classification reads tanh(pooler(h[:, 0])), the [CLS] position, instead of
+    the mean over positions.
+    """
 
     def __init__(self, cfg: SpikeLMConfig) -> None:
         super().__init__()
         if cfg.causal:
             raise ValueError("SpikeLMEncoder needs causal=False")
         self.cfg = cfg
-        self.mask_id = cfg.vocab  # one id past the characters
+        self.mask_id = cfg.vocab  # one id past the characters (a BERT import copies its [MASK] row there)
         self.backbone = SpikeLMBackbone(cfg, cfg.vocab + 1)
+        if cfg.bert_heads:
+            self.mlm_transform = MLMTransform(cfg)
+            self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
         self.mlm_head = nn.Linear(cfg.d_model, cfg.vocab)
         self.cls_head = nn.Linear(cfg.d_model, cfg.classes)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids [B, L] → (MLM logits [B, L, vocab], class logits [B, classes])."""
-        h = self.backbone(ids)
-        return self.mlm_head(h), self.cls_head(h.mean(1))
+        return self.heads(self.backbone(ids))
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone output [B, L, D] → (MLM logits, class logits); real-valued (host)."""
+        if not self.cfg.bert_heads:
+            return self.mlm_head(h), self.cls_head(h.mean(1))
+        return self.mlm_head(self.mlm_transform(h)), self.cls_head(torch.tanh(self.pooler(h[:, 0])))
 
 
 class SpikeLMDecoder(nn.Module):
@@ -233,7 +269,11 @@ class SpikeLMDecoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, L] → next-character logits [B, L, vocab]."""
-        return self.lm_head(self.backbone(ids))
+        return self.heads(self.backbone(ids))
+
+    def heads(self, h: torch.Tensor) -> torch.Tensor:
+        """Backbone output [B, L, D] → next-character logits; real-valued (host)."""
+        return self.lm_head(h)
 
 
 SpikeLM = SpikeLMEncoder | SpikeLMDecoder

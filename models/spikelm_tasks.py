@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .data import load_corpus
+from .distill import DistillWeights, hidden_mse, kd_logits_loss
 from .spikelm_network import SpikeLMDecoder, SpikeLMEncoder
 
 MLM_FRACTION = 0.15  # BERT's masking rate (SpikeLM pre-trains BERT's MLM, REFERENCE.md §1.3; rate not stated)
@@ -88,3 +89,46 @@ def decoder_loss(model: SpikeLMDecoder, batch: tuple[torch.Tensor, ...]) -> torc
     (windows,) = batch
     logits = model(windows[:, :-1])
     return nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+
+
+# -------------------- distillation from the ANN twin (models/distill.py has the terms and their sources)
+
+
+def _teacher_outputs(teacher: SpikeLMDecoder | SpikeLMEncoder, ids: torch.Tensor):
+    with torch.no_grad():
+        hidden = teacher.backbone.hidden_states(ids)
+        return hidden, teacher.heads(hidden[-1])
+
+
+def decoder_distill_terms(model: SpikeLMDecoder, teacher: SpikeLMDecoder, batch: tuple[torch.Tensor, ...],
+                          weights: DistillWeights) -> dict[str, torch.Tensor]:
+    """{"task", "logits", "hidden", "total"}: next-character CE, KL to the teacher's next-character distribution
+    (every position), hidden-state MSE, and task + w_logits·logits + w_hidden·hidden."""
+    (windows,) = batch
+    ids = windows[:, :-1]
+    hidden = model.backbone.hidden_states(ids)
+    logits = model.heads(hidden[-1])
+    teacher_hidden, teacher_logits = _teacher_outputs(teacher, ids)
+    task = nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+    kd = kd_logits_loss(logits, teacher_logits, weights.temperature)
+    rep = hidden_mse(hidden, teacher_hidden)
+    return {"task": task, "logits": kd, "hidden": rep, "total": task + weights.logits * kd + weights.hidden * rep}
+
+
+def encoder_distill_terms(model: SpikeLMEncoder, teacher: SpikeLMEncoder, batch: tuple[torch.Tensor, ...],
+                          weights: DistillWeights) -> dict[str, torch.Tensor]:
+    """As `decoder_distill_terms` for the encoder: the logits term adds the KL of the MLM logits at the masked
+    positions of the MLM half and of the class logits of the classification half (the learner's `mlm_dist_loss`
+    and `cls_dist_loss`, weight 1 each)."""
+    ids, mlm_targets, labels = batch
+    hidden = model.backbone.hidden_states(ids)
+    mlm_logits, cls_logits = model.heads(hidden[-1])
+    teacher_hidden, (teacher_mlm, teacher_cls) = _teacher_outputs(teacher, ids)
+    half = len(mlm_targets)
+    chosen = mlm_targets != -100
+    mlm = nn.functional.cross_entropy(mlm_logits[:half].flatten(0, 1), mlm_targets.flatten(), ignore_index=-100)
+    task = mlm + nn.functional.cross_entropy(cls_logits[half:], labels)
+    kd = (kd_logits_loss(mlm_logits[:half][chosen], teacher_mlm[:half][chosen], weights.temperature)
+          + kd_logits_loss(cls_logits[half:], teacher_cls[half:], weights.temperature))
+    rep = hidden_mse(hidden, teacher_hidden)
+    return {"task": task, "logits": kd, "hidden": rep, "total": task + weights.logits * kd + weights.hidden * rep}

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bispike import ALPHA_FLOOR
 from .checkpoint import (
     FLAG,
     MAX_CONTEXT,
@@ -34,12 +35,24 @@ from .checkpoint import (
     MAX_WIDTH,
     CheckpointError,
     CheckpointSpec,
+    checkpoint_tokenizer,
     count,
     load_model,
+    read_checkpoint,
+    real,
 )
 from .data import load_corpus, random_windows
-from .spikelm_network import SpikeLM, SpikeLMConfig, SpikeLMDecoder, SpikeLMEncoder, firing_rates
-from .spikelm_tasks import decoder_loss, encoder_batch, encoder_loss, validation_windows
+from .distill import DistillWeights
+from .spikelm_network import SpikeLM, SpikeLMConfig, SpikeLMDecoder, SpikeLMEncoder, firing_rates, spiking_sites
+from .spikelm_tasks import (
+    decoder_distill_terms,
+    decoder_loss,
+    encoder_batch,
+    encoder_distill_terms,
+    encoder_loss,
+    validation_windows,
+)
+from .threads import one_torch_thread
 
 FAMILY_ENCODER = "spikelm-enc"
 FAMILY_DECODER = "spikelm-dec"
@@ -102,6 +115,20 @@ ENCODER_TRAINING = TrainSettings(context=16, batch_windows=64, lr=3e-3)  # 1e-2 
 DECODER_TRAINING = TrainSettings(context=64, batch_windows=16, lr=1e-2)  # best of 2e-3, 5e-3, 1e-2, 2e-2
 
 
+def _alpha_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [site.alpha for site in spiking_sites(model).values() if site.alpha.requires_grad]
+
+
+def _scale_alpha_gradients(model: nn.Module) -> None:
+    """LSQ's gradient scale g = 1/√(N·K) on each α_t, N = elements that α_t quantised in this forward, K = levels
+    (SpikeLM `spiking.py`'s `grad_scale` with Qp = K; Esser et al., ICLR 2020). Without it α's gradient is a sum
+    over ~10⁵ elements and dominates the global gradient-norm clip of every other parameter."""
+    for site in spiking_sites(model).values():
+        if site.alpha.grad is not None and site.last_spikes is not None:
+            per_step = site.last_spikes[0].numel()
+            site.alpha.grad.mul_(1.0 / math.sqrt(per_step * site.levels))
+
+
 def _train(
     model: SpikeLM,
     settings: TrainSettings,
@@ -109,12 +136,19 @@ def _train(
     loss_fn: Callable[[SpikeLM, tuple[torch.Tensor, ...]], torch.Tensor],
     steps: int,
     progress: bool,
-) -> None:
-    """AdamW, linear warm-up, cosine decay; the α's are initialised by the first forward, then frozen."""
+) -> list[float]:
+    """AdamW, linear warm-up, cosine decay; the α's are initialised by the first forward, then frozen, or with
+    `learnable_alpha` trained (LSQ-scaled gradient, no weight decay, kept at or above the 1e-5 floor the forward
+    applies, so the stored α is the one used). Returns the loss of every step."""
     from tqdm import tqdm
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
+    alphas = _alpha_parameters(model)
+    alpha_ids = {id(a) for a in alphas}
+    others = [p for p in model.parameters() if p.requires_grad and id(p) not in alpha_ids]
+    params = others + alphas
+    # α is a step size, not a weight: decaying it towards 0 would only raise the firing rate
+    opt = torch.optim.AdamW([{"params": others}, {"params": alphas, "weight_decay": 0.0}], lr=settings.lr,
+                            weight_decay=0.01)
     warmup = settings.warmup_steps
 
     def lr_factor(i: int) -> float:
@@ -131,24 +165,40 @@ def _train(
         with torch.no_grad():
             loss_fn(model, first_batch)
     bar = tqdm(range(steps), desc=f"train {_family(model)}", disable=not progress)
+    losses = []
     for i in bar:
         loss = loss_fn(model, first_batch if i == 0 else next_batch())
         opt.zero_grad()
         loss.backward()
+        _scale_alpha_gradients(model)
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        with torch.no_grad():
+            for alpha in alphas:
+                alpha.clamp_(min=ALPHA_FLOOR)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
 
 
 def _family(model: nn.Module) -> str:
     return FAMILY_DECODER if isinstance(model, SpikeLMDecoder) else FAMILY_ENCODER
 
 
+def _config_fields(cfg: SpikeLMConfig) -> dict:
+    """The config as stored: the BERT-only fields only where they differ from the character models' defaults, so
+    a trained checkpoint is read by CHECKPOINT_SPEC (decoder included) and not by BERT_CHECKPOINT_SPEC."""
+    fields = asdict(cfg)
+    if not cfg.bert_heads and cfg.layer_norm_eps == SpikeLMConfig().layer_norm_eps:
+        del fields["bert_heads"], fields["layer_norm_eps"]
+    return fields
+
+
 def _save(model: SpikeLM, out_path: Path, vocab: str, train: dict) -> dict:
     ckpt = {
         "family": _family(model),
-        "config": asdict(model.cfg),
+        "config": _config_fields(model.cfg),
         "state_dict": model.state_dict(),
         "vocab": vocab,
         "metrics": evaluate_model(model),
@@ -165,8 +215,31 @@ def _train_record(settings: TrainSettings, steps: int, seed: int, started_s: flo
     return {**asdict(settings), "steps": steps, "seed": seed, "wall_s": round(time.time() - started_s, 1)}
 
 
+def load_teacher(path: Path, student: SpikeLM) -> SpikeLM:
+    """The float ANN twin at `path` (read through models/checkpoint.py), checked to fit `student`: same family,
+    not spiking, same vocabulary, context, width and depth (distillation matches logits and every hidden state)."""
+    teacher, _ = load_checkpoint(path)
+    if _family(teacher) != _family(student):
+        raise CheckpointError(f"{path}: teacher is a {_family(teacher)!r} checkpoint, the student a "
+                              f"{_family(student)!r}")
+    if teacher.cfg.spiking:
+        raise CheckpointError(f"{path}: teacher must be the ANN twin (config 'spiking' = False), got spiking = True")
+    for field in ("vocab", "context", "d_model", "layers"):
+        have, want = getattr(teacher.cfg, field), getattr(student.cfg, field)
+        if have != want:
+            raise CheckpointError(f"{path}: teacher config {field!r} = {have}, the student's is {want}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def _total_of(terms: Callable, teacher: SpikeLM, weights: DistillWeights) -> Callable:
+    """A `loss_fn(model, batch)` for `_train`: the task loss plus distillation from `teacher`."""
+    return lambda model, batch: terms(model, teacher, batch, weights)["total"]
+
+
 def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spiking: bool, progress: bool,
-                  learnable_alpha: bool) -> dict:
+                  learnable_alpha: bool, teacher: Path | None = None) -> dict:
     """The encoder and decoder share everything but their settings, model class, batches and loss."""
     started_s = time.time()
     settings = DECODER_TRAINING if causal else ENCODER_TRAINING
@@ -184,22 +257,31 @@ def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spikin
         return encoder_batch(windows, corpus.vocab_size, rng, corrupt=True)
 
     loss = decoder_loss if causal else encoder_loss
-    _train(model, settings, next_batch, loss, steps, progress)  # type: ignore[arg-type]
-    return _save(model, out_path, corpus.vocab, _train_record(settings, steps, seed, started_s))
+    distill: dict = {}
+    if teacher is not None:
+        twin, weights = load_teacher(Path(teacher), model), DistillWeights()
+        terms = decoder_distill_terms if causal else encoder_distill_terms
+        loss = _total_of(terms, twin, weights)
+        distill = {"teacher": Path(teacher).name, "distill": asdict(weights)}
+    with one_torch_thread():  # the cards' one-thread timing; bit-reproducible (models/threads.py)
+        _train(model, settings, next_batch, loss, steps, progress)  # type: ignore[arg-type]
+        return _save(model, out_path, corpus.vocab, {**_train_record(settings, steps, seed, started_s), **distill})
 
 
 def train_encoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,
-                  learnable_alpha: bool = False) -> dict:
-    """Train the encoder on MLM + shuffle classification over pydoc windows; save; return its metrics."""
+                  learnable_alpha: bool = False, teacher: Path | None = None) -> dict:
+    """Train the encoder on MLM + shuffle classification over pydoc windows; save; return its metrics. With
+    `teacher` (the ANN twin's checkpoint) the loss adds distillation from it (models/distill.py)."""
     return _train_family(out_path, causal=False, steps=steps, seed=seed, spiking=spiking, progress=progress,
-                         learnable_alpha=learnable_alpha)
+                         learnable_alpha=learnable_alpha, teacher=teacher)
 
 
 def train_decoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,
-                  learnable_alpha: bool = False) -> dict:
-    """Train the causal decoder on next-character prediction over pydoc windows; save; return its metrics."""
+                  learnable_alpha: bool = False, teacher: Path | None = None) -> dict:
+    """Train the causal decoder on next-character prediction over pydoc windows; save; return its metrics. With
+    `teacher` (the ANN twin's checkpoint) the loss adds distillation from it (models/distill.py)."""
     return _train_family(out_path, causal=True, steps=steps, seed=seed, spiking=spiking, progress=progress,
-                         learnable_alpha=learnable_alpha)
+                         learnable_alpha=learnable_alpha, teacher=teacher)
 
 
 # -------------------- checkpoints
@@ -214,6 +296,8 @@ def parameter_count(cfg: dict) -> int:
     n_ids = v if cfg["causal"] else v + 1  # the encoder's [MASK] id
     backbone = n_ids * d + cfg["context"] * d + 2 * d + cfg["layers"] * block
     heads = d * v + v if cfg["causal"] else (d * v + v) + (d * cfg["classes"] + cfg["classes"])
+    if cfg.get("bert_heads"):
+        heads += (d * d + d + 2 * d) + (d * d + d)  # MLM transform (dense, LayerNorm) and pooler
     return backbone + heads
 
 
@@ -242,13 +326,30 @@ CHECKPOINT_SPEC = CheckpointSpec(
     build=_build,
     rules=_config_rules,
 )
+# A checkpoint converted from SpikeLM's BERT layout (models/published/spikelm_bert.py) carries the config fields
+# added for BERT; the shipped ones predate them. Each file is checked against exactly its own field set.
+BERT_CHECKPOINT_SPEC = CheckpointSpec(
+    families=(FAMILY_ENCODER,),
+    fields={**CHECKPOINT_SPEC.fields, "layer_norm_eps": real(1e-15, 1.0), "bert_heads": FLAG},
+    vocab_field="vocab",
+    parameter_count=parameter_count,
+    build=_build,
+    rules=_config_rules,
+)
 
 
-def load_checkpoint(path: Path) -> tuple[SpikeLM, str]:
-    """(model in eval mode, vocabulary) from a `spikelm-enc` or `spikelm-dec` checkpoint checked by
-    models/checkpoint.py."""
-    model, ckpt = load_model(path, CHECKPOINT_SPEC)
-    return model, ckpt["vocab"]
+def checkpoint_spec(path) -> CheckpointSpec:
+    """BERT_CHECKPOINT_SPEC for a config with the BERT fields, else CHECKPOINT_SPEC (`path` as `load_model` takes
+    it: a file, read memory-mapped, or an in-memory converted checkpoint)."""
+    config = read_checkpoint(path).get("config")
+    return BERT_CHECKPOINT_SPEC if isinstance(config, dict) and "bert_heads" in config else CHECKPOINT_SPEC
+
+
+def load_checkpoint(path: Path) -> tuple[SpikeLM, str | None]:
+    """(model in eval mode, vocabulary string; None for a tokenizer that is not a character one) from a
+    `spikelm-enc` or `spikelm-dec` checkpoint checked by models/checkpoint.py."""
+    model, ckpt = load_model(path, checkpoint_spec(path))
+    return model, checkpoint_tokenizer(ckpt).chars
 
 
 def evaluate(path: Path, *, n_chars: int = EVAL_CHARS) -> dict:
@@ -259,18 +360,22 @@ def evaluate(path: Path, *, n_chars: int = EVAL_CHARS) -> dict:
 
 @torch.no_grad()
 def generate(path: Path, prompt: str, n_tokens: int) -> str:
-    """Greedy continuation of `prompt` by a decoder checkpoint (prompt included); characters outside the
-    vocabulary become spaces, and only the last `context` characters are seen."""
-    model, vocab = load_checkpoint(path)
+    """Greedy continuation of `prompt` by a decoder checkpoint (prompt included), encoded and decoded with the
+    checkpoint's tokenizer (a piece it cannot encode is one error line); only the last `context` tokens are seen.
+    An empty prompt starts from a newline where the vocabulary has one (id 0 otherwise)."""
+    from .tokenizer import continuation
+
+    model, ckpt = load_model(path, checkpoint_spec(path))
     if not isinstance(model, SpikeLMDecoder):
         raise CheckpointError(f"{path}: generate needs a {FAMILY_DECODER!r} checkpoint, got {FAMILY_ENCODER!r}")
-    index = {c: i for i, c in enumerate(vocab)}
-    ids = [index.get(c, index.get(" ", 0)) for c in (prompt or "\n")]
+    tokenizer = checkpoint_tokenizer(ckpt)
+    prompt_ids = tokenizer.encode(prompt, "prompt")
+    ids = list(prompt_ids) or [tokenizer.encode("\n")[0] if tokenizer.chars and "\n" in tokenizer.chars else 0]
+    start = len(ids)
     for _ in range(n_tokens):
         window = torch.tensor([ids[-model.cfg.context :]])
         ids.append(int(model(window)[0, -1].argmax()))
-    text = "".join(vocab[i] for i in ids)
-    return text if prompt else text[1:]
+    return continuation(tokenizer, prompt, prompt_ids, ids[start:])
 
 
 def card_metric(card_text: str, name: str) -> float:

@@ -25,14 +25,18 @@ import numpy as np
 
 from spikestack.errors import SpikestackError, VerificationError
 
-from .evaluation import EvalInputs, bpc, calibration_ids, eval_inputs, is_hybrid
+from .evaluation import EvalInputs, bpc, calibration_inputs, eval_inputs, is_hybrid, vocab_size
+from .importing import checkpoint_of as _checkpoint
+from .importing import import_checkpoint, is_published
+from .importing import is_checkpoint as _is_checkpoint
 from .results import Report, RunResult, VerifyResult
+from .text import text_metrics
 
 __all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "describe", "export", "generate",
-           "inspect", "is_hybrid", "kind_of", "load", "run", "save", "simulate", "verify"]
+           "import_checkpoint", "inspect", "is_hybrid", "is_published", "kind_of", "load", "run", "save", "simulate",
+           "verify"]
 
 BACKENDS = ("reference", "torch", "lava")
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -53,11 +57,19 @@ def _as_program(program_or_path):
     return program_or_path
 
 
-def _inputs(program, inputs, tokens: int) -> EvalInputs:
+def _inputs(program, inputs, tokens: int, text=None) -> EvalInputs:
     if inputs is None:
-        return eval_inputs(program, tokens)
+        return eval_inputs(program, tokens, text)
+    if text is not None:
+        raise SpikestackError(f"text={str(text)!r} and inputs: give one of them")
     if isinstance(inputs, EvalInputs):
         return inputs
+    from .input_files import check_input_array, read_input_file
+
+    if isinstance(inputs, (str, Path)):  # a .npy/.npz file, read safely and checked against the program
+        return EvalInputs(check_input_array(program, read_input_file(inputs), str(inputs)), None, f"file {inputs}")
+    if not is_hybrid(program) and program.timing == "delayed":  # spike rasters: refuse analog values by name
+        return EvalInputs(check_input_array(program, np.asarray(inputs)), None, "user")
     return EvalInputs(np.asarray(inputs), None, "user")
 
 
@@ -67,19 +79,26 @@ def _check_backend(backend: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- export
-def export(model_or_checkpoint, path: str | Path, *, force: bool = False) -> Path:
-    """A checkpoint (any shipped family) or a NIR graph → a NIR file written with stock `nir.write`, atomically.
+def export(model_or_checkpoint, path: str | Path, *, force: bool = False, family: str | None = None) -> Path:
+    """A checkpoint (any shipped family, or a published one: SpikeGPT .pth, a Hugging Face LLaMA folder, …; `family`
+    forces its layout) or a NIR graph → a NIR file written with stock `nir.write`, atomically.
 
     Refuses to replace an existing file unless `force`, and never replaces its own input."""
     import nir
 
-    from spikestack.models.nir.export import export_any
+    from spikestack.models.checkpoint import InMemoryCheckpoint
+    from spikestack.models.nir.export import checkpoint_to_nir, export_any
     from spikestack.outputs import atomic_write, check_file_output
 
     inputs = [model_or_checkpoint] if isinstance(model_or_checkpoint, (str, Path)) else []
     path = check_file_output(path, "export output", inputs=inputs, force=force)
     if inputs:
-        export_any(Path(model_or_checkpoint), path)
+        source = Path(model_or_checkpoint)
+        checkpoint = _checkpoint(source, family) if _is_checkpoint(source) else source
+        if isinstance(checkpoint, InMemoryCheckpoint):
+            graph = checkpoint_to_nir(checkpoint)
+            return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))
+        export_any(source, path)
         return path
     if not isinstance(model_or_checkpoint, nir.NIRGraph):
         raise SpikestackError(f"export takes a checkpoint path or a nir.NIRGraph, got {type(model_or_checkpoint)}")
@@ -89,12 +108,15 @@ def export(model_or_checkpoint, path: str | Path, *, force: bool = False) -> Pat
 # --------------------------------------------------------------------------------------------------- compile
 def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: bool = False,
             dt: float | None = None, steps: int | None = None, calibrate: int = 0,
-            dump_after: str | None = None, dump_dir: str | Path | None = None, dump_ir: str | Path | None = None):
-    """A checkpoint (.pt), a NIR file or a `nir.NIRGraph` → a mapped program for `target` (a name, a .toml path
+            dump_after: str | None = None, dump_dir: str | Path | None = None, dump_ir: str | Path | None = None,
+            family: str | None = None, text: str | Path | None = None):
+    """A checkpoint (.pt, or a published .pth/.bin/.safetensors/Hugging Face folder, `family` forcing its layout),
+    a NIR file or a `nir.NIRGraph` → a mapped program for `target` (a name, a .toml path
     or a `Target`). Chain graphs give a chain `Program`, language models a `HybridProgram`; both save, load, run,
     verify and simulate through this module. `calibrate` > 0 attaches the per-layer quantisation error on that
     many validation positions to the program's report. `dump_ir` writes the IR after every pass into that
-    folder as `NNN_pass.json` (`dump_after` + `dump_dir`: after one pass only)."""
+    folder as `NNN_pass.json` (`dump_after` + `dump_dir`: after one pass only). `text` (a UTF-8 file) is what
+    calibration reads, encoded by the graph's tokenizer, which the program carries on (artifact tokenizer.json)."""
     import nir
 
     from spikestack.compiler.from_nir import read_nir
@@ -106,38 +128,34 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
         source = Path(source)
         if not source.exists():
             raise SpikestackError(f"{source}: file not found")
-        graph = checkpoint_to_nir(source) if source.suffix in CHECKPOINT_SUFFIXES else read_nir(source)
+        graph = checkpoint_to_nir(_checkpoint(source, family)) if _is_checkpoint(source) else read_nir(source)
     on_pass = _ir_dumper(Path(dump_ir)) if dump_ir is not None else None
+    from .evaluation import calibrate_chain, carry_tokenizer
+
     if _is_hybrid_graph(graph):
-        return _compile_hybrid(graph, target, encoding=encoding, dataflow=dataflow, calibrate=calibrate,
-                               dump_after=dump_after, dump_dir=dump_dir, on_pass=on_pass)
+        return carry_tokenizer(_compile_hybrid(graph, target, encoding=encoding, dataflow=dataflow, calibrate=calibrate,
+                                               dump_after=dump_after, dump_dir=dump_dir, on_pass=on_pass, text=text),
+                               graph)
     if dataflow:
         raise SpikestackError("--dataflow folds language-model graphs (SpikeGPT); this is a chain program")
     from spikestack.compiler.pipeline import compile_graph
 
     program = compile_graph(graph, target, dump_after=dump_after, dump_dir=Path(dump_dir) if dump_dir else None,
                             dt=dt, steps=steps, encoding=encoding, on_pass=on_pass)
-    if calibrate > 0 and program.timing == "token":
-        program = _calibrate_chain(graph, program, calibrate)
-    return program
+    if program.timing != "token":
+        if text is not None:
+            raise SpikestackError(f"--text {text}: a foreign LIF program reads input events, not text")
+        return program
+    program = carry_tokenizer(program, graph)
+    return calibrate_chain(graph, program, calibrate, text) if calibrate > 0 else program  # units from weights
 
 
 def _is_hybrid_graph(graph) -> bool:
+    from spikestack.compiler.nir_cycles import is_recurrent_chain
     from spikestack.compiler.program_kind import is_hybrid_graph
 
-    return is_hybrid_graph(graph)
-
-
-def _calibrate_chain(graph, program, tokens: int):
-    from spikestack.compiler.from_nir import from_nir
-    from spikestack.runtime.calibration import layer_errors
-
-    try:
-        ids = eval_inputs(program, tokens).inputs
-    except SpikestackError:  # not a model of the shipped corpus: no sample text to calibrate on
-        return program
-    errors = layer_errors(from_nir(graph), program, ids)
-    return replace(program, report=dict(program.report, calibration={"tokens": tokens, "layers": errors}))
+    # a cycle (snnTorch RLeaky) has a node with two inputs, yet it is a LIF graph: the chain compiler takes it
+    return is_hybrid_graph(graph) and not is_recurrent_chain(graph)
 
 
 def _ir_dumper(folder: Path):
@@ -157,8 +175,9 @@ def _ir_dumper(folder: Path):
     return dump
 
 
-def _compile_hybrid(graph, target, *, encoding, dataflow, calibrate, dump_after, dump_dir, on_pass=None):
+def _compile_hybrid(graph, target, *, encoding, dataflow, calibrate, dump_after, dump_dir, on_pass=None, text=None):
     from spikestack.compiler.hybrid.compile import HYBRID_PASSES, compile_hybrid
+    from spikestack.compiler.kinds import kind_of as chip_kind
     from spikestack.compiler.pipeline import to_jsonable
 
     if dump_after is not None and dump_after not in HYBRID_PASSES:
@@ -174,18 +193,21 @@ def _compile_hybrid(graph, target, *, encoding, dataflow, calibrate, dump_after,
             text = json.dumps(to_jsonable(ir), indent=1, sort_keys=True)
             (folder / f"{HYBRID_PASSES.index(name):03d}_{name}.json").write_text(text)
 
-    program = compile_hybrid(graph, target, calibration_ids(graph), dataflow=dataflow, on_pass=dump,
-                             encoding=encoding)
-    if dataflow and not any(la.kind == "relay" for la in program.layers):
+    calibration = calibration_inputs(graph, text=text)
+    program = compile_hybrid(graph, target, calibration.inputs, dataflow=dataflow, on_pass=dump, encoding=encoding)
+    program = replace(program, report=dict(program.report, calibration_text=calibration.text))
+    if dataflow and not any(chip_kind(la).dataflow_fold for la in program.layers):
         raise SpikestackError("--dataflow: no Linear of this graph reads a normed integer residual stream (SpikeGPT "
                               "with a binary embedding); nothing to fold")
     if calibrate > 0:
+        from spikestack.models.nir.export_tokenizer import graph_tokenizer
         from spikestack.runtime.hybrid.calibration import layer_errors
 
         from .evaluation import CALIBRATION_OFFSET, sample_ids
 
         context = program.max_positions if program.time_axis != "tokens" else 0
-        windows = sample_ids(program.vocab_size, context, calibrate, offset=CALIBRATION_OFFSET).inputs
+        windows = sample_ids(program.vocab_size, context, calibrate, offset=CALIBRATION_OFFSET,
+                             tokenizer=graph_tokenizer(graph), text=text).inputs
         report = {"positions": int(windows.size), "layers": layer_errors(graph, program, windows)}
         program = replace(program, report=dict(program.report, calibration=report))
     return program
@@ -207,8 +229,11 @@ def load(path: str | Path):
 
 
 # --------------------------------------------------------------------------------------------------- run
-def _traces(program, inputs: np.ndarray, backends: Sequence[str]) -> dict[str, Any]:
+def _traces(program, inputs: np.ndarray, backends: Sequence[str], scheduler=None, workers=None) -> dict[str, Any]:
     """One trace per backend, on the same inputs (a bar per backend on a terminal: Lava takes seconds)."""
+    if scheduler is not None or workers is not None:  # sharded on a Dask cluster, merged to the same trace
+        from .distributed import sharded_traces
+        return sharded_traces(program, inputs, backends, scheduler=scheduler, workers=workers)
     from .progress import progress
 
     shown = progress(backends, "backends", total=len(backends)) if len(backends) > 1 else backends
@@ -222,39 +247,49 @@ def _traces(program, inputs: np.ndarray, backends: Sequence[str]) -> dict[str, A
     return {b: backend_runner(b)(program, inputs) for b in shown}
 
 
-def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256) -> RunResult:
-    """Run a program (or an artifact path) on a backend. Without `inputs`, the first `tokens` positions of the
-    validation text (token programs) or seeded input events (foreign LIF programs); the result says which."""
-    _check_backend(backend)
+def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256, text=None,
+        float_source=None, scheduler: str | None = None, workers: int | None = None) -> RunResult:
+    """Run a program (or an artifact path) on a backend. Without `inputs`, the first `tokens` positions of `text`
+    (a UTF-8 file, encoded by the program's tokenizer) or of the default text (token programs), or seeded input
+    events (foreign LIF programs); the result says which, with bits per byte and perplexity of the text.
+    backend="float" runs the float reference of `float_source`, the NIR graph (or file) the program came from.
+    `scheduler` (a Dask address) or `workers` (a local Dask cluster) shard it: the same result (distributed.py)."""
+    if backend != "float":
+        _check_backend(backend)
     program = _as_program(program)
-    data = _inputs(program, inputs, tokens)
-    trace = _traces(program, data.inputs, (backend,))[backend]
+    data = _inputs(program, inputs, tokens, text)
+    if backend == "float" and scheduler is None and workers is None:
+        trace = _float_trace(program, float_source, data.inputs)
+    else:
+        trace = _traces(program, data.inputs, (backend,), scheduler, workers)[backend]
     hybrid = is_hybrid(program)
     n = int(np.asarray(data.inputs).size) if hybrid else int(trace.tokens)
     # bits per character only for a next-token model: one logit per vocabulary id (a chain readout of another
     # width, such as a small test graph fed from the corpus, predicts something else)
-    next_token = data.targets is not None and trace.logits.shape[-1] == _vocab_size(program)
-    score = round(bpc(trace.logits, data.targets), 4) if next_token else None
-    counts = None if hybrid or program.timing == "token" else trace.readout.tolist()
+    next_token = data.targets is not None and trace.logits.shape[-1] == vocab_size(program)
+    score = round(bpc(trace.logits, data.targets), 4) if next_token and data.per_char else None
+    metrics = text_metrics(trace.logits, data.targets, data.scored_bytes) if next_token and data.scored_bytes else {}
+    counts = layers = None
+    if not hybrid and program.timing != "token":  # per layer: each neuron's spikes over all samples and steps
+        counts = trace.readout.tolist()
+        layers = {k: np.asarray(s, np.int64).sum((0, 1)).tolist() for k, s in trace.spikes.items()}
     return RunResult(backend=backend, kind=kind_of(program), family=_family(program), tokens=n, trace=trace,
                      source=data.source, firing_rate={k: round(v, 6) for k, v in trace.firing_rate().items()},
                      events=trace.events(), saturations=dict(trace.saturations), bpc=score,
-                     output_spike_counts=counts)
+                     output_spike_counts=counts, layer_spike_counts=layers, text=data.text, **metrics)
 
 
 def verify(program, backends: Sequence[str] = ("torch", "reference", "lava"), *, inputs=None,
-           tokens: int = 32, raise_on_mismatch: bool = False) -> VerifyResult:
-    """Every backend on the same inputs, compared spike for spike at every layer, step, position and neuron."""
+           tokens: int = 32, raise_on_mismatch: bool = False, text=None, float_source=None) -> VerifyResult:
+    """Every backend on the same inputs, compared spike for spike at every layer, step, position and neuron;
+    with `float_source` (the NIR graph or file compiled), also the agreement with its float equations."""
     backends = tuple(backends)
     for b in backends:
         _check_backend(b)
     if len(backends) < 2:
         raise SpikestackError(f"verify needs two or more backends of {', '.join(BACKENDS)}, got {backends}")
     program = _as_program(program)
-    if not is_hybrid(program) and program.timing == "delayed" and "torch" in backends:
-        raise SpikestackError("the torch fake-quant model covers token (bi-spike) programs only; "
-                              "use backends reference,lava for LIF programs")
-    data = _inputs(program, inputs, tokens)
+    data = _inputs(program, inputs, tokens, text)
     traces = _traces(program, data.inputs, backends)
     if is_hybrid(program):
         from spikestack.runtime.hybrid.verify import first_divergence
@@ -267,14 +302,26 @@ def verify(program, backends: Sequence[str] = ("torch", "reference", "lava"), *,
     layers = len(first.layers())
     n = int(np.asarray(data.inputs).size) if is_hybrid(program) else int(first.tokens)
     result = VerifyResult(backends=backends, family=_family(program), tokens=n, layers=layers,
-                          events=first.events(), problems=problems, traces=traces)
+                          events=first.events(), problems=problems, traces=traces, text=data.text)
+    if float_source is not None:
+        from spikestack.runtime.float_reference import agreement
+
+        result = replace(result, float_agreement=agreement(program, first, _float_trace(program, float_source,
+                                                                                         data.inputs)))
     if problems and raise_on_mismatch:
         raise VerificationError("; ".join(problems))
     return result
 
 
+def _float_trace(program, float_source, inputs: np.ndarray):
+    from .float_source import float_trace
+
+    return float_trace(program, float_source, inputs)
+
+
 # --------------------------------------------------------------------------------------------------- simulate
-def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=None) -> Report:
+def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=None, text=None,
+             scheduler: str | None = None, workers: int | None = None) -> Report:
     """Counts, energy and latency under a hardware profile (name, .toml path or `Profile`; default: the
     target's). Without a trace, the reference executor runs `tokens` positions of the validation text first."""
     from spikestack.simulators.profiles import Profile, load_profile
@@ -285,7 +332,8 @@ def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=No
     elif not isinstance(profile, Profile):
         profile = load_profile(str(profile))
     if trace is None:
-        trace = _traces(program, _inputs(program, inputs, tokens).inputs, ("reference",))["reference"]
+        data = _inputs(program, inputs, tokens, text).inputs  # `scheduler`/`workers`: sharded as in `run`
+        trace = _traces(program, data, ("reference",), scheduler, workers)["reference"]
     if is_hybrid(program):
         from spikestack.simulators.hybrid import simulate_hybrid
 
@@ -301,23 +349,20 @@ def _target_of(program):
     return target_of(program)  # the target embedded in the program: a custom .toml need not exist any more
 
 
-def _vocab_size(program) -> int:
-    return int(program.vocab_size) if is_hybrid(program) else int(program.host_input.table.shape[0])
-
-
 # --------------------------------------------------------------------------------------------------- generate
-def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "reference") -> str:
-    """Greedy text: from a float checkpoint (.pt) with its own model, or from a compiled program (or artifact
-    directory) token by token on a backend. Returns the prompt followed by the continuation."""
+def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "reference", *,
+             family: str | None = None) -> str:
+    """Greedy text: from a float checkpoint (.pt, or a published one; `family` forces its layout) with its own
+    model, or from a compiled program (or artifact directory) token by token on a backend. Returns the prompt
+    followed by the continuation."""
     _check_backend(backend)
     source = program_or_checkpoint
-    if isinstance(source, (str, Path)) and Path(source).suffix in CHECKPOINT_SUFFIXES:
+    if isinstance(source, (str, Path)) and _is_checkpoint(Path(source)):
         from spikestack.models.registry import family_function
 
-        return family_function(Path(source), "generate")(Path(source), prompt, tokens)
+        checkpoint = _checkpoint(Path(source), family)
+        return family_function(checkpoint, "generate")(checkpoint, prompt, tokens)
     program = _as_program(source)
-    from spikestack.models.data import load_corpus
-
     if not is_hybrid(program) and program.timing != "token":
         where = f"{source}: " if isinstance(source, (str, Path)) else ""
         raise SpikestackError(f"{where}a foreign LIF artifact reads input events, not text: it has no "
@@ -325,29 +370,9 @@ def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "re
     if is_hybrid(program) and program.family == "spikelm-enc":
         raise SpikestackError("generate: a SpikeLM encoder is bidirectional (masked-token model); generate from a "
                               "SpikeGPT, SpikeLLM or SpikeLM decoder artifact")
-    vocab = load_corpus().vocab
-    if _vocab_size(program) != len(vocab):  # one check for both kinds: the text they encode is the corpus's
-        raise SpikestackError(f"artifact vocabulary has {_vocab_size(program)} ids, the shipped corpus {len(vocab)}")
-    index = _check_prompt(prompt, vocab)
-    if not is_hybrid(program):
-        from spikestack.runtime.generate import generate as generate_chain
-        from spikestack.runtime.verify import backend_runner
+    from .generation import generate_program
 
-        text, _ = generate_chain(program, vocab, prompt, tokens, backend_runner(backend))
-        return text
-    from spikestack.runtime.hybrid.verify import chip_backend, generate_ids
-
-    ids = generate_ids(program, [index[ch] for ch in prompt], tokens, lambda: chip_backend(backend))
-    return "".join(vocab[i] for i in ids)
-
-
-def _check_prompt(prompt: str, vocab: str) -> dict[str, int]:
-    """Both program kinds refuse what they cannot encode, rather than silently replacing it."""
-    index = {ch: i for i, ch in enumerate(vocab)}
-    unknown = sorted({ch for ch in prompt if ch not in index})
-    if unknown or not prompt:
-        raise SpikestackError(f"prompt must be non-empty text of the corpus alphabet; unknown {unknown!r}")
-    return index
+    return generate_program(program, prompt, tokens, backend)
 
 
 # --------------------------------------------------------------------------------------------------- describe

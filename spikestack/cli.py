@@ -11,6 +11,7 @@ without --force, an existing file, and every file is replaced atomically.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -26,9 +27,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     from spikestack.progress import showing
 
     out = check_file_output(args.output, "-o", force=args.force)
-    metrics = train_function(args.family)(out, steps=args.steps, seed=args.seed, spiking=not args.ann,
-                                          progress=showing())
+    train = train_function(args.family)
+    options: dict = {}
+    if args.teacher is not None:
+        if args.ann:
+            raise SpikestackError("--teacher distils into the spiking model; it cannot be combined with --ann")
+        options["teacher"] = Path(args.teacher)
+    if args.learnable_alpha:
+        options["learnable_alpha"] = True
+    for name in options:
+        if name not in inspect.signature(train).parameters:
+            flag = "--" + name.replace("_", "-")
+            raise SpikestackError(f"family {args.family!r} does not take {flag} (only spikelm-enc, spikelm-dec)")
+    metrics = train(out, steps=args.steps, seed=args.seed, spiking=not args.ann, progress=showing(), **options)
     print(strict_json(metrics, "train metrics"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from spikestack import api
+
+    note = api.import_checkpoint(Path(args.source), args.output, family=args.family, tokenizer=args.tokenizer,
+                                 text=args.text, force=args.force)
+    print(strict_json(note, "import summary"))
     return 0
 
 
@@ -37,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     source = Path(args.checkpoint)
     out = check_file_output(args.output, "-o", inputs=[source], force=args.force)
-    api.export(source, out, force=True)  # the output was checked just above, with the user's --force
+    api.export(source, out, force=True, family=args.family)  # the output was checked just above, with --force
     print(f"wrote {out}")
     return 0
 
@@ -49,7 +70,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     dump_ir = check_folder_output(args.dump_ir, "--dump-ir") if args.dump_ir else None
     program = api.compile(Path(args.source), args.target, encoding=args.encoding, dataflow=args.dataflow,
                           dt=args.dt, steps=args.steps, calibrate=args.calibrate, dump_after=args.dump_after,
-                          dump_dir=out.parent / f"{out.name}.dump", dump_ir=dump_ir)
+                          dump_dir=out.parent / f"{out.name}.dump", dump_ir=dump_ir, family=args.family,
+                          text=args.text)
     api.save(program, out)
     s = api.describe(program)
     print(f"wrote {out}: target {s['target']}, {s['cores']} cores, {s['layers']} chip layers, "
@@ -62,9 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     trace_path = None
     if args.trace:
-        trace_path = check_file_output(args.trace, "--trace", inputs=[args.artifact], force=args.force,
+        sources = [args.artifact, *(f for f in (args.input, args.nir) if f)]  # never overwrite an input
+        trace_path = check_file_output(args.trace, "--trace", inputs=sources, force=args.force,
                                        suffixes=(".npz", ".nir"))
-    result = api.run(api.load(args.artifact), backend=args.backend, tokens=args.tokens)
+    result = api.run(api.load(args.artifact), args.input, backend=args.backend, tokens=args.tokens,
+                     float_source=args.nir, text=args.text, scheduler=args.scheduler, workers=args.workers)
     text = strict_json(result.to_dict(), "run result")  # before writing anything
     if trace_path is not None:
         result.save_trace(trace_path)
@@ -86,7 +110,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         report_path = check_report_format(Path(args.report))
         check_file_output(report_path, "--report", inputs=[args.artifact], force=args.force,
                           created=[plots_dir] if plots_dir is not None else [])  # --plots makes its folders
-    report = api.simulate(api.load(args.artifact), profile=args.profile, tokens=args.tokens).data
+    program = api.load(args.artifact)
+    trace = None
+    if args.trace:
+        from spikestack.simulators.trace_file import load_trace
+
+        trace = load_trace(program, args.trace)
+    report = api.simulate(program, trace, profile=args.profile, tokens=args.tokens, inputs=args.input,
+                          text=args.text, scheduler=args.scheduler, workers=args.workers).data
     text = strict_json(report, "simulation report") if args.json else None  # before writing anything
     plots = None
     if plots_dir is not None:
@@ -106,7 +137,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from spikestack.sweep import format_table, sweep, write_table
+    from spikestack.sweep import format_table, write_table
 
     out = None
     if args.output:
@@ -115,11 +146,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
-    rows = sweep(Path(args.source), targets, profiles, args.tokens, workers=args.workers, encodings=encodings)
+    rows = _sweep_published(args, targets, profiles, encodings)
     if out is not None:
         write_table(rows, out)
     print(format_table(rows))
     return 0
+
+
+def _sweep_published(args: argparse.Namespace, targets: list[str], profiles: list[str], encodings: list[str]):
+    """sweep() over the source; a published checkpoint (or --family) is exported once to a NIR file first."""
+    import tempfile
+
+    from spikestack import api
+    from spikestack.sweep import sweep
+
+    source = Path(args.source)
+    if args.family is None and not api.is_published(source):
+        return sweep(source, targets, profiles, args.tokens, workers=args.workers, encodings=encodings,
+                     scheduler=args.scheduler)
+    with tempfile.TemporaryDirectory() as tmp:
+        nir_path = api.export(source, Path(tmp) / "model.nir", family=args.family)
+        return sweep(nir_path, targets, profiles, args.tokens, workers=args.workers, encodings=encodings,
+                     scheduler=args.scheduler)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -130,12 +178,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if unknown or len(backends) < 2:
         raise SpikestackError(f"--backends needs two or more of {', '.join(api.BACKENDS)}, got {args.backends!r}")
     program = api.load(args.artifact)
-    if api.kind_of(program) == "chain" and program.timing == "delayed" and "torch" in backends:
-        if args.backends != args.default_backends:
-            raise SpikestackError("the torch fake-quant model covers token (bi-spike) programs only; "
-                                  "use --backends reference,lava for LIF artifacts")
-        backends = tuple(b for b in backends if b != "torch")  # the default set, minus what cannot run it
-    result = api.verify(program, backends, tokens=args.tokens)
+    result = api.verify(program, backends, tokens=args.tokens, inputs=args.input, float_source=args.nir,
+                        text=args.text)
     if not result.bit_exact:
         raise VerificationError("; ".join(result.problems))
     print(result.summary())
@@ -151,7 +195,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if source.is_dir():
         print(api.generate(source, args.prompt, args.tokens, backend=args.backend))
         return 0
-    print(api.generate(source, args.prompt, args.tokens))
+    print(api.generate(source, args.prompt, args.tokens, family=args.family))
     return 0
 
 
@@ -200,7 +244,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), tokens=args.tokens, verify_tokens=verify_tokens)
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "compile": cmd_compile, "run": cmd_run,
+COMMANDS = {"train": cmd_train, "import": cmd_import, "export": cmd_export, "compile": cmd_compile, "run": cmd_run,
             "simulate": cmd_simulate, "sweep": cmd_sweep, "verify": cmd_verify, "generate": cmd_generate,
             "inspect": cmd_inspect, "targets": cmd_targets, "profiles": cmd_profiles, "demo": cmd_demo}
 

@@ -22,6 +22,7 @@ DT_MAX_S = 1.0
 CALIBRATE_MAX = 16_384  # validation windows; the text after the calibration offset holds 25,898 positions
 GENERATE_TOKENS_MAX = 10_000  # one program run per token: on Lava about a second each
 PROMPT_MAX_CHARS = 4_096
+DASK_WORKERS_MAX = 1_024  # local Dask worker processes; more than the machine's cores only thrash
 
 
 class CliParser(argparse.ArgumentParser):
@@ -85,6 +86,28 @@ def _add(sub, name: str, help_text: str, *, force: str | None = None) -> argpars
     return s
 
 
+def _family_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--family", metavar="F", help="force the layout of a published checkpoint (a family such as "
+                   "spikegpt or spikellm, or a layout name such as hf-llama); default: detected from its keys")
+
+
+def _text_option(s: argparse.ArgumentParser, use: str) -> None:
+    s.add_argument("--text", metavar="FILE", help=f"UTF-8 text file {use}, encoded by the program's tokenizer "
+                   "(default: the shipped corpus's validation split)")
+
+
+def _dask_options(s: argparse.ArgumentParser, workers: bool = True) -> argparse._MutuallyExclusiveGroup:
+    """--scheduler ADDRESS (an existing Dask cluster) or --workers N (a local one): never both (one line, exit 2).
+    sweep keeps its own --workers (local processes) in the same exclusive group."""
+    group = s.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", help="shard the work over the Dask cluster whose scheduler "
+                       "listens at ADDRESS (tcp://host:8786); results equal a one-process run")
+    if workers:
+        group.add_argument("--workers", type=integer(1, DASK_WORKERS_MAX), metavar="N",
+                           help="shard the work over a local Dask cluster of N one-thread worker processes")
+    return group
+
+
 def build_parser() -> CliParser:
     """Imports nothing heavy (no torch, onnx or Lava), so that --help answers at once."""
     from spikestack import __version__
@@ -107,22 +130,41 @@ def build_parser() -> CliParser:
     s.add_argument("--steps", type=integer(1, TRAIN_STEPS_MAX), default=3000, help="optimiser steps")
     s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help="random seed (data order, init)")
     s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
+    s.add_argument("--teacher", metavar="FILE", help="distil from this ANN twin checkpoint (.pt): its logits and "
+                   "hidden states join the loss (spikelm-enc, spikelm-dec)")
+    s.add_argument("--learnable-alpha", action="store_true", help="train the spike amplitudes α instead of "
+                   "freezing them at their first-batch value (spikelm-enc, spikelm-dec)")
     s.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
 
+    s = _add(sub, "import", "published checkpoint (SpikeGPT .pth, Hugging Face LLaMA folder, …) → our checkpoint "
+             "(.pt)", force="replace an existing checkpoint file (never the input)")
+    s.add_argument("source", help="published weights: .pth/.bin/.safetensors file or a Hugging Face model folder")
+    s.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
+    _family_option(s)
+    s.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json, vocab.json (characters) or vocab.txt "
+                   "(default: the one found beside the source)")
+    s.add_argument("--text", metavar="FILE", help="UTF-8 text that SpikeLLM's salient channels are calibrated on "
+                   "(default: the shipped corpus)")
+
     s = _add(sub, "export", "checkpoint → NIR file", force="replace an existing output file (never the input)")
-    s.add_argument("checkpoint", help="a checkpoint (.pt) of any family")
+    s.add_argument("checkpoint", help="a checkpoint (.pt) of any family, or a published one (.pth, .bin, "
+                   ".safetensors, Hugging Face folder)")
     s.add_argument("-o", "--output", required=True, help="NIR file to write (.nir)")
+    _family_option(s)
 
     s = _add(sub, "compile", "checkpoint or NIR file → artifact directory")
-    s.add_argument("source", help="checkpoint (.pt) or NIR file (.nir)")
+    s.add_argument("source", help="checkpoint (.pt, or published: .pth, .bin, .safetensors, Hugging Face folder) "
+                   "or NIR file (.nir)")
     s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
     s.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    _family_option(s)
     s.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR as NNN_pass.json")
     s.add_argument("--dump-after", choices=sorted(set(PASS_NAMES) | set(HYBRID_PASSES)),
                    help="write the IR after this pass next to the artifact (chain passes: "
                         f"{', '.join(PASS_NAMES)}; language-model passes: {', '.join(HYBRID_PASSES)})")
-    s.add_argument("--dt", type=seconds, help="Euler step in seconds for foreign LIF graphs (default: graph "
-                   f"metadata spikestack.dt, else 1e-4; at most {DT_MAX_S:g})")
+    s.add_argument("--dt", type=seconds, help="Euler step in seconds for foreign LIF graphs, overriding every "
+                   "node's own (default: node metadata dt, else graph metadata spikestack.dt, else 1e-4; at most "
+                   f"{DT_MAX_S:g})")
     s.add_argument("--steps", type=integer(1, COMPILE_STEPS_MAX),
                    help="steps per input sample for foreign LIF graphs (default 100)")
     s.add_argument("--calibrate", type=integer(0, CALIBRATE_MAX), default=256, metavar="N",
@@ -132,32 +174,46 @@ def build_parser() -> CliParser:
                         "projections; compiler/hybrid/fold.py)")
     s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
                    help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
+    _text_option(s, "to calibrate on (language models) and for --calibrate")
 
     s = _add(sub, "run", "run an artifact on the validation text", force="replace an existing trace file")
     s.add_argument("artifact", help="artifact folder")
-    s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
-                   help="the numpy reference executor, the torch model or Lava's CPU simulator")
+    s.add_argument("--backend", choices=("reference", "lava", "torch", "float"), default="reference",
+                   help="the numpy reference executor, the torch model or Lava's CPU simulator; float: the NIR "
+                        "graph's own float equations (foreign LIF artifacts, needs --nir)")
     s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens (at most what the text holds)")
     s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
+    s.add_argument("--input", metavar="FILE", help="the inputs (.npy/.npz): [samples, steps, inputs] 0/1 spike "
+                   "rasters for foreign LIF artifacts, integer token ids otherwise (instead of --tokens)")
+    s.add_argument("--nir", metavar="FILE", help="the NIR file the artifact was compiled from (--backend float)")
+    _text_option(s, "to evaluate on (bits per byte, perplexity; bits per character for character models)")
+    _dask_options(s)
 
     s = _add(sub, "simulate", "SOPs, energy and latency of an artifact under a hardware profile",
              force="replace existing plot and report files")
     s.add_argument("artifact", help="artifact folder")
     s.add_argument("--profile", help="profile name (spikestack profiles) or .toml (default: the target's)")
     s.add_argument("--tokens", type=integer(1), default=1024, help="validation tokens run before counting")
+    s.add_argument("--input", metavar="FILE", help="the inputs (.npy/.npz): [samples, steps, inputs] 0/1 spike "
+                   "rasters for foreign LIF artifacts, integer token ids otherwise (instead of --tokens)")
     s.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    _text_option(s, "run before counting")
     s.add_argument("--plots", help="write firing-rate, core-load, energy and ANN-comparison PNGs into this folder")
     s.add_argument("--report", help="write a report (.md or .html) with conventions side by side and sources")
+    s.add_argument("--trace", help="price this saved trace (.npz from `run --trace`) instead of running the program")
+    _dask_options(s)
 
     s = _add(sub, "sweep", "targets x profiles table for one NIR file or checkpoint (compiled per target)",
              force="replace an existing table file")
-    s.add_argument("source", help="checkpoint (.pt) or NIR file (.nir)")
+    s.add_argument("source", help="checkpoint (.pt, or published: .pth, .bin, .safetensors, Hugging Face folder) "
+                   "or NIR file (.nir)")
+    _family_option(s)
     s.add_argument("--targets", default="loihi2", help="comma-separated target names or .toml paths")
     s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
     s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens per compiled program")
     s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
-    s.add_argument("--workers", type=integer(1, MAX_WORKERS), default=2,
-                   help=f"parallel processes (1..{MAX_WORKERS})")
+    _dask_options(s, workers=False).add_argument("--workers", type=integer(1, MAX_WORKERS), default=2,
+                                                 help=f"parallel local processes (1..{MAX_WORKERS})")
     s.add_argument("-o", "--output", help="write the table as .csv or .json")
 
     s = _add(sub, "verify", "torch fake-quant vs reference vs Lava, spike for spike")
@@ -166,9 +222,15 @@ def build_parser() -> CliParser:
     s.set_defaults(default_backends=DEFAULT_VERIFY_BACKENDS)
     s.add_argument("--tokens", "--inputs", dest="tokens", type=integer(1), default=32,
                    help="number of input tokens (positions) run through every backend")
+    s.add_argument("--input", metavar="FILE", help="the inputs (.npy/.npz): [samples, steps, inputs] 0/1 spike "
+                   "rasters for foreign LIF artifacts, integer token ids otherwise (instead of --tokens)")
+    s.add_argument("--nir", metavar="FILE", help="the NIR file the artifact was compiled from: also report the "
+                   "agreement with its float equations (foreign LIF artifacts)")
+    _text_option(s, "whose ids every backend runs")
 
     s = _add(sub, "generate", "greedy text from a float checkpoint or a compiled artifact directory")
-    s.add_argument("checkpoint", help="checkpoint (.pt, float model) or artifact directory (compiled)")
+    s.add_argument("checkpoint", help="checkpoint (.pt or published, float model) or artifact directory (compiled)")
+    _family_option(s)
     s.add_argument("--backend", choices=("reference", "lava", "torch"), default="reference",
                    help="backend for an artifact")
     s.add_argument("--prompt", type=prompt, default="The ", help="text to continue")

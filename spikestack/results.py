@@ -30,6 +30,10 @@ class RunResult:
     saturations: dict[str, int]
     bpc: float | None = None
     output_spike_counts: list | None = None
+    layer_spike_counts: dict[str, list] | None = None  # delayed-timing programs: per layer, spikes per neuron
+    text: str | None = None  # which text the ids came from: a --text path, the shipped corpus, or why none
+    bits_per_byte: float | None = None  # total next-token bits / UTF-8 bytes of the scored text (any tokenizer)
+    perplexity: float | None = None  # per token of the program's tokenizer: 2^(mean bits per token)
 
     @property
     def logits(self) -> np.ndarray:
@@ -65,10 +69,13 @@ class RunResult:
         out = {"backend": self.backend, "kind": self.kind, "family": self.family, "tokens": self.tokens,
                "inputs": self.source, "firing_rate": self.firing_rate, "events": self.events,
                "saturations": self.saturations}
-        if self.bpc is not None:
-            out["bpc"] = self.bpc
+        for key in ("text", "bpc", "bits_per_byte", "perplexity"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         if self.output_spike_counts is not None:
             out["output_spike_counts"] = self.output_spike_counts
+        if self.layer_spike_counts is not None:
+            out["layer_spike_counts"] = self.layer_spike_counts
         return out
 
 
@@ -83,21 +90,33 @@ class VerifyResult:
     events: int
     problems: tuple[str, ...] = ()
     traces: dict[str, Any] = field(default_factory=dict, repr=False)
+    float_agreement: dict[str, Any] | None = None  # vs the NIR graph's float equations (runtime/float_reference.py)
+    text: str | None = None  # which text the ids came from (RunResult.text)
 
     @property
     def bit_exact(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bit_exact": self.bit_exact, "backends": list(self.backends), "family": self.family,
-                "tokens": self.tokens,
-                "layers": self.layers, "events": self.events, "problems": list(self.problems)}
+        out = {"bit_exact": self.bit_exact, "backends": list(self.backends), "family": self.family,
+               "tokens": self.tokens,
+               "layers": self.layers, "events": self.events, "problems": list(self.problems)}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.float_agreement is not None:
+            out["float_agreement"] = self.float_agreement
+        return out
 
     def summary(self) -> str:
         """The one line `spikestack verify` prints (raises nothing: check `bit_exact` first)."""
         verdict, outputs = ("yes", "equal") if self.bit_exact else ("NO", "differ")
-        return (f"bit-exact: {verdict} ({', '.join(self.backends)}; {self.family}, {self.tokens} positions, "
+        line = (f"bit-exact: {verdict} ({', '.join(self.backends)}; {self.family}, {self.tokens} positions, "
                 f"{self.layers} spiking layers, {self.events} events, outputs {outputs})")
+        if self.float_agreement is not None:
+            counts = self.float_agreement["output_count_agreement"]
+            line += (f"; float reference: {self.float_agreement['raster_agreement']:.2%} of raster entries equal, "
+                     f"output spike counts {min(counts, default=1.0):.2%}+ per neuron")
+        return line
 
 
 @dataclass(frozen=True)

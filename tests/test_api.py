@@ -18,7 +18,8 @@ import spikestack
 from spikestack.errors import SpikestackError
 
 CKPT = Path(__file__).resolve().parent.parent / "models" / "checkpoints"
-RUN_KEYS = {"backend", "kind", "family", "tokens", "inputs", "firing_rate", "events", "saturations", "bpc"}
+RUN_KEYS = {"backend", "kind", "family", "tokens", "inputs", "firing_rate", "events", "saturations", "bpc", "text",
+            "bits_per_byte", "perplexity"}
 
 
 @pytest.fixture(scope="module")

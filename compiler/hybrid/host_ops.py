@@ -14,6 +14,7 @@ from spikestack.models.nir.torch_modules import NODE_MAP, AttentionModule, _head
 from torch import Tensor, nn
 
 from .cut import CutPlan
+from .fold import Fold
 from .ir import QChipLayer
 from .quantize import gif_groups
 
@@ -106,12 +107,25 @@ def _stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     return mean, torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + eps)
 
 
+def embed_input(stage, fold: Fold, env: dict[str, Tensor]) -> Tensor:
+    """The e column group's payload of a relay: e itself (integer embedding), or for a real embedding the
+    quantized LN0 output u = round(LN0(e)/δ) − o, clamped to [0, L] (fold.py). δ is a power of two, so the division
+    is exact in float32; the clamp only catches float32 LN0 values that round one step past the float64 range."""
+    if not fold.real_embedding:
+        return stage.summed(fold.embed, env)
+    offset = torch.from_numpy(np.asarray(fold.embed_offset, np.float32))
+    u = torch.round(stage.value(fold.normed, env) / fold.embed_step) - offset
+    return torch.clamp(u, 0.0, float(fold.bound_e))
+
+
 class FoldDequant(nn.Module):
     """The host half of a folded Linear (fold.py): per-token scalars applied to the chip's accumulators.
 
     For each branch b (current token; token-shifted), with Wq_e, Wq_s the compiled weight blocks (real units):
         z_b = (acc_e − m_e·Wq_e 1)/σ_e + Wq_s β0 − m_x·Wq_s 1 + acc_s      (e terms only with LN0, s only with S)
         y_b = z_b/σ_x + W (c_b ⊙ β)
+    A real embedding's group holds u (fold.py), so its term is δ·(acc_u + Wq_u o) in place of the e terms and
+    Wq_s β0 (β0 is inside LN0(e)), and m_x multiplies the row sums of whichever block exists (both are W diag(cγ)).
     y = y_now + (last call's y_shift), and y_shift of this call is handed on as state."""
 
     def __init__(self, plan: CutPlan, la: QChipLayer) -> None:
@@ -131,9 +145,19 @@ class FoldDequant(nn.Module):
         self.eps0 = float(g.nodes[fold.normed].epsilon) if self.has_e else 0.0
         beta0 = np.asarray(g.nodes[fold.normed].bias, np.float64) if self.has_e else np.zeros(width)
         gamma = np.asarray(norm.weight, np.float64)
+        self.real = fold.real_embedding
+        self.step = float(fold.embed_step)
         rs_e, rs_s, k_s, k_beta = [], [], [], []
         for b, coef in enumerate((fold.now, *(() if fold.prev is None else (fold.prev,)))):
             rows = mant[b * out:(b + 1) * out]
+            k_beta.append(w @ (coef * np.asarray(norm.bias, np.float64)))
+            if self.real:  # rs_e: Wq_u o; rs_s: the row sums m_x multiplies; no β0 term
+                u_block = rows[:, :width]
+                # Σ|m·o| < 768·254·2^9 ≪ 2^53: exact in float64, and a BLAS product (the head is 50,277 × 768)
+                rs_e.append((u_block.astype(np.float64) @ np.asarray(fold.embed_offset, np.float64)) * p.unit)
+                rs_s.append(u_block.sum(1, dtype=exact) * p.unit)
+                k_s.append(np.zeros(out))
+                continue
             # row sums of integer mantissas are exact, and so is their product with the power-of-two unit; only
             # the S block is made real (float64, one branch at a time: the 216M head is 50,277 × 768)
             rs_e.append(rows[:, :width].sum(1, dtype=exact) * p.unit if self.has_e else np.zeros(out))
@@ -141,7 +165,6 @@ class FoldDequant(nn.Module):
                        else w * (coef * gamma)[None, :])  # no S: the float weights
             rs_s.append(s_block.sum(1))
             k_s.append(s_block @ beta0)
-            k_beta.append(w @ (coef * np.asarray(norm.bias, np.float64)))
         for name, value in (("rs_e", rs_e), ("rs_s", rs_s), ("k_s", k_s), ("k_beta", k_beta)):
             self.register_buffer(name, torch.from_numpy(np.stack(value)).float())  # [branches, out]
         bias = getattr(g.nodes[fold.linear], "bias", None)
@@ -152,13 +175,15 @@ class FoldDequant(nn.Module):
                 ) -> tuple[Tensor, Tensor | None]:
         acc = raw.float() * self.unit  # [..., groups, branches·out]
         m_x, s_x = _stats(x, self.eps)
-        if self.has_e:
+        if self.has_e and not self.real:
             m_e, s_e = _stats(e, self.eps0)
         ys = []
         for b in range(self.branches):
             cols = slice(b * self.out, (b + 1) * self.out)
             z = self.k_s[b] - m_x * self.rs_s[b]
-            if self.has_e:
+            if self.real:
+                z = z + (acc[..., 0, cols] + self.rs_e[b]) * self.step
+            elif self.has_e:
                 z = z + (acc[..., 0, cols] - m_e * self.rs_e[b]) / s_e
             if self.has_s:
                 z = z + acc[..., -1, cols]

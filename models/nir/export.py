@@ -134,10 +134,14 @@ def model_to_nir(family: str, ckpt_path: Path) -> nir.NIRGraph:
 
 
 def checkpoint_to_nir(ckpt_path: Path) -> nir.NIRGraph:
-    """Any shipped checkpoint → its NIR graph, dispatching on the checkpoint's `family` key."""
+    """Any shipped checkpoint → its NIR graph, dispatching on the checkpoint's `family` key; the checkpoint's
+    tokenizer travels in the graph's metadata (export_tokenizer.py)."""
+    from ..checkpoint import read_checkpoint
     from ..registry import checkpoint_family
+    from .export_tokenizer import attach_tokenizer
 
-    return model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
+    graph = model_to_nir(checkpoint_family(ckpt_path), ckpt_path)
+    return attach_tokenizer(graph, read_checkpoint(ckpt_path))  # read again: memory-mapped, and checked by now
 
 
 def export_any(ckpt_path: Path, out_path: Path) -> nir.NIRGraph:

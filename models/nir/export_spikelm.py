@@ -12,6 +12,8 @@ Lossy or approximate, and why:
 - The model averages the hidden state over T and then applies the head; the graph applies the head every step
   and the readout averages the logits. Equal in exact arithmetic (the head is affine), different rounding:
   ≤ 1e-12 in float64 (tested); everything before the head is bit-exact.
+- BERT heads (`bert_heads`, a converted SpikeLM BERT): the MLM transform is not affine, so applying it every step
+  and averaging the logits differs from the model's head-after-mean (metadata `spikestack.approximate`).
 - Encoder: only the MLM head is exported (NIR graphs here have one Output); the classification head, a mean
   over positions then an Affine, is left out and noted in the metadata.
 """
@@ -82,6 +84,11 @@ def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
     h = b.add("backbone.emb_norm", _layer_norm(bb.emb_norm), x)
     for i, block in enumerate(bb.blocks):
         h = _block(b, i, block, h, cfg.heads, cfg.causal)
+    if getattr(cfg, "bert_heads", False):  # BERT's MLM transform (models/published/spikelm_bert.py)
+        tf = model.mlm_transform
+        h = b.add("mlm_transform.dense", linear_node(tf.dense), h)
+        h = b.add("mlm_transform.gelu", GELU(shape=[cfg.d_model]), h)
+        h = b.add("mlm_transform.norm", _layer_norm(tf.norm), h)
     out = b.add("lm_head" if decoder else "mlm_head", linear_node(head), h)
     b.add("output", nir.Output(output_type={"output": np.array([head.out_features])}), out)
     metadata = {
@@ -95,4 +102,8 @@ def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
     }
     if not decoder:
         metadata["spikestack.omitted"] = "cls_head (mean over positions, then Affine)"
+    if getattr(cfg, "bert_heads", False):
+        metadata["spikestack.omitted"] = "pooler and cls_head (tanh pooler on position 0, then Affine)"
+        metadata["spikestack.approximate"] = ("mlm_transform (dense, GELU, LayerNorm) runs every step before the "
+                                              "mean over steps; the float model applies it after the mean")
     return b.graph(metadata)
