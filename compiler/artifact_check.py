@@ -134,9 +134,9 @@ def _chain_delayed(ctx: Ctx, m: dict[str, Any]) -> None:
         if pop["kind"] != "lif":
             fail(ctx, join(join("populations", i), "kind"), pop["kind"], '"lif" (delayed timing)')
         incoming = [p["name"] for p in m["projections"] if p["dst"] == pop["name"]]
-        if len(incoming) != 1:
+        if not incoming:  # several: a recurrent population (its feedback projection adds to the feed-forward one)
             fail(ctx, join(join("populations", i), "name"), pop["name"],
-                 f"a population with exactly one incoming projection (has {len(incoming)})")
+                 "a population with at least one incoming projection (has 0)")
 
 
 def check_chain(m: dict[str, Any], ctx: Ctx) -> None:
@@ -336,11 +336,15 @@ def check_values(program: Program | HybridProgram, ctx: Ctx) -> None:
 
 def run_verifier(program: Program | HybridProgram, ctx: Ctx) -> None:
     """The compiler's verifier of the program's stage: what every pass promised holds for the loaded program too."""
-    from .hybrid.compile import verify_hybrid
-    from .verify import verify_program
-
     try:
-        verify_hybrid(program) if isinstance(program, HybridProgram) else verify_program(program)
+        if isinstance(program, HybridProgram):
+            from .hybrid.compile import verify_hybrid  # imports torch: only for the programs that need it
+
+            verify_hybrid(program)
+        else:
+            from .verify import verify_program
+
+            verify_program(program)
     except CompileError as exc:
         raise ArtifactError(f"{ctx.where}: the program fails the compiler's verifier: {exc}") from None
 

@@ -7,6 +7,7 @@ BiSpike, or to a readout population when it feeds the Output. Anything else is a
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import nir
@@ -16,6 +17,7 @@ from spikestack.models.nir.nodes import MAX_STEPS, BiSpike, Embedding
 
 from spikestack.errors import NIRFormatError
 
+from .conv import LINEAR_NODES, compose, flatten, fold_columns, lower_linear
 from .ir import (
     FloatGraph,
     FloatProjection,
@@ -26,6 +28,7 @@ from .ir import (
     SpikingPop,
     frozen_array,
 )
+from .nir_cycles import Feedback, fold_feedback, split_feedback
 
 __all__ = ["DEFAULT_DT", "DEFAULT_SAMPLE_STEPS", "from_nir", "read_nir"]  # read_nir: the one reader, models/nir/io.py
 
@@ -81,9 +84,11 @@ def from_nir(graph: nir.NIRGraph, *, dt: float | None = None, steps: int | None 
     Errors name the file the graph was read from (`read_nir` records it), also when memory runs out."""
     source = source_of(graph)
     try:
-        order = _chain(graph)
-        if any(isinstance(graph.nodes[n], NEURON_NODES) for n in order):
-            return _from_lif_chain(graph, order, dt, steps)
+        _warn_batch_dims(graph)
+        chain, feedback = split_feedback(graph)  # recurrence: feedback paths become extra projections
+        order = _chain(chain)
+        if feedback or any(isinstance(chain.nodes[n], NEURON_NODES) for n in order):
+            return _with_feedback(graph, _from_lif_chain(chain, order, dt, steps), feedback)
         return _from_token_chain(graph, order)
     except NIRFormatError as exc:
         if source is None:
@@ -92,6 +97,51 @@ def from_nir(graph: nir.NIRGraph, *, dt: float | None = None, steps: int | None 
     except MemoryError:
         raise NIRFormatError(f"{source or 'graph'}: out of memory while lowering its {len(graph.nodes)} nodes "
                              f"to the compiler's IR") from None
+
+
+def _warn_batch_dims(graph: nir.NIRGraph) -> None:
+    """Rockpool writes Input/Output types as [1, N]: a batch of one, harmless (the lowering counts prod(shape)
+    values), so it is accepted with one warning line rather than refused. Only [1, N] in a graph without
+    convolutions: there a leading 1 is one channel ([C, L] or [C, H, W]), not a batch."""
+    if any(isinstance(node, (nir.Conv1d, nir.Conv2d)) for node in graph.nodes.values()):
+        return
+    for name, node in graph.nodes.items():
+        if isinstance(node, (nir.Input, nir.Output)):
+            types = node.input_type if isinstance(node, nir.Input) else node.output_type
+            shape = np.asarray(next(iter(types.values()), []), dtype=np.int64).reshape(-1)
+            if shape.size == 2 and shape[0] == 1:
+                warnings.warn(f"node {name!r}: type {shape.tolist()} read as {shape[1:].tolist()} (a leading batch "
+                              f"dimension of 1)", stacklevel=3)
+
+
+def _node_dt(name: str, node: nir.NIRNode) -> float | None:
+    """A producer's per-node time base (node metadata "dt", seconds): that node's Euler step; None: the graph's."""
+    value = (getattr(node, "metadata", None) or {}).get("dt")
+    if value is None:
+        return None
+    try:
+        dt = float(np.asarray(value).reshape(-1)[0]) if np.size(value) == 1 else float("nan")
+    except (TypeError, ValueError):
+        dt = float("nan")
+    if not 0 < dt < np.inf:
+        raise NIRFormatError(f"node {name!r}: metadata 'dt' must be one finite number of seconds > 0, got "
+                             f"{value!r:.60}")
+    return dt
+
+
+def _with_feedback(graph: nir.NIRGraph, lowered: FloatGraph, feedback: list[Feedback]) -> FloatGraph:
+    """Each feedback path (compiler/nir_cycles.py) as one more projection into its destination: under delayed
+    timing it reads its source's events of the previous step like every other projection."""
+    if not feedback:
+        return lowered
+    sizes = {p.name: p.size for p in lowered.populations}
+    extra = []
+    for path in feedback:
+        weight, bias, delay = fold_feedback(graph, path, lowered.dt, sizes, _finite)
+        name = next(n for n in path.nodes if isinstance(graph.nodes[n], (nir.Affine, nir.Linear)))
+        extra.append(FloatProjection(name=name, src=path.src, dst=path.dst, weight=frozen_array(weight),
+                                     bias=frozen_array(bias), delay=None if delay is None else frozen_array(delay)))
+    return replace(lowered, projections=lowered.projections + tuple(extra))
 
 
 def _meta_int(graph: nir.NIRGraph, key: str, default: int) -> int:
@@ -183,7 +233,12 @@ def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
             if default is None:
                 raise NIRFormatError(f"node {name!r}: field {attr!r} is missing")
             value = default
-        return frozen_array(np.broadcast_to(_finite(name, attr, value), (size,)))
+        values = _finite(name, attr, value)
+        if values.size not in (1, size):  # conv layers carry (C, H, W)-shaped parameters: C-order, like the neurons
+            raise NIRFormatError(f"node {name!r}: field {attr!r} has shape {list(values.shape)}, its input {size} "
+                                 f"values")
+        return frozen_array(np.broadcast_to(values.reshape(-1) if values.size == size else values.reshape(()),
+                                            (size,)))
 
     zeros, ones = frozen_array(np.zeros(size)), frozen_array(np.ones(size))
     if isinstance(node, nir.Threshold):
@@ -214,6 +269,7 @@ def _lif_fields(name: str, node: nir.NIRNode, size: int) -> dict:
 def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, steps: int | None) -> FloatGraph:
     """Input → Affine → LIF → (Affine → LIF)* → Output; the host sends the input's binary events each step."""
     meta = graph.metadata or {}
+    override = dt is not None  # --dt replaces every node's own time base too
     try:
         dt = float(dt if dt is not None else meta.get("spikestack.dt", DEFAULT_DT))
     except (TypeError, ValueError):
@@ -228,6 +284,7 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
     column_scale: np.ndarray | None = None  # a Scale between a spike source and its Affine
     column_delay: np.ndarray | None = None  # a Delay between a spike source and its Affine (steps)
     row_delay: np.ndarray | None = None  # a Delay between an Affine and its neuron (steps)
+    shape: tuple[int, ...] = ()  # the current source's NIR shape (C, H, W …), for conv and pooling (conv.py)
     for name in order:
         node = graph.nodes[name]
         if isinstance(node, nir.Delay):
@@ -242,6 +299,14 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
             continue
         if isinstance(node, nir.Input):
             host = HostSpikeInput(name=name, size=int(np.prod(node.input_type["input"])))
+            shape = tuple(int(v) for v in np.asarray(node.input_type["input"]).reshape(-1))
+        elif isinstance(node, nir.Flatten):
+            shape = flatten(name, node, shape)
+        elif isinstance(node, LINEAR_NODES):  # conv and pooling: matrices over the flattened neurons (conv.py)
+            weight, bias, shape = lower_linear(name, node, shape)
+            pending = (compose(pending, name, weight, bias) if pending is not None
+                       else (name, fold_columns(name, weight, column_scale), bias))
+            column_scale = None
         elif isinstance(node, nir.Scale):
             # exact folds: after an Affine it scales its rows (and bias); before one, its columns
             scale = _finite(name, "scale", node.scale).reshape(-1)
@@ -253,9 +318,11 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
             else:
                 column_scale = scale if column_scale is None else column_scale * scale
         elif isinstance(node, (nir.Affine, nir.Linear)):
-            if pending is not None:
-                raise NIRFormatError(f"node {name!r}: two Affine nodes in a row; fold them before export")
             weight, bias = _affine(name, node)
+            shape = (int(weight.shape[0]),)
+            if pending is not None:  # after a conv or pooling node: one projection (conv.py)
+                pending = compose(pending, name, weight, bias)
+                continue
             src_size = pops[-1].size if pops else host.size if host else 0
             if weight.shape[1] != src_size:
                 raise NIRFormatError(f"node {name!r}: weight has {weight.shape[1]} inputs, its source has {src_size}")
@@ -287,14 +354,17 @@ def _from_lif_chain(graph: nir.NIRGraph, order: list[str], dt: float | None, ste
                 column_delay = row_delay = None
             projs.append(proj)
             pending = None
-            pops.append(LIFPop(name=name, size=size, **_lif_fields(name, node, size)))
+            pops.append(LIFPop(name=name, size=size, **_lif_fields(name, node, size),
+                               dt=None if override else _node_dt(name, node)))
+            shape = shape if int(np.prod(shape)) == size else (size,)
         elif isinstance(node, nir.Output):
             if pending is not None or not pops:
                 raise NIRFormatError(f"node {name!r}: the output of a LIF graph must be fed by a neuron node")
         else:
             raise NIRFormatError(
                 f"node {name!r}: type {type(node).__name__} is not supported in LIF graphs yet "
-                f"(Affine, Linear, Scale, Delay, LIF, CubaLIF, IF, LI, Threshold)")
+                f"(Affine, Linear, Scale, Delay, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, CubaLIF, IF, LI, "
+                f"Threshold)")
     if host is None or not pops:
         raise NIRFormatError("LIF graph needs an Input node and at least one Affine → LIF pair")
     return FloatGraph(host_input=host, input_pop=None, populations=tuple(pops), projections=tuple(projs),

@@ -83,6 +83,7 @@ class LIFPop:
     v_reset: np.ndarray  # [n]
     tau_syn: np.ndarray  # [n], seconds; 0 = no synaptic current state
     w_in: np.ndarray  # [n]
+    dt: float | None = None  # the node's own Euler step (NIR node metadata "dt"), seconds; None: the graph's dt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -117,14 +117,14 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     pops = [p for p in program.populations if isinstance(p, QLIFPop)]
     fields = {p.name: lif_fields(p.du, p.dv, p.vth, lif_bias(p.bias_mant, p.bias_exp), program.target_spec)
               for p in pops}
-    projs = {p.name: program.incoming(p.name) for p in pops}
-    # per projection: (extra delay d, weights holding only the synapses of that delay)
-    groups = {}
-    for name, proj in projs.items():
+    # per destination: (source, extra delay d, weights holding only the synapses of that delay) for every incoming
+    # projection — a recurrent one too: all read the one-step-delayed history, so no order among them matters
+    groups: dict[str, list[tuple[str, int, np.ndarray]]] = {p.name: [] for p in pops}
+    for proj in program.projections:
         w = np.asarray(proj.weight, np.float32)
         delay = np.zeros(w.shape, np.int64) if proj.delay is None else np.asarray(proj.delay, np.int64)
-        groups[name] = [(int(d), np.where(delay == d, w, 0).T) for d in np.unique(delay)]
-    depth = 1 + max((d for g in groups.values() for d, _ in g), default=0)
+        groups[proj.dst] += [(proj.src, int(d), np.where(delay == d, w, 0).T) for d in np.unique(delay)]
+    depth = 1 + max((d for g in groups.values() for _, d, _ in g), default=0)
     u = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
     v = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
     sizes = {program.host_input.name: program.host_input.size} | {p.name: p.size for p in pops}
@@ -133,8 +133,7 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     for t in range(steps):
         new = {}
         for p in pops:
-            src = projs[p.name].src
-            a_in = sum(history[src][d] @ w_d for d, w_d in groups[p.name]).astype(np.int64)  # exact: |sum| < 2^15
+            a_in = sum(history[src][d] @ w_d for src, d, w_d in groups[p.name]).astype(np.int64)  # exact: < 2^15
             u[p.name], v[p.name], new[p.name] = lif_step(u[p.name], v[p.name], a_in, fields[p.name])
             spikes[p.name][:, t] = new[p.name]
         for name, events in ((program.host_input.name, x[:, t]), *new.items()):

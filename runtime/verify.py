@@ -1,5 +1,7 @@
 """Three-way verification: the torch fake-quant model, the reference executor and Lava must produce the same
-integer spikes at every layer, token and step, and the same readout. The first divergence is named.
+integer spikes at every layer, token and step, and the same readout (token programs, and delayed-timing foreign
+LIF programs, recurrent ones included). The first divergence is named. The float reference
+(`runtime/float_reference.py`) is no backend here: it is compared by agreement, not bit for bit.
 """
 
 from __future__ import annotations

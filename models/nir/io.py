@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,25 @@ def _check_file(path: Path) -> None:
         raise NIRFormatError(f"{path}: file is {info.st_size} bytes, over the {MAX_FILE_BYTES}-byte cap for NIR files")
 
 
+def _without_batch_dimension(nodes: dict[str, nir.NIRNode]) -> dict[str, nir.NIRNode] | None:
+    """The nodes with every Input/Output type of shape [1, …, 1, N] read as [N]; None when there is none.
+
+    Only types that become one-dimensional are squeezed: a [1, H, W] image type keeps its channel."""
+    out, changed = dict(nodes), False
+    for name, node in nodes.items():
+        for cls, field in ((nir.Input, "input_type"), (nir.Output, "output_type")):
+            if not isinstance(node, cls):
+                continue
+            types = getattr(node, field)
+            shapes = {k: np.asarray(v) for k, v in types.items()}
+            if any(s.ndim == 1 and s.size >= 2 and np.all(s[:-1] == 1) for s in shapes.values()):
+                squeezed = {k: (s[-1:] if s.ndim == 1 and s.size >= 2 and np.all(s[:-1] == 1) else s)
+                            for k, s in shapes.items()}
+                out[name] = cls(**{field: squeezed}, metadata=dict(node.metadata))
+                changed = True
+    return out if changed else None
+
+
 @dataclasses.dataclass
 class _Builder:
     """Nodes and graphs from the parsed tree, each field checked before NIR's own constructors see it."""
@@ -118,6 +138,17 @@ class _Builder:
         except MemoryError:
             raise self.fail(f"{where}: out of memory while type-checking it") from None
         except READ_ERRORS as exc:  # NIR's type inference: mismatched shapes between nodes
+            squeezed = _without_batch_dimension(nodes)
+            if squeezed is not None:  # Rockpool and Norse write Input/Output as [1, N]: retry as [N]
+                try:  # Norse's scalar neuron parameters infer a [] type: from_nir checks every size by node
+                    graph = nir.NIRGraph(nodes=squeezed, edges=edges, metadata=tree["metadata"], type_check=False)
+                except (MemoryError, *READ_ERRORS):
+                    pass
+                else:
+                    for name in sorted(set(squeezed) - {n for n in nodes if nodes[n] is squeezed[n]}):
+                        warnings.warn(f"{self.path}: node {prefix + name!r}: a leading batch dimension of 1 in its "
+                                      "type was dropped (as Rockpool and Norse write it)", stacklevel=2)
+                    return graph
             raise self.fail(f"{where}: malformed NIR graph ({type(exc).__name__}: {exc})") from None
 
     def node(self, item: Node, label: str) -> nir.NIRNode:

@@ -20,8 +20,9 @@ from ..trace import Trace
 def run(program: Program, ids: np.ndarray) -> Trace:
     if program.timing == "delayed":
         return run_delayed(program, ids)
-    from . import prepare_lava_import
+    from . import lava_weight_bits, prepare_lava_import
 
+    lava_weight_bits(program.target_spec)  # before the (slow) Lava import
     prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -54,7 +55,7 @@ def run(program: Program, ids: np.ndarray) -> Trace:
         procs[pop.name] = proc
         if isinstance(pop, QSpikingPop):
             sources = []
-            for dense in _denses(out, pop, Dense):
+            for dense in _denses(out, pop, Dense, program.target_spec):
                 proc.s_out.connect(dense.s_in)
                 sources.append(dense.a_out)
     total = n_tok * steps + len(program.populations)
@@ -77,29 +78,33 @@ def run(program: Program, ids: np.ndarray) -> Trace:
                  saturations=saturations)
 
 
-def _denses(proj, pop: QSpikingPop, dense_cls) -> list:
+def _denses(proj, pop: QSpikingPop, dense_cls, target) -> list:
     """Lava Dense processes carrying one projection in its encoding (compiler/encodings.py).
 
     graded: one Dense with num_message_bits. unary: one binary Dense over the 2K planes, blocks +W and -W.
     bitserial: one binary Dense per bit b over the planes, blocks +W (positive plane b) and -W (negative plane b),
-    weight_exp = b so the 8-bit mantissas stay as compiled.
+    weight_exp = b so the mantissas stay as compiled. Weights reach Lava on its 8-bit scale (`lava_weights`).
     """
+    from . import lava_weights
+
     w = np.asarray(proj.weight, np.int32)
     if proj.encoding == "graded":
-        return [dense_cls(weights=w, num_message_bits=proj.message_bits, weight_exp=proj.weight_exp,
-                          num_weight_bits=8, name=proj.name)]
+        lw, exp, bits = lava_weights(w, proj.weight_exp, target)
+        return [dense_cls(weights=lw, num_message_bits=proj.message_bits, weight_exp=exp, num_weight_bits=bits,
+                          name=proj.name)]
     scales = plane_scales(proj.encoding, pop.levels)
     n_planes = len(scales)
     if proj.encoding == "unary":
-        weights = np.concatenate([np.sign(s) * w for s in scales], axis=1)
-        return [dense_cls(weights=weights, num_message_bits=0, num_weight_bits=8, name=proj.name)]
+        lw, exp, bits = lava_weights(np.concatenate([np.sign(s) * w for s in scales], axis=1), 0, target)
+        return [dense_cls(weights=lw, num_message_bits=0, weight_exp=exp, num_weight_bits=bits, name=proj.name)]
     out = []
     half = n_planes // 2
     for b in range(half):
         blocks = [np.zeros_like(w)] * n_planes
         blocks[b], blocks[half + b] = w, -w
-        out.append(dense_cls(weights=np.concatenate(blocks, axis=1), num_message_bits=0, weight_exp=b,
-                             num_weight_bits=8, name=f"{proj.name}_bit{b}"))
+        lw, exp, bits = lava_weights(np.concatenate(blocks, axis=1), b, target)
+        out.append(dense_cls(weights=lw, num_message_bits=0, weight_exp=exp, num_weight_bits=bits,
+                             name=f"{proj.name}_bit{b}"))
     return out
 
 
@@ -109,9 +114,10 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     Reference step t is Lava step t+1: the host process sends the events of step t at Lava step t+1, and each
     Dense delivers them one step later, which is the delayed timing the reference executor defines.
     """
-    from . import check_stock_lif, prepare_lava_import
+    from . import check_stock_lif, lava_weight_bits, lava_weights, prepare_lava_import
 
     check_stock_lif(program.target_spec)  # before the (slow) Lava import
+    lava_weight_bits(program.target_spec)
     prepare_lava_import()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -137,24 +143,24 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
         outs = {program.host_input.name: host.s_out}
         loggers = {}
         lifs = {}
-        for p in pops:
-            proj = program.incoming(p.name)
-            if proj.delay is None:
-                dense = Dense(weights=np.asarray(proj.weight, np.int32), num_message_bits=proj.message_bits,
-                              weight_exp=proj.weight_exp, num_weight_bits=8, name=proj.name)
-            else:  # NIR Delay nodes: per-synapse extra steps (0 = Dense's own one-step delay)
-                delays = np.asarray(proj.delay).astype(int)  # DelayDense checks dtype == int
-                dense = DelayDense(weights=np.asarray(proj.weight, np.int32), delays=delays,
-                                   num_message_bits=proj.message_bits, weight_exp=proj.weight_exp,
-                                   num_weight_bits=8, name=proj.name)
+        for p in pops:  # every LIF first: a recurrent projection may end at an earlier population or its own
             lif = LIF(shape=(p.size,), du=p.du, dv=p.dv, vth=p.vth, bias_mant=np.asarray(p.bias_mant),
                       bias_exp=np.asarray(p.bias_exp), name=p.name)
-            outs[proj.src].connect(dense.s_in)
-            dense.a_out.connect(lif.a_in)
             loggers[p.name] = EventLogger(size=p.size, steps=steps, name=f"{p.name}_log")
             lif.s_out.connect(loggers[p.name].a_in)
             outs[p.name] = lif.s_out
             lifs[p.name] = lif
+        for proj in program.projections:  # several Dense into one a_in add up (Lava's InPort sums its inputs)
+            lw, exp, bits = lava_weights(np.asarray(proj.weight, np.int32), proj.weight_exp, program.target_spec)
+            if proj.delay is None:
+                dense = Dense(weights=lw, num_message_bits=proj.message_bits, weight_exp=exp, num_weight_bits=bits,
+                              name=proj.name)
+            else:  # NIR Delay nodes: per-synapse extra steps (0 = Dense's own one-step delay)
+                delays = np.asarray(proj.delay).astype(int)  # DelayDense checks dtype == int
+                dense = DelayDense(weights=lw, delays=delays, num_message_bits=proj.message_bits, weight_exp=exp,
+                                   num_weight_bits=bits, name=proj.name)
+            outs[proj.src].connect(dense.s_in)
+            dense.a_out.connect(lifs[proj.dst].a_in)
         host.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         try:
             for name, logger in loggers.items():

@@ -94,13 +94,6 @@ def test_cubalif_and_if_fields_by_hand():
     np.testing.assert_allclose(p.projections[1].weight * step, w, atol=step)
 
 
-def test_cubalif_refuses_an_affine_bias():
-    g = make_lif_graph(second="CubaLIF")
-    g.nodes["linear"] = nir.Affine(weight=g.nodes["linear"].weight, bias=np.ones(4))
-    with pytest.raises(CompileError, match=r"node 'linear': field 'bias' must be 0 before a CubaLIF"):
-        compile_graph(g, "loihi1")
-
-
 def test_scale_nodes_fold_exactly_into_the_affine():
     """Input → Scale → Affine → Scale → LIF equals Input → Affine(diag(s2)·W·diag(s1), s2·b) → LIF."""
     rng = np.random.default_rng(4)
