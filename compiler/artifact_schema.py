@@ -275,7 +275,8 @@ def embedded_target(value: Any, path: str, ctx: Ctx) -> Target:
 
 @dataclass(frozen=True)
 class TargetFields(Spec):
-    """`target_spec`: the whole target the program was compiled for (`Target.to_fields`)."""
+    """`target_spec`: the whole target the program was compiled for (`Target.to_fields`; the chip mesh fields
+    chips_x, chips_y only where they differ from the one-row default, so older manifests still load)."""
 
     def describe(self) -> str:
         return "an object with the fields of a target (compiler/targets.py)"

@@ -48,6 +48,17 @@ FIELDS: dict[str, tuple[str, str, int, int, str]] = {
 }
 MESH_KEYS = ("mesh_x", "mesh_y", "cores_per_tile")  # one `source_mesh` line may cite all three
 TEXT_FIELDS = ("name", "description", "default_profile")
+# A multi-chip system: chips_x × chips_y chips on a 2-D chip mesh (the optional [system] table). Loihi's mesh
+# addressing reaches 16,384 chips (Davies et al., IEEE Micro 2018). A target without [system] keeps the layout
+# placement always had: up to 64 chips abutting along x. Fields at these defaults are left out of `to_fields`, so
+# an artifact compiled for a one-chip target is byte-identical to one compiled before the fields existed, and such
+# an artifact still loads.
+MAX_SYSTEM_CHIPS = 16384
+MAX_GLOBAL_TILES = 1 << 20  # tiles along one axis of the whole system: the artifact's core x, y bound
+SYSTEM_FIELDS: dict[str, tuple[str, int, str]] = {
+    "chips_x": ("chips_x", 64, "chips along x of the system's chip mesh"),
+    "chips_y": ("chips_y", 1, "chips along y of the system's chip mesh"),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,7 +80,19 @@ class Target:
     decay_bits: int  # decay and carry factors are fractions of 2^decay_bits (Lava: x·(4096 − d) >> 12)
     activation_shift: int  # the LIF's input and threshold are shifted left by this before meeting the state
     neuron_models: tuple[str, ...]  # "cuba_lif" (fixed Loihi compartment), "programmable" (microcode)
+    chips_x: int = 64  # chips along x of the system's chip mesh (SYSTEM_FIELDS; default: the legacy row of 64)
+    chips_y: int = 1
     path: str = field(default="", compare=False)  # the file it was read from; "" when embedded in an artifact
+
+    @property
+    def chips(self) -> int:
+        """Chips in the system (chips_x × chips_y)."""
+        return self.chips_x * self.chips_y
+
+    @property
+    def cores_per_chip(self) -> int:
+        """Cores placement puts on one chip: its cores, and at most the slots of its tile mesh."""
+        return min(self.chip_cores, self.mesh_x * self.mesh_y * self.cores_per_tile)
 
     @property
     def state_max(self) -> int:
@@ -92,6 +115,9 @@ class Target:
         out = asdict(self)
         del out["path"]
         out["neuron_models"] = list(self.neuron_models)
+        for key, (_, default, _) in SYSTEM_FIELDS.items():
+            if out[key] == default:  # module comment at SYSTEM_FIELDS: one-chip artifacts stay byte-identical
+                del out[key]
         return out
 
 
@@ -108,7 +134,7 @@ def target_from_fields(values: Mapping[str, Any], where: Callable[[str], str], e
     for key in expected:
         if key not in values:
             raise error(f"{where(key)} is missing")
-    unknown = sorted(set(values) - set(expected))
+    unknown = sorted(set(values) - set(expected) - set(SYSTEM_FIELDS))
     if unknown:
         raise error(f"{where(unknown[0])} is not a target field; fields: {', '.join(expected)}")
     for key in ("name", "default_profile"):
@@ -131,8 +157,26 @@ def target_from_fields(values: Mapping[str, Any], where: Callable[[str], str], e
     models = values["neuron_models"]
     if not isinstance(models, (list, tuple)) or not models or not all(m in NEURON_MODELS for m in models):
         raise error(f"{where('neuron_models')} must be a non-empty list drawn from {NEURON_MODELS}, got {models!r}")
+    ints.update(_system_fields(values, ints, where, error))
     return Target(name=values["name"], description=values["description"], default_profile=values["default_profile"],
                   neuron_models=tuple(models), path=path, **ints)
+
+
+def _system_fields(values: Mapping[str, Any], ints: dict[str, int], where: Callable[[str], str],
+                   error: type[SpikestackError]) -> dict[str, int]:
+    """The chip mesh (defaults where absent): at most MAX_SYSTEM_CHIPS chips, and a system whose tiles along each
+    axis stay within the artifact's coordinate bound."""
+    out = {key: integer(values.get(key, default), where(key), 1, MAX_SYSTEM_CHIPS, error, why)
+           for key, (_, default, why) in SYSTEM_FIELDS.items()}
+    chips = out["chips_x"] * out["chips_y"]
+    if chips > MAX_SYSTEM_CHIPS:
+        raise error(f"{where('chips_x')} x chips_y = {out['chips_x']} x {out['chips_y']} = {chips} chips exceeds "
+                    f"{MAX_SYSTEM_CHIPS} (Loihi's mesh addressing limit)")
+    for axis, mesh in (("x", "mesh_x"), ("y", "mesh_y")):
+        tiles = out[f"chips_{axis}"] * ints[mesh]
+        if tiles > MAX_GLOBAL_TILES:
+            raise error(f"{where(f'chips_{axis}')} x {mesh} = {tiles} tiles along {axis} exceeds {MAX_GLOBAL_TILES}")
+    return out
 
 
 def _toml_fields(data: dict, path: Path) -> dict[str, Any]:
@@ -152,6 +196,15 @@ def _toml_fields(data: dict, path: Path) -> dict[str, Any]:
     values["neuron_models"] = core.get("neuron_models")
     if "neuron_models" in core and "source_neuron_models" not in core:
         raise CompileError(f"{path}: [core] neuron_models has no source_neuron_models line")
+    if "system" in data:  # optional: a multi-chip system (SYSTEM_FIELDS)
+        system = table(data, "system", path, CompileError)
+        for key in SYSTEM_FIELDS:
+            if key not in system:
+                raise CompileError(f"{path}: [system] lacks {key!r}")
+            if f"source_{key}" not in system and "source_chips" not in system:
+                raise CompileError(f"{path}: [system] {key} has no source_{key} (or source_chips) line (every "
+                                   "number needs a source)")
+            values[key] = system[key]
     return values
 
 
@@ -162,6 +215,8 @@ def load_target(name_or_path: str) -> Target:
     def where(key: str) -> str:
         if key in FIELDS:
             return f"{path}: [{FIELDS[key][0]}] {FIELDS[key][1]}"
+        if key in SYSTEM_FIELDS:
+            return f"{path}: [system] {key}"
         return f"{path}: [core] {key}" if key == "neuron_models" else f"{path}: {key}"
 
     return target_from_fields(_toml_fields(data, path), where, CompileError, path=str(path))

@@ -11,7 +11,8 @@ model (REFERENCE.md §6.4, §7.6):
 * synaptic op = (event, non-zero quantised synapse of its input column) pair; a layer without a projection has
   none (its payloads go straight to the host);
 * message = (event, destination core holding at least one of the sender's synapses), the convention of
-  `counts.py`; hops and link loads follow the placed cores under X-Y routing (`counts.xy_route`);
+  `counts.py`; hops and link loads follow the placed cores under X-Y routing (`counts.xy_route`), and so do the
+  chip-to-chip links a message between chips crosses (`chip_hops`, priced by the profile's [chip_link]);
 * neuron updates: every neuron of every chip core every step of its layer, per position. Active: a spiking
   neuron in the first step of a call (the host writes its input then, dense) or when it emits; an accumulator
   (projection neuron) when it receives at least one event. The rest are idle updates;
@@ -22,7 +23,8 @@ model (REFERENCE.md §6.4, §7.6):
 
 Latency (chip only): a call runs its segments one after another (a host stage sits between two segments), each
 segment for its layers' steps; a chip step costs max over the segment's cores of the serial work + max(longest
-route, busiest link load) · t_hop + barrier(tiles of the program), as `model.step_latency_s`. Host stages and
+route, busiest link load) · t_hop + most chip links crossed · t_chip_link + barrier(tiles, chips of the
+program), as `model.step_latency_s`. Host stages and
 host ↔ chip transfers are not timed, so latencies are lower bounds and tokens/s an upper bound.
 
 Tokens: SpikeGPT (`time_axis = tokens`) runs one call per token over B sequences, so tokens = calls · B;
@@ -36,36 +38,47 @@ from spikestack.compiler.hybrid.ir import HybridProgram
 
 from .conventions import PAPER_E_AC_PJ, PAPER_E_MAC_PJ, PAPER_SOURCE, PJ, WHY
 from .hybrid_counts import HybridCounts, LayerCounts, count_hybrid, count_layer, layer_io_values, tokens_of
-from .model import NS, SAME_TECH_PROFILES, report_header, same_tech_profiles
-from .profiles import EVENTS, Profile
+from .model import NS, SAME_TECH_PROFILES, chip_link_summary, energy_by_kind_j, report_header, same_tech_profiles
+from .profiles import Profile
 
 
 # ------------------------------------------------------------------------------------------- latency, energy
-def layer_work_ns(lc: LayerCounts, profile: Profile) -> np.ndarray:
-    """Serial work per core and step [calls, steps, cores] in ns (one core is one pipeline)."""
+def layer_pipelines_ns(lc: LayerCounts, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """Message-in and neuron pipeline times per core and step [calls, steps, cores] in ns (`model.pipelines_ns`)."""
     t = profile.time_ns
     idle = lc.neurons - lc.active_updates
-    return (lc.synaptic_ops * t["synaptic_op"] + lc.active_updates * t["neuron_update"]
-            + idle * t["neuron_update_idle"] + lc.spikes_out * t["spike_out"] + lc.messages_out * t["message"])
+    message_in = lc.messages_in * t.get("message_in", 0.0) + lc.synaptic_ops * t["synaptic_op"]
+    neuron = (lc.active_updates * t["neuron_update"] + idle * t["neuron_update_idle"]
+              + lc.spikes_out * t["spike_out"] + lc.messages_out * t["message"])
+    return message_in, neuron
+
+
+def layer_work_ns(lc: LayerCounts, profile: Profile) -> np.ndarray:
+    """A core's time per step [calls, steps, cores] in ns: the longer of its two pipelines."""
+    return np.maximum(*layer_pipelines_ns(lc, profile))
 
 
 def chip_step_latency_s(program: HybridProgram, counts: HybridCounts, profile: Profile) -> dict[int, np.ndarray]:
     """Per segment: latency [calls, steps of the segment] of every chip step (s)."""
     tiles = len({(c.chip, c.x, c.y) for c in program.cores})
+    chips = len({c.chip for c in program.cores})
     out = {}
     for seg in sorted({lc.segment for lc in counts.layers}):
         mine = [lc for lc in counts.layers if lc.segment == seg]
         steps = max(lc.synaptic_ops.shape[1] for lc in mine)
         work = np.zeros((counts.calls, steps))
         route = np.zeros((counts.calls, steps))
+        chip_links = np.zeros((counts.calls, steps))
         load = np.zeros((counts.calls, steps, len(counts.links)))
         for lc in mine:
             s = lc.synaptic_ops.shape[1]
             work[:, :s] = np.maximum(work[:, :s], layer_work_ns(lc, profile).max(-1, initial=0))
             route[:, :s] = np.maximum(route[:, :s], lc.max_hops)
+            chip_links[:, :s] = np.maximum(chip_links[:, :s], lc.max_chip_hops)
             load[:, :s] += lc.link_load
-        network = np.maximum(route, load.max(-1, initial=0)) * profile.time_ns["hop"]
-        out[seg] = (work + network + profile.barrier_time_ns(tiles)) * NS
+        # the last message's flight and its chip links (model.py's docstring)
+        network = route * profile.time_ns["hop"] + chip_links * profile.chip_link_ns
+        out[seg] = (work + network + profile.barrier_time_ns(tiles, chips)) * NS
     return out
 
 
@@ -79,12 +92,14 @@ def event_totals(counts: HybridCounts) -> dict[str, int]:
         "neuron_update_idle": steps_neurons - active,
         "spike_out": sum(int(lc.spikes_out.sum()) for lc in counts.layers),
         "message": sum(int(lc.messages_out.sum()) for lc in counts.layers),
+        "input_message": counts.host_values_in,  # one message per value the host writes into a chip layer
         "hop": sum(int(lc.hops.sum()) for lc in counts.layers),
+        "chip_link": sum(int(lc.chip_hops.sum()) for lc in counts.layers),  # chip-to-chip links crossed
     }
 
 
 def _energy_j(events: dict[str, int], profile: Profile) -> dict[str, float]:
-    return {k: events[k] * profile.energy_pj[k] * PJ for k in EVENTS}
+    return energy_by_kind_j(events, profile)
 
 
 # ----------------------------------------------------------------------------------------------- conventions
@@ -179,11 +194,8 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         comparison[p.name] = {"snn_energy_per_token_j": snn, "snn_with_host_macs_per_token_j": snn + host,
                               "ann_energy_per_token_j": ann_twin_macs_per_token(program) * (p.ann_mac_pj or 0.0) * PJ,
                               "ann_mac_pj": p.ann_mac_pj}
-    per_core = {}
-    for lc in counts.layers:
-        sops = lc.synaptic_ops.mean((0, 1))
-        for j, core in enumerate(lc.cores):
-            per_core[core] = float(sops[j])
+    per_core = _per_core(counts)
+    crossings = sum(int(lc.chip_crossings.sum()) for lc in counts.layers)
     all_steps = sum(lc.neurons.sum() * lc.synaptic_ops.shape[0] * lc.synaptic_ops.shape[1] for lc in counts.layers)
     return {
         "kind": "hybrid",
@@ -203,12 +215,18 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "spikes": events["spike_out"],
         "messages": events["message"],
         "hops": events["hop"],
+        "chip_crossings": crossings,
+        **chip_link_summary(crossings, events["chip_link"], n_tok),
         "busiest_link_messages_per_step": float(busiest.mean()) if busiest.size else 0.0,
         "busiest_link_messages_per_step_max": int(busiest.max(initial=0)),
         "links": [{"link": list(link), "messages_per_step": float(n) / max(busiest.size, 1)}
                   for link, n in zip(counts.links, link_load, strict=True)],
         "neuron_updates": int(all_steps),
         "neuron_updates_active": events["neuron_update"],
+        "input_messages": events["input_message"],
+        "update_rule": profile.update_rule,
+        # no potentials in a hybrid trace: under "nonzero" every layer is counted by the event rule
+        "update_rule_fallback": [lc.name for lc in counts.layers] if profile.update_rule == "nonzero" else [],
         "energy_j": total_energy,
         "energy_per_token_j": total_energy / n_tok,
         "energy_breakdown_j": energy_by_kind,
@@ -223,8 +241,8 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "per_layer": {lc.name: _layer_entry(program, lc, n_tok) for lc in counts.layers},
         "per_call": _per_call(counts, latency),
         "per_core": [
-            {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y],
-             "synaptic_ops_per_step": per_core.get(c.index, 0.0)}
+            {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y], "slot": c.slot,
+             **per_core.get(c.index, {"synaptic_ops_per_step": 0.0})}
             for c in program.cores
         ],
         "host_values_in_per_token": counts.host_values_in / n_tok,
@@ -244,6 +262,25 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "ann_twin_comparison": comparison,
         "conventions": CONVENTIONS,
     }
+
+
+def _per_core(counts: HybridCounts) -> dict[int, dict]:
+    """Per core: mean synaptic ops per step and totals (spikes, synaptic ops, updates, messages, hops); a core
+    shared by two layers' counts (a projection's cores) sums both."""
+    out: dict[int, dict] = {}
+    keys = ("spikes", "synaptic_ops", "updates_active", "updates_idle", "messages_out", "messages_in", "hops")
+    for lc in counts.layers:
+        slots = lc.synaptic_ops.shape[0] * lc.synaptic_ops.shape[1]
+        sops = lc.synaptic_ops.mean((0, 1))
+        for j, core in enumerate(lc.cores):
+            active = int(lc.active_updates[..., j].sum())
+            row = out.setdefault(core, {"synaptic_ops_per_step": 0.0, **dict.fromkeys(keys, 0)})
+            row["synaptic_ops_per_step"] += float(sops[j])
+            for k, v in zip(keys, (int(lc.spikes_out[..., j].sum()), int(lc.synaptic_ops[..., j].sum()), active,
+                                   int(lc.neurons[j]) * slots - active, int(lc.messages_out[..., j].sum()),
+                                   int(lc.messages_in[..., j].sum()), int(lc.hops[..., j].sum())), strict=True):
+                row[k] += v
+    return out
 
 
 def _comparison_profiles(profile: Profile) -> list[Profile]:
@@ -272,8 +309,9 @@ def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int) -> dict:
     calls, steps = lc.synaptic_ops.shape[:2]
     return {"kind": la.kind, "segment": la.segment, "width": la.width, "steps_per_call": steps,
             "positions": lc.positions, "projection": None if la.projection is None else la.projection.name,
-            "cores": len(lc.cores), "events": lc.events, "sops": int(lc.synaptic_ops.sum()),
-            "messages": int(lc.messages_out.sum()), "hops": int(lc.hops.sum()),
+            "cores": len(lc.cores), "events": lc.events, "spikes": lc.spikes, "sops": int(lc.synaptic_ops.sum()),
+            "messages": int(lc.messages_out.sum()), "messages_in": int(lc.messages_in.sum()),
+            "hops": int(lc.hops.sum()),
             "neuron_updates": int(lc.neurons.sum()) * calls * steps,
             "neuron_updates_active": int(lc.active_updates.sum()),
             "events_per_call": lc.spikes_out.sum((1, 2)).tolist(),

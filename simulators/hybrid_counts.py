@@ -12,7 +12,7 @@ from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
 from spikestack.compiler.kinds import kind_of
 
-from .counts import xy_route
+from .counts import chip_distance, xy_route
 
 
 # ----------------------------------------------------------------------------------------------------- counts
@@ -30,8 +30,12 @@ class LayerCounts:
     active_updates: np.ndarray
     spikes_out: np.ndarray
     messages_out: np.ndarray
+    messages_in: np.ndarray  # spike messages received by the layer's projection cores
     hops: np.ndarray
+    chip_crossings: np.ndarray  # messages leaving the core for another chip
+    chip_hops: np.ndarray  # chip-to-chip links those messages cross (counts.chip_distance)
     max_hops: np.ndarray  # [calls, steps]: longest route a message of this layer took
+    max_chip_hops: np.ndarray  # [calls, steps]: most chip links one message of this layer crossed
     link_load: np.ndarray  # [calls, steps, links] messages of this layer over each directed link
     events: int  # binary messages (1 per graded payload, s unary, popcount(s) bit-serial), all calls and positions
     spikes: int  # non-zero payloads (what fires, whatever the encoding)
@@ -94,8 +98,10 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     dst = [c for c in program.cores if proj is not None and c.pop == target]
     cores = src + dst
     shape = (calls, steps, len(cores))
-    synops, active, spikes_out, msgs, hops = (np.zeros(shape, np.int64) for _ in range(5))
-    max_hops = np.zeros((calls, steps), np.int64)
+    synops, active, spikes_out, msgs, msgs_in, hops, crossings, chip_hops = (np.zeros(shape, np.int64)
+                                                                             for _ in range(8))
+    max_hops, max_chip_hops = np.zeros((calls, steps), np.int64), np.zeros((calls, steps), np.int64)
+    mesh = (program.target_spec.mesh_x, program.target_spec.mesh_y)
     link_load = np.zeros((calls, steps, n_links))
     neurons = np.array([(c.hi - c.lo) * positions for c in cores], np.int64)
     first = np.zeros(steps, bool)
@@ -116,7 +122,13 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
             per_dst = ev[..., c.lo:c.hi] @ reach[c.lo:c.hi]  # [calls, steps, C_dst] messages to each dst core
             dist = np.array([abs(d.x - c.x) + abs(d.y - c.y) for d in dst], np.float64)
             msgs[..., j] = np.rint(per_dst.sum(-1)).astype(np.int64)
+            msgs_in[..., len(src):] += np.rint(per_dst).astype(np.int64)
             hops[..., j] = np.rint(per_dst @ dist).astype(np.int64)
+            links = chip_distance(np.array([(d.x, d.y) for d in dst]).reshape(-1, 2), np.array((c.x, c.y)), mesh)
+            crossings[..., j] = np.rint(per_dst @ (links > 0).astype(np.float64)).astype(np.int64)
+            chip_hops[..., j] = np.rint(per_dst @ links).astype(np.int64)
+            max_chip_hops = np.maximum(max_chip_hops,
+                                       np.where(per_dst > 0, links, 0).max(-1, initial=0).astype(np.int64))
             incidence = np.zeros((len(dst), n_links))
             for k, d in enumerate(dst):
                 incidence[k, routes[(c.index, d.index)]] = 1.0
@@ -125,7 +137,8 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     levels = kind_of(layer).spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
     return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
                        cores=tuple(c.index for c in cores), neurons=neurons, synaptic_ops=synops,
-                       active_updates=active, spikes_out=spikes_out, messages_out=msgs, hops=hops,
+                       active_updates=active, spikes_out=spikes_out, messages_out=msgs, messages_in=msgs_in, hops=hops,
+                       chip_crossings=crossings, chip_hops=chip_hops, max_chip_hops=max_chip_hops,
                        max_hops=max_hops, link_load=link_load, events=int(per_event.sum()),
                        spikes=int(nz.sum()), slots=int(nz.size),
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))

@@ -39,48 +39,58 @@ def _save(fig, out: Path) -> Path:
 
 
 def core_load_grid(r: dict, chip: int) -> np.ndarray:
-    """Synaptic ops per step summed over the cores of each tile of one chip, as a [y, x] grid (NaN: unused)."""
-    tiles = [c for c in r["per_core"] if c["tile"][0] == chip]
+    """Synaptic ops per step of each core of one chip, as a [y, x · cores_per_tile + slot] grid (NaN: unused): a
+    tile's cores sit side by side, so a 4-core program shows 4 cells, not one tile's sum."""
+    per_tile = 1 + max((c.get("slot", 0) for c in r["per_core"]), default=0)
     width = 1 + max((c["tile"][1] for c in r["per_core"]), default=0)
     height = 1 + max((c["tile"][2] for c in r["per_core"]), default=0)
-    grid = np.full((height, width), np.nan)
-    for c in tiles:
+    grid = np.full((height, width * per_tile), np.nan)
+    for c in (c for c in r["per_core"] if c["tile"][0] == chip):
         _, x, y = c["tile"]
-        grid[y, x] = np.nan_to_num(grid[y, x]) + c["synaptic_ops_per_step"]
+        grid[y, x * per_tile + c.get("slot", 0)] = c["synaptic_ops_per_step"]
     return grid
 
 
 def plot_core_heatmap(r: dict, out: Path) -> Path:
-    """Per-tile load on the mesh: the busiest tile sets the step latency (REFERENCE.md §7.6), so hot spots show
-    where re-placement would pay."""
+    """Per-core load on the mesh (cores of a tile side by side, tile borders drawn): the busiest core sets the step
+    latency (REFERENCE.md §7.6), so hot spots show where re-placement would pay."""
     plt = _pyplot()
     chips = sorted({c["tile"][0] for c in r["per_core"]})
-    fig, axes = plt.subplots(1, len(chips), figsize=(4 * len(chips), 3), squeeze=False)
-    for ax, chip in zip(axes[0], chips, strict=True):
-        grid = core_load_grid(r, chip)
-        im = ax.imshow(grid, cmap="viridis", origin="lower")
-        for (y, x), v in np.ndenumerate(grid):
-            if not np.isnan(v):
-                ax.text(x, y, f"{v:.3g}", ha="center", va="center", color="w", fontsize=7)
-        ax.set_xticks(range(grid.shape[1]))
+    per_tile = 1 + max((c.get("slot", 0) for c in r["per_core"]), default=0)
+    grids = [core_load_grid(r, chip) for chip in chips]
+    cols = max(g.shape[1] for g in grids)
+    fig, axes = plt.subplots(len(chips), 1, figsize=(min(2 + 0.45 * cols, 16), 1.5 + 0.6 * grids[0].shape[0]),
+                             squeeze=False)
+    for ax, chip, grid in zip(axes[:, 0], chips, grids, strict=True):
+        im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+        if grid.size <= 64:  # numbers only where they fit
+            for (y, x), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(x, y, f"{v:.2g}", ha="center", va="center", color="w", fontsize=7)
+        for edge in range(per_tile, grid.shape[1], per_tile):
+            ax.axvline(edge - 0.5, color="k", linewidth=1)
+        ticks = range(0, grid.shape[1], per_tile)
+        ax.set_xticks([t + (per_tile - 1) / 2 for t in ticks], [str(t // per_tile) for t in ticks])
         ax.set_yticks(range(grid.shape[0]))
-        ax.set_xlabel("tile x")
+        ax.set_xlabel(f"tile x ({per_tile} cores per tile, side by side)")
         ax.set_ylabel("tile y")
-        ax.set_title(f"chip {chip}: synaptic ops per step")
+        ax.set_title(f"chip {chip}: synaptic ops per step, per core")
         fig.colorbar(im, ax=ax)
     return _save(fig, out)
 
 
 def plot_energy_breakdown(r: dict, out: Path) -> Path:
-    """Energy per token by event kind under the report's profile: says which event to optimise first."""
+    """Energy per token by event kind under the report's profile (horizontal bars: the event names stay
+    readable): says which event to optimise first."""
     plt = _pyplot()
     kinds = list(r["energy_breakdown_j"])
     per_token_uj = [r["energy_breakdown_j"][k] / r["tokens"] * 1e6 for k in kinds]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(kinds, per_token_uj, color="#b5654a")
-    ax.set_ylabel("energy per token (uJ)")
+    fig, ax = plt.subplots(figsize=(6, 1 + 0.35 * len(kinds)))
+    ax.barh(range(len(kinds)), per_token_uj, color="#b5654a")
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per token (uJ)")
     ax.set_title(f"energy breakdown, {r['profile']}")
-    ax.tick_params(axis="x", labelrotation=20)
     return _save(fig, out)
 
 

@@ -29,6 +29,11 @@ def human_table(r: dict) -> str:
         ("target / cores / tiles", f"{r['target']} / {r['cores']} / {r['tiles']}"),
         ("tokens x steps", f"{r['tokens']} x {r['steps_per_token']}"),
         ("synaptic ops per token", f"{r['sops_per_token']:.4g}"),
+        ("spikes / messages / input messages", f"{r['spikes']} / {r['messages']} / {r.get('input_messages', 0)} "
+                                               f"(all tokens)"),
+        ("active-update rule", r.get("update_rule", "event") + (
+            f" (event rule for {', '.join(r['update_rule_fallback'])}: no potentials in the trace)"
+            if r.get("update_rule_fallback") else "")),
         ("energy per token", f"{r['energy_per_token_j'] * 1e6:.4g} uJ (dynamic)"),
         ("latency per step", _or_na(r["latency_s_per_step"], 1e6, " us")),
         ("tokens per second", _or_na(r["tokens_per_s"], 1.0, "")),
@@ -47,18 +52,24 @@ def human_table(r: dict) -> str:
 
 
 def plot_firing_rates(rates: dict[str, float], out: Path, title: str) -> Path:
+    """Horizontal bars, one row per layer, the figure's height sized to the layer count: SpikeGPT's 15 layer names
+    stay readable (vertical bars overlapped their labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(list(rates), list(rates.values()), color="#4a7ab5")
-    ax.set_ylabel("fraction of non-zero spikes")
-    ax.set_ylim(0, 1)
+    names = list(rates)
+    longest = max((len(n) for n in names), default=1)
+    fig, ax = plt.subplots(figsize=(4 + 0.07 * longest, 1.2 + 0.3 * len(names)))
+    ax.barh(range(len(names)), list(rates.values()), color="#4a7ab5")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()  # first layer on top
+    ax.set_xlabel("fraction of non-zero spikes")
+    ax.set_xlim(0, 1.1)
     ax.set_title(title)
     for i, v in enumerate(rates.values()):
-        ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
+        ax.text(v + 0.01, i, f"{v:.2f}", va="center", fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -111,9 +122,18 @@ def markdown_report(r: dict, plots: dict[str, Path] | None = None, base: Path | 
                          v["ann_mac_pj"]) for k, v in r["ann_twin_comparison"].items()])
     busiest = sorted(r["per_core"], key=lambda c: -c["synaptic_ops_per_step"])[:8]
     lines += ["", "## Busiest cores", ""]
-    lines += _md_table(("core", "layer", "tile (chip, x, y)", "neurons", "synaptic ops per step"),
-                       [(c["core"], c["layer"], tuple(c["tile"]), c["neurons"], f"{c['synaptic_ops_per_step']:.4g}")
-                        for c in busiest])
+    lines += _md_table(("core", "layer", "tile (chip, x, y)", "neurons", "synaptic ops per step", "spikes",
+                        "messages in", "messages out", "active updates"),
+                       [(c["core"], c["layer"], tuple(c["tile"]), c["neurons"], f"{c['synaptic_ops_per_step']:.4g}",
+                         c.get("spikes", "-"), c.get("messages_in", "-"), c.get("messages_out", "-"),
+                         c.get("updates_active", "-")) for c in busiest])
+    if r.get("per_layer"):
+        lines += ["", "## Per layer (all tokens)", ""]
+        keys = ("cores", "spikes", "synaptic_ops", "sops", "updates_active", "neuron_updates_active", "messages",
+                "messages_out", "messages_in", "hops")
+        shown = [k for k in keys if any(k in v for v in r["per_layer"].values())]
+        lines += _md_table(("layer", *shown), [(name, *(v.get(k, "-") for k in shown))
+                                               for name, v in r["per_layer"].items()])
     lines += ["", f"Busiest mesh link: {r['busiest_link_messages_per_step']:.4g} messages per step on average, "
               f"{r['busiest_link_messages_per_step_max']} at most (X-Y routing).", "",
               f"## Profile sources ({r['profile']})", ""]

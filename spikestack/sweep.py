@@ -7,8 +7,11 @@ network does not fit yields rows whose `error` holds the TargetLimitError messag
 the others.
 
 Each target's work is a pure, picklable function of (nir path, target, encoding, profiles, tokens), run in a
-`ProcessPoolExecutor`; an engine such as Ray or Dask can map the same function across machines unchanged. It
-lives beside the API, not in simulators/, because it compiles and runs programs: orchestration, not simulation.
+`ProcessPoolExecutor` (`workers`), or one Dask task per point on a cluster (`scheduler`, spikestack/distributed.py):
+there the NIR file travels as bytes and targets and profiles as loaded objects, so workers on other machines need
+neither the file nor a .toml path. Rows come back in the order of the points either way, so the table is the
+same. It lives beside the API, not in simulators/, because it compiles and runs programs: orchestration, not
+simulation.
 """
 
 from __future__ import annotations
@@ -42,14 +45,16 @@ def _row(target: str, encoding: str, profile: str, r: dict | None, error: str = 
             "error": ""}
 
 
-def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int) -> list[dict]:
+def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int, *,
+                 target_spec=None, profile_specs: tuple | None = None) -> list[dict]:
     """Rows for one (target, encoding): compile, run once, price under every profile (or error rows if it does
     not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose (a
-    forced encoding applies to a language model's GIF and relay layers)."""
+    forced encoding applies to a language model's GIF and relay layers). `target_spec`/`profile_specs`: the
+    loaded Target and Profiles to use instead of reading the names (a Dask worker elsewhere)."""
     from spikestack import api
 
     try:
-        program = api.compile(nir_path, target, encoding=None if encoding == "auto" else encoding)
+        program = api.compile(nir_path, target_spec or target, encoding=None if encoding == "auto" else encoding)
     except TargetLimitError as exc:
         return [_row(target, encoding, p, None, str(exc)) for p in profiles]
     if encoding == "auto":
@@ -57,7 +62,19 @@ def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str,
                   else (p.encoding for p in program.projections))
         encoding = "auto:" + "+".join(sorted(set(chosen)))
     trace = api.run(program, tokens=tokens).trace
-    return [_row(target, encoding, p, api.simulate(program, trace, p).data) for p in profiles]
+    specs = profile_specs or profiles
+    return [_row(target, encoding, p, api.simulate(program, trace, spec).data)
+            for p, spec in zip(profiles, specs, strict=True)]
+
+
+def sweep_point(nir_bytes: bytes, suffix: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int,
+                target_spec, profile_specs: tuple) -> list[dict]:
+    """`sweep_target` on a Dask worker: the NIR file written from its bytes into the worker's own temp folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"source{suffix}"
+        path.write_bytes(nir_bytes)
+        return sweep_target(str(path), target, encoding, profiles, tokens, target_spec=target_spec,
+                            profile_specs=profile_specs)
 
 
 def nir_source(source: Path, tmp: Path) -> Path:
@@ -74,9 +91,10 @@ def nir_source(source: Path, tmp: Path) -> Path:
 
 
 def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, workers: int = MAX_WORKERS,
-          encodings: list[str] | None = None) -> list[dict]:
+          encodings: list[str] | None = None, scheduler: str | None = None) -> list[dict]:
     """The cross product targets × encodings × profiles as rows; each (target, encoding) compiles and runs once,
-    in parallel processes (at most MAX_WORKERS). Encodings: "auto" (cost model) or compiler/encodings.py names."""
+    in parallel processes (at most MAX_WORKERS), or as one task each on the Dask cluster at `scheduler`.
+    Encodings: "auto" (cost model) or compiler/encodings.py names."""
     from spikestack.compiler.encodings import ENCODINGS
     from spikestack.compiler.targets import load_target
     from spikestack.simulators.profiles import load_profile
@@ -85,12 +103,18 @@ def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, wo
     for e in encodings:
         if e != "auto" and e not in ENCODINGS:
             raise SpikestackError(f"unknown encoding {e!r}; choose from auto, {', '.join(ENCODINGS)}")
-    for t in targets:
-        load_target(t)  # fail fast on a misspelt target or profile, before any worker starts
-    for p in profiles:
-        load_profile(p)
+    target_specs = {t: load_target(t) for t in targets}  # fail fast on a misspelt target or profile, before any
+    profile_specs = tuple(load_profile(p) for p in profiles)  # worker starts
     with tempfile.TemporaryDirectory() as tmp:
         path = str(nir_source(Path(source), Path(tmp)))
+        if scheduler is not None:
+            from spikestack.distributed import map_ordered
+
+            data, suffix = Path(path).read_bytes(), Path(path).suffix
+            points = [(data, suffix, t, e, tuple(profiles), tokens, target_specs[t], profile_specs)
+                      for t in targets for e in encodings]
+            results = map_ordered(sweep_point, points, scheduler=scheduler, what=f"sweep of {len(points)} points")
+            return [row for rows in results for row in rows]
         args = [(path, t, e, tuple(profiles), tokens) for t in targets for e in encodings]
         n = max(1, min(workers, MAX_WORKERS, len(args)))
         if n == 1:
@@ -120,14 +144,16 @@ def write_table(rows: list[dict], out: Path) -> Path:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width text table for the terminal (errors shortened to their first 60 characters)."""
-    shown = ("target", "profile", "cores", "sops_per_token", "energy_per_token_j", "tokens_per_s", "error")
+    """A fixed-width text table for the terminal: every swept dimension (target, encoding, profile) and the whole
+    error message (a cut message hides the limit and the value that broke it), on the row's last column."""
+    shown = ("target", "encoding", "profile", "cores", "tiles", "sops_per_token", "energy_per_token_j",
+             "tokens_per_s", "error")
 
     def cell(v: object) -> str:
         if v is None:
             return "-"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)[:60]
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     table = [list(shown)] + [[cell(r[c]) for c in shown] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
+    widths = [max(len(row[i]) for row in table) for i in range(len(shown) - 1)] + [0]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)

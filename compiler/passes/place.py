@@ -10,7 +10,19 @@ routing. Two placements are computed and the cheaper one kept (ties: min-cut):
   cores with Kernighan–Lin (`networkx.algorithms.community.kernighan_lin_bisection`, fixed seed) into groups
   that fit each half, recurse until a tile.
 
-Cores beyond one chip fill chips in topological order (chips abut along x). The report records both costs.
+Cores beyond one chip (a multi-chip system: the target's chips_x × chips_y chip mesh) keep traffic local across
+chips in two steps, both deterministic:
+
+* cut: cores stay in topological order and fill the fewest chips; where the last chip has room to spare, the
+  chip boundaries slide back (each by at most that slack) to the cut positions that the fewest routes cross
+  (`chip_cuts`: a dynamic programme over the boundaries; with no traffic to save, chips fill up in order);
+* walk: chip k sits at the k-th position of a serpentine walk of the chip mesh (`serpentine` on chips), so
+  consecutive chips, and hence producer → consumer layers, are neighbours one chip link apart.
+
+Each chip's cores are then placed on its tiles as above, and a core's (x, y) is its tile on the whole system's
+tile grid (chip position × chip mesh + tile), where X-Y routing crosses chip boundaries. The report records both
+costs and, for a multi-chip placement, the chips, the routes between chips and their mean chip-link hops (a
+one-chip placement reports exactly what it always did).
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ from dataclasses import replace
 import networkx as nx
 import numpy as np
 from networkx.algorithms.community import kernighan_lin_bisection
+
+from spikestack.errors import TargetLimitError
 
 from ..ir import Core, Program
 from ..targets import Target
@@ -60,7 +74,7 @@ def traffic_graph(program: Program) -> nx.Graph:
                 cum = counts[dst.index]
                 n = cum.size - 1
                 routes = int(cum[min(src.hi, n)] - cum[min(src.lo, n)])
-                if routes:
+                if routes and src.index != dst.index:  # a recurrent core's routes to itself cost no hops
                     w = g.get_edge_data(src.index, dst.index, {"weight": 0})["weight"]
                     g.add_edge(src.index, dst.index, weight=w + routes)
     return g
@@ -122,15 +136,70 @@ def _smallest_rect(n: int, target: Target) -> tuple[int, int]:
     return best
 
 
-def _assign(cores: tuple[Core, ...], tiles: dict[int, Tile], target: Target, chip: int) -> list[Core]:
+def _assign(cores: tuple[Core, ...], tiles: dict[int, Tile], target: Target, chip: int,
+            origin: Tile) -> list[Core]:
     slots: dict[Tile, int] = {}
     placed = []
     for core in cores:
         tile = tiles[core.index]
         slot = slots.get(tile, 0)
         slots[tile] = slot + 1
-        placed.append(replace(core, chip=chip, x=tile[0] + chip * target.mesh_x, y=tile[1], slot=slot))
+        placed.append(replace(core, chip=chip, x=tile[0] + origin[0] * target.mesh_x,
+                              y=tile[1] + origin[1] * target.mesh_y, slot=slot))
     return placed
+
+
+def cut_routes(g: nx.Graph, n: int) -> np.ndarray:
+    """Routes crossing a cut before core position i (cores [0, i) | [i, n)), for i in 0..n: a difference array
+    over the traffic graph's edges (core index = position in topological order)."""
+    diff = np.zeros(n + 2, np.int64)
+    for a, b, d in g.edges(data=True):
+        lo, hi = min(a, b), max(a, b)
+        diff[lo + 1] += d["weight"]
+        diff[hi + 1] -= d["weight"]
+    return np.cumsum(diff)[:n + 1]
+
+
+def chip_cuts(cost: np.ndarray, n: int, per_chip: int) -> list[int]:
+    """Core positions where chips 1, 2, … begin: the fewest chips, each at most `per_chip` cores, with the least
+    total cut cost. Why the search is small: with m chips and slack s = m·per_chip − n, boundary k lies at
+    k·per_chip − a_k with 0 ≤ a_1 ≤ … ≤ a_{m−1} ≤ s (a chip holds per_chip − a_k + a_{k−1} ≤ per_chip cores), so a
+    prefix-minimum over the offsets per boundary finds the optimum in O(m·s). Ties keep the smaller offset, so
+    with nothing to save chips fill up in order. A route crossing k boundaries counts k times: chips follow a
+    serpentine walk, where chips k apart are at most k chip links apart."""
+    m = math.ceil(n / per_chip)
+    if m <= 1:
+        return []
+    slack = m * per_chip - n
+    offsets = np.arange(slack + 1)
+    best = cost[per_chip - offsets].astype(np.int64)
+    choices = []  # per boundary k ≥ 2: for each offset a, the best offset of boundary k − 1 (≤ a)
+    for k in range(2, m):
+        run_min = np.minimum.accumulate(best)
+        arg = np.zeros(slack + 1, np.int64)
+        for a in range(1, slack + 1):  # first index of the running minimum: ties keep the smaller offset
+            arg[a] = arg[a - 1] if best[arg[a - 1]] <= best[a] else a
+        choices.append(arg)
+        best = run_min + cost[k * per_chip - offsets]
+    picked = [int(np.argmin(best))]
+    for arg in reversed(choices):
+        picked.append(int(arg[picked[-1]]))
+    picked.reverse()
+    return [k * per_chip - a for k, a in enumerate(picked, start=1)]
+
+
+def _chip_report(g: nx.Graph, placed: list[Core], target: Target) -> dict:
+    """Chips used, routes between chips and their mean chip-link hops (X-Y across the chip mesh)."""
+    at = {c.index: (c.x // target.mesh_x, c.y // target.mesh_y) for c in placed}
+    between = chip_hops = 0
+    for a, b, d in g.edges(data=True):
+        hops = abs(at[a][0] - at[b][0]) + abs(at[a][1] - at[b][1])
+        if hops:
+            between += d["weight"]
+            chip_hops += d["weight"] * hops
+    return {"chips": len({c.chip for c in placed}), "chip_mesh": [target.chips_x, target.chips_y],
+            "routes_between_chips": between, "chip_hop_weighted_routes": chip_hops,
+            "mean_chip_hops": chip_hops / between if between else 0.0}
 
 
 def place(program: Program, target: Target) -> Program:
@@ -138,10 +207,15 @@ def place(program: Program, target: Target) -> Program:
     placed: list[Core] = []
     costs = {"serpentine": 0, "mincut": 0}
     chosen = []
-    # a chip holds at most its cores and at most the slots of its tile mesh (a target may declare either fewer)
-    per_chip = min(target.chip_cores, target.mesh_x * target.mesh_y * target.cores_per_tile)
-    for chip in range(math.ceil(len(program.cores) / per_chip)):
-        chip_cores = program.cores[chip * per_chip:(chip + 1) * per_chip]
+    n = len(program.cores)
+    per_chip = target.cores_per_chip
+    bounds = [0, *chip_cuts(cut_routes(g, n), n, per_chip), n]
+    if len(bounds) - 1 > target.chips:
+        raise TargetLimitError(f"program needs {n} cores, more than {per_chip * target.chips} on the "
+                               f"{target.chips} chips of {target.name}")
+    walk_chips = serpentine(target.chips_x, target.chips_y)
+    for chip, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        chip_cores = program.cores[lo:hi]
         walk = serpentine(target.mesh_x, target.mesh_y)
         snake = {c.index: walk[i // target.cores_per_tile] for i, c in enumerate(chip_cores)}
         cut: dict[int, Tile] = {}
@@ -153,6 +227,9 @@ def place(program: Program, target: Target) -> Program:
         costs["mincut"] += cost_cut
         best = ("mincut", cut) if cost_cut <= cost_snake else ("serpentine", snake)
         chosen.append(best[0])
-        placed += _assign(chip_cores, best[1], target, chip)
-    report = dict(program.report, placement={"chosen_per_chip": chosen, "hop_weighted_routes": costs})
+        placed += _assign(chip_cores, best[1], target, chip, walk_chips[chip])
+    placement = {"chosen_per_chip": chosen, "hop_weighted_routes": costs}
+    if len(chosen) > 1:
+        placement.update(_chip_report(g, placed, target))
+    report = dict(program.report, placement=placement)
     return replace(program, cores=tuple(placed), report=report)
