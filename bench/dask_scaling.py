@@ -1,0 +1,76 @@
+"""Dask scaling of evaluation (issue 17 item 4); prints one JSON object.
+
+The shipped SpikeLLM character checkpoint, compiled for loihi2, runs `spikestack.run` over `--tokens` positions of
+the validation text (sequences of 64 characters, each an independent shard unit) in one process and then on a
+LocalCluster of 1 and of 2 one-thread worker processes (started before timing; its start-up is reported apart).
+Every Dask result must equal the one-process result (bits per character, bits per byte, events, firing rates:
+the whole JSON); the bench fails otherwise. Timings are the best of `--repeat` runs after a warm-up run.
+
+Everything runs on one thread per process (BLAS variables set before numpy loads), as Dask's workers do.
+
+    .venv/bin/python bench/dask_scaling.py [--tokens 4096] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads BLAS
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import spikestack  # noqa: E402
+from spikestack.outputs import strict_json  # noqa: E402
+
+CKPT = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "spikellm-char-tiny.pt"
+
+
+def best_of(repeat: int, call) -> tuple[float, object]:
+    """(best wall seconds of `repeat` timed calls after one warm-up call, the last result)."""
+    result = call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    from distributed import LocalCluster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = spikestack.save(spikestack.compile(CKPT, target="loihi2"), Path(tmp) / "llm")
+        program = spikestack.load(path)
+        alone_s, alone = best_of(args.repeat, lambda: spikestack.run(program, tokens=args.tokens).to_dict())
+        rows = {"1 process (no Dask)": {"run_s": round(alone_s, 3), "speed_up": 1.0}}
+        for n in (1, 2):
+            start = time.perf_counter()
+            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                              silence_logs=logging.ERROR) as cluster:
+                started_s = time.perf_counter() - start
+                run_s, result = best_of(args.repeat, lambda c=cluster: spikestack.run(
+                    program, tokens=args.tokens, scheduler=c.scheduler_address).to_dict())
+            if result != alone:
+                raise SystemExit(f"{n} Dask workers: result differs from the one-process run")
+            rows[f"{n} Dask workers"] = {"run_s": round(run_s, 3), "cluster_start_s": round(started_s, 3),
+                                         "speed_up": round(alone_s / run_s, 3), "identical": True}
+    print(strict_json({"model": "spikellm-char-tiny (loihi2)", "tokens": args.tokens,
+                       "sequences": -(-args.tokens // 64), "bpc": alone["bpc"], "repeat": args.repeat,
+                       "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                   "python": platform.python_version()},
+                       "runs": rows}, "bench"))
+
+
+if __name__ == "__main__":
+    main()
