@@ -163,11 +163,11 @@ def _sweep_published(args: argparse.Namespace, targets: list[str], profiles: lis
     source = Path(args.source)
     if args.family is None and not api.is_published(source):
         return sweep(source, targets, profiles, args.tokens, workers=args.workers, encodings=encodings,
-                     scheduler=args.scheduler)
+                     scheduler=args.scheduler, text=args.text)
     with tempfile.TemporaryDirectory() as tmp:
         nir_path = api.export(source, Path(tmp) / "model.nir", family=args.family)
         return sweep(nir_path, targets, profiles, args.tokens, workers=args.workers, encodings=encodings,
-                     scheduler=args.scheduler)
+                     scheduler=args.scheduler, text=args.text)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -212,6 +212,7 @@ def build_parser() -> CliParser:
     s.add_argument("--profiles", default="loihi2_assumed", help="comma-separated profile names or .toml paths")
     s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens per compiled program")
     s.add_argument("--encodings", default="auto", help="comma-separated: auto (cost model), graded, unary, bitserial")
+    _text_option(s, "to calibrate and evaluate each compiled language model on")
     _dask_options(s, workers=False).add_argument("--workers", type=integer(1, MAX_WORKERS), default=2,
                                                  help=f"parallel local processes (1..{MAX_WORKERS})")
     s.add_argument("-o", "--output", help="write the table as .csv or .json")

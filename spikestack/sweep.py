@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from spikestack.errors import SpikestackError, TargetLimitError
@@ -46,35 +47,42 @@ def _row(target: str, encoding: str, profile: str, r: dict | None, error: str = 
 
 
 def sweep_target(nir_path: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int, *,
-                 target_spec=None, profile_specs: tuple | None = None) -> list[dict]:
+                 target_spec=None, profile_specs: tuple | None = None, text: str | None = None) -> list[dict]:
     """Rows for one (target, encoding): compile, run once, price under every profile (or error rows if it does
     not fit). encoding "auto" lets the compiler's cost model choose per edge; the row names what it chose (a
     forced encoding applies to a language model's GIF and relay layers). `target_spec`/`profile_specs`: the
-    loaded Target and Profiles to use instead of reading the names (a Dask worker elsewhere)."""
+    loaded Target and Profiles to use instead of reading the names (a Dask worker elsewhere). `text`: the user's
+    UTF-8 file that calibrates and drives the run (language models), as `compile --text` and `run --text` do."""
     from spikestack import api
 
     try:
-        program = api.compile(nir_path, target_spec or target, encoding=None if encoding == "auto" else encoding)
+        program = api.compile(nir_path, target_spec or target, encoding=None if encoding == "auto" else encoding,
+                              text=text)
     except TargetLimitError as exc:
         return [_row(target, encoding, p, None, str(exc)) for p in profiles]
     if encoding == "auto":
         chosen = (program.report.get("encodings", {}).values() if api.is_hybrid(program)
                   else (p.encoding for p in program.projections))
         encoding = "auto:" + "+".join(sorted(set(chosen)))
-    trace = api.run(program, tokens=tokens).trace
+    trace = api.run(program, tokens=tokens, text=text).trace
     specs = profile_specs or profiles
     return [_row(target, encoding, p, api.simulate(program, trace, spec).data)
             for p, spec in zip(profiles, specs, strict=True)]
 
 
 def sweep_point(nir_bytes: bytes, suffix: str, target: str, encoding: str, profiles: tuple[str, ...], tokens: int,
-                target_spec, profile_specs: tuple) -> list[dict]:
-    """`sweep_target` on a Dask worker: the NIR file written from its bytes into the worker's own temp folder."""
+                target_spec, profile_specs: tuple, text_bytes: bytes | None = None) -> list[dict]:
+    """`sweep_target` on a Dask worker: the NIR file (and the user's text) written from their bytes into the
+    worker's own temp folder, so a worker on another machine needs neither file."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"source{suffix}"
         path.write_bytes(nir_bytes)
+        text = None
+        if text_bytes is not None:
+            text = str(Path(tmp) / "text.txt")
+            Path(text).write_bytes(text_bytes)
         return sweep_target(str(path), target, encoding, profiles, tokens, target_spec=target_spec,
-                            profile_specs=profile_specs)
+                            profile_specs=profile_specs, text=text)
 
 
 def nir_source(source: Path, tmp: Path) -> Path:
@@ -91,7 +99,8 @@ def nir_source(source: Path, tmp: Path) -> Path:
 
 
 def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, workers: int = MAX_WORKERS,
-          encodings: list[str] | None = None, scheduler: str | None = None) -> list[dict]:
+          encodings: list[str] | None = None, scheduler: str | None = None, text: str | Path | None = None
+          ) -> list[dict]:
     """The cross product targets × encodings × profiles as rows; each (target, encoding) compiles and runs once,
     in parallel processes (at most MAX_WORKERS), or as one task each on the Dask cluster at `scheduler`.
     Encodings: "auto" (cost model) or compiler/encodings.py names."""
@@ -105,23 +114,30 @@ def sweep(source: Path, targets: list[str], profiles: list[str], tokens: int, wo
             raise SpikestackError(f"unknown encoding {e!r}; choose from auto, {', '.join(ENCODINGS)}")
     target_specs = {t: load_target(t) for t in targets}  # fail fast on a misspelt target or profile, before any
     profile_specs = tuple(load_profile(p) for p in profiles)  # worker starts
+    if text is not None:
+        from spikestack.text import read_text
+
+        read_text(text)  # an empty, binary or non-UTF-8 file fails here, once, with one line
+        text = str(text)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(nir_source(Path(source), Path(tmp)))
         if scheduler is not None:
             from spikestack.distributed import map_ordered
 
             data, suffix = Path(path).read_bytes(), Path(path).suffix
-            points = [(data, suffix, t, e, tuple(profiles), tokens, target_specs[t], profile_specs)
+            text_bytes = None if text is None else Path(text).read_bytes()
+            points = [(data, suffix, t, e, tuple(profiles), tokens, target_specs[t], profile_specs, text_bytes)
                       for t in targets for e in encodings]
             results = map_ordered(sweep_point, points, scheduler=scheduler, what=f"sweep of {len(points)} points")
             return [row for rows in results for row in rows]
         args = [(path, t, e, tuple(profiles), tokens) for t in targets for e in encodings]
+        run = partial(sweep_target, text=text)
         n = max(1, min(workers, MAX_WORKERS, len(args)))
         if n == 1:
-            results = [sweep_target(*a) for a in progress(args, "sweep", total=len(args))]
+            results = [run(*a) for a in progress(args, "sweep", total=len(args))]
         else:
             with ProcessPoolExecutor(max_workers=n) as pool:
-                results = list(progress(pool.map(sweep_target, *zip(*args, strict=True)), "sweep", total=len(args)))
+                results = list(progress(pool.map(run, *zip(*args, strict=True)), "sweep", total=len(args)))
     return [row for rows in results for row in rows]
 
 
