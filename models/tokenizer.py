@@ -176,15 +176,9 @@ def _check_covered(text: str, ids: list[int], offsets: list[tuple[int, int]], un
 # ---------------------------------------------------------------------- files
 def _read_bounded(path: Path) -> str:
     """UTF-8 text of a tokenizer file, refused from its size before it is read."""
-    if not path.is_file():
-        raise TokenizerError(f"{path}: tokenizer file not found")
-    size = path.stat().st_size
-    if size > MAX_TOKENIZER_BYTES:
-        raise TokenizerError(f"{path}: {size:,} bytes, over the tokenizer file limit of {MAX_TOKENIZER_BYTES:,}")
-    with path.open("rb") as f:
-        data = f.read(MAX_TOKENIZER_BYTES + 1)  # a file that grows after stat is still bounded
-    if len(data) > MAX_TOKENIZER_BYTES:
-        raise TokenizerError(f"{path}: over the tokenizer file limit of {MAX_TOKENIZER_BYTES:,} bytes")
+    from spikestack.bounded import read_bounded
+
+    data = read_bounded(path, MAX_TOKENIZER_BYTES, TokenizerError, f"{path}: tokenizer file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

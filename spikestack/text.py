@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikestack.bounded import read_bounded
 from spikestack.errors import SpikestackError
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024  # 64 MiB: ~16 M BPE tokens, minutes of reference execution per pass at most
@@ -46,15 +47,7 @@ class Text:
 def read_text(path: Path | str) -> str:
     """A user's text file: bounded read, strict UTF-8 (a leading BOM dropped), at least one non-space character."""
     path = Path(path)
-    if not path.is_file():
-        raise TextError(f"--text {path}: {'not a regular file' if path.exists() else 'file not found'}")
-    size = path.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise TextError(f"--text {path}: {size:,} bytes, over the limit of {MAX_TEXT_BYTES:,}")
-    with path.open("rb") as f:
-        data = f.read(MAX_TEXT_BYTES + 1)
-    if len(data) > MAX_TEXT_BYTES:
-        raise TextError(f"--text {path}: over the limit of {MAX_TEXT_BYTES:,} bytes")
+    data = read_bounded(path, MAX_TEXT_BYTES, TextError, f"--text {path}")
     nul = data.find(b"\0")
     if nul >= 0:
         raise TextError(f"--text {path}: a binary file (NUL byte at offset {nul}), not text")

@@ -224,14 +224,10 @@ def _provenance(source: Source, state: Mapping[str, Tensor], wbits: int | None) 
 def _vocabulary(source: Source, vocab_size: int) -> dict:
     """{"tokenizer": tokenizer.json text} from the tokenizer beside the weights; without one, refused by name
     (a LLaMA vocabulary is not a string of characters)."""
-    if source.tokenizer_path is None:
-        raise _fail(source, "no tokenizer beside the weights (tokenizer.json or tokenizer.model); pass --tokenizer")
-    from ..tokenizer import read_tokenizer
+    from .vocabulary import checked_tokenizer
 
-    tokenizer = read_tokenizer(source.tokenizer_path)
-    if tokenizer.vocab_size != vocab_size:
-        raise _fail(source, f"tokenizer {source.tokenizer_path} has {tokenizer.vocab_size} ids, the embedding "
-                            f"'model.embed_tokens.weight' {vocab_size} rows")
+    tokenizer = checked_tokenizer(source, vocab_size, missing="SpikeLLM saved layout: no tokenizer beside the "
+                                  "weights (tokenizer.json or tokenizer.model); pass --tokenizer")
     return {"tokenizer": tokenizer.to_json()}
 
 

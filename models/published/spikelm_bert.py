@@ -246,15 +246,10 @@ def _ignored(key: str) -> bool:
 
 
 def _tokenizer(source: Source, vocab: int):
-    if source.tokenizer_path is None:
-        raise _fail(source, "no vocab.txt (WordPiece) beside the weights; pass --tokenizer")
-    from ..tokenizer import read_tokenizer
+    from .vocabulary import checked_tokenizer
 
-    tokenizer = read_tokenizer(source.tokenizer_path)
-    if tokenizer.vocab_size != vocab:
-        raise _fail(source, f"tokenizer {source.tokenizer_path} has {tokenizer.vocab_size} ids, the embedding "
-                            f"{WORD!r} {vocab} rows")
-    return tokenizer
+    return checked_tokenizer(source, vocab, missing="SpikeLM BERT layout: no vocab.txt (WordPiece) beside the "
+                             "weights; pass --tokenizer")
 
 
 LAYOUT = register(Layout(

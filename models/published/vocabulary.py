@@ -18,25 +18,34 @@ def _size_error(path: Path, size: int, rows: int, what: str) -> PublishedFormatE
     return PublishedFormatError(f"{path}: {what} has {size:,} tokens, the checkpoint's embedding {rows:,} rows")
 
 
-def vocabulary_entries(source: Source, rows: int, *, shipped: str | None = None) -> dict:
-    """`tokenizer` (tokenizer.json text) and, for characters, `vocab` for a converted checkpoint whose embedding has
-    `rows` rows, plus a `vocabulary` note saying where they came from. `shipped`: a character vocabulary to fall
-    back on when no file is found and its size fits (the project's corpus); otherwise no file is an error."""
-    from ..tokenizer import Tokenizer, TokenizerError, read_tokenizer
+def checked_tokenizer(source: Source, rows: int, *, missing: str):
+    """The tokenizer beside the weights (or `--tokenizer`), read by models/tokenizer.py and refused unless it has
+    exactly `rows` tokens (the embedding's rows); `missing` is the error's reason when no file was found."""
+    from ..tokenizer import TokenizerError, read_tokenizer
 
     path = source.tokenizer_path
     if path is None:
-        if shipped is not None and len(shipped) == rows:
-            return {"vocab": shipped, "vocabulary": "the shipped corpus's characters (no vocabulary file found)"}
-        raise PublishedFormatError(f"{source.path}: no vocabulary for its {rows:,} token ids; put the tokenizer "
-                                   "(tokenizer.json, or vocab.json for characters) beside it or pass --tokenizer")
+        raise PublishedFormatError(f"{source.path}: {missing}")
     try:
-        tokenizer: Tokenizer = read_tokenizer(path)
+        tokenizer = read_tokenizer(path)
     except TokenizerError as exc:
         raise PublishedFormatError(str(exc)) from None
     if tokenizer.vocab_size != rows:
         raise _size_error(path, tokenizer.vocab_size, rows, f"the {tokenizer.kind} tokenizer")
-    entries = {"tokenizer": tokenizer.to_json(), "vocabulary": f"{tokenizer.kind} tokenizer {path.name}"}
+    return tokenizer
+
+
+def vocabulary_entries(source: Source, rows: int, *, shipped: str | None = None) -> dict:
+    """`tokenizer` (tokenizer.json text) and, for characters, `vocab` for a converted checkpoint whose embedding has
+    `rows` rows, plus a `vocabulary` note saying where they came from. `shipped`: a character vocabulary to fall
+    back on when no file is found and its size fits (the project's corpus); otherwise no file is an error."""
+    if source.tokenizer_path is None and shipped is not None and len(shipped) == rows:
+        return {"vocab": shipped, "vocabulary": "the shipped corpus's characters (no vocabulary file found)"}
+    tokenizer = checked_tokenizer(source, rows, missing=(
+        f"no vocabulary for its {rows:,} token ids; put the tokenizer (tokenizer.json, or vocab.json for "
+        "characters) beside it or pass --tokenizer"))
+    entries = {"tokenizer": tokenizer.to_json(),
+               "vocabulary": f"{tokenizer.kind} tokenizer {source.tokenizer_path.name}"}
     if tokenizer.chars is not None:  # characters also as the `vocab` string every checkpoint held before
         entries["vocab"] = tokenizer.chars
     return entries

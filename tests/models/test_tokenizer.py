@@ -97,7 +97,7 @@ def test_malformed_and_oversized_files_are_one_line(tmp_path):
         f.truncate(100 * 2**20)  # sparse: refused from its size, never read
     with pytest.raises(TokenizerError) as caught:
         read_tokenizer(huge)
-    assert str(caught.value) == f"{huge}: 104,857,600 bytes, over the tokenizer file limit of {MAX_TOKENIZER_BYTES:,}"
+    assert str(caught.value) == f"{huge}: tokenizer file: 104,857,600 bytes, over the limit of {MAX_TOKENIZER_BYTES:,}"
     no_model = tmp_path / "t.json"
     no_model.write_text(json.dumps({"model": {"type": "Nope"}}))
     with pytest.raises(TokenizerError, match="not a usable tokenizer.json"):
