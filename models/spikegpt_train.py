@@ -43,6 +43,7 @@ TRAIN_BATCH = 32  # windows per step: the 2 x 64 config of §3.6 (upstream uses 
 LR_INITIAL, LR_FINAL = 3e-3, 1e-5  # Adam, cosine decay
 ADAM_BETAS = (0.9, 0.99)  # §3.2
 GRAD_CLIP = 1.0  # global norm (§3.2)
+CURVE_EVERY = 200  # steps between validation points of the stored gap-vs-steps curve (~1 s each, one thread)
 
 
 def _bits_per_char(logits: Tensor, targets: Tensor) -> float:
@@ -93,12 +94,15 @@ def train(
     progress: bool = True,
     lr: float = LR_INITIAL,
     eval_chars: int = 20000,
+    curve_every: int = CURVE_EVERY,
 ) -> dict:
     """Train the 2 x 64 character SpikeGPT (or its ANN twin) on `load_corpus()` and save a checkpoint dict.
 
     Adam as §3.2 (betas 0.9/0.99, cosine decay to 1e-5, clip 1.0) but peak lr 3e-3 (see LR_INITIAL); batch 32
     windows of 64 characters (§3.6); `seed` drives both the init and the window sampler. The stored (and
-    returned) metrics: `evaluate_model` on the first `eval_chars` validation characters, plus training facts.
+    returned) metrics: `evaluate_model` on the first `eval_chars` validation characters, plus training facts and
+    `val_bpc_curve`, [step, val BPC] every `curve_every` steps (the card's gap-vs-steps table; evaluation uses no
+    random numbers, so recording it leaves the trained weights unchanged).
     """
     if steps < 1:
         raise SpikestackError(f"train spikegpt: steps must be >= 1, got {steps}")
@@ -111,11 +115,13 @@ def train(
             progress=progress,
             lr=lr,
             eval_chars=eval_chars,
+            curve_every=curve_every,
         )
 
 
 def _train(
-    out_path: Path, *, steps: int, seed: int, spiking: bool, progress: bool, lr: float, eval_chars: int
+    out_path: Path, *, steps: int, seed: int, spiking: bool, progress: bool, lr: float, eval_chars: int,
+    curve_every: int
 ) -> dict:
     from tqdm import tqdm
 
@@ -128,6 +134,7 @@ def _train(
     started = time.perf_counter()
     bar = tqdm(range(steps), desc="train spikegpt", disable=not progress, unit="step")
     train_bpc = float("nan")
+    curve: list[list[float]] = []
     for step in bar:
         lr_now = LR_FINAL + 0.5 * (lr - LR_FINAL) * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
@@ -141,13 +148,19 @@ def _train(
         optimizer.step()
         train_bpc = loss.item() / math.log(2)
         bar.set_postfix(bpc=f"{train_bpc:.3f}", lr=f"{lr_now:.1e}")
+        if curve_every and (step + 1) % curve_every == 0 and step + 1 < steps:
+            point = evaluate_model(model, corpus.val_ids, n_chars=eval_chars)["val_bpc"]
+            curve.append([step + 1, round(point, 4)])
+    train_wall_s = time.perf_counter() - started  # evaluations for the curve included
+    final = evaluate_model(model, corpus.val_ids, n_chars=eval_chars)
     metrics = {
         "steps": steps,
         "seed": seed,
         "lr_peak": lr,
         "train_bpc_last_batch": train_bpc,
-        "train_wall_s": time.perf_counter() - started,
-        **evaluate_model(model, corpus.val_ids, n_chars=eval_chars),
+        "train_wall_s": train_wall_s,
+        **final,
+        "val_bpc_curve": [*curve, [steps, round(final["val_bpc"], 4)]],
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {

@@ -58,6 +58,8 @@ FAMILY_ENCODER = "spikelm-enc"
 FAMILY_DECODER = "spikelm-dec"
 EVAL_CHARS = 8192  # characters per evaluation: 8192 // context fixed validation windows
 EVAL_SEED = 1234  # masks and shuffles of the validation windows
+CURVE_EVERY = 250  # steps between points of the stored validation curve (one evaluation each, ~1-3 s)
+CURVE_METRICS = {True: ("val_bpc",), False: ("mlm_accuracy", "cls_accuracy")}  # by `causal`
 
 
 # -------------------- evaluation
@@ -136,10 +138,12 @@ def _train(
     loss_fn: Callable[[SpikeLM, tuple[torch.Tensor, ...]], torch.Tensor],
     steps: int,
     progress: bool,
+    after_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """AdamW, linear warm-up, cosine decay; the α's are initialised by the first forward, then frozen, or with
     `learnable_alpha` trained (LSQ-scaled gradient, no weight decay, kept at or above the 1e-5 floor the forward
-    applies, so the stored α is the one used). Returns the loss of every step."""
+    applies, so the stored α is the one used). `after_step(n)` runs after the n-th update (the validation curve).
+    Returns the loss of every step."""
     from tqdm import tqdm
 
     alphas = _alpha_parameters(model)
@@ -179,6 +183,8 @@ def _train(
                 alpha.clamp_(min=ALPHA_FLOOR)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if after_step is not None:
+            after_step(i + 1)
     return losses
 
 
@@ -195,15 +201,11 @@ def _config_fields(cfg: SpikeLMConfig) -> dict:
     return fields
 
 
-def _save(model: SpikeLM, out_path: Path, vocab: str, train: dict) -> dict:
-    ckpt = {
-        "family": _family(model),
-        "config": _config_fields(model.cfg),
-        "state_dict": model.state_dict(),
-        "vocab": vocab,
-        "metrics": evaluate_model(model),
-        "train": train,
-    }
+def _save(model: SpikeLM, out_path: Path, vocab: str, train: dict, curve: list[list[float]]) -> dict:
+    metrics = evaluate_model(model)  # then [step, metric...] during training and at the end:
+    metrics["curve"] = [*curve, [train["steps"], *(metrics[n] for n in CURVE_METRICS[model.cfg.causal])]]
+    ckpt = {"family": _family(model), "config": _config_fields(model.cfg), "state_dict": model.state_dict(),
+            "vocab": vocab, "metrics": metrics, "train": train}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out_path)
@@ -263,9 +265,19 @@ def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spikin
         terms = decoder_distill_terms if causal else encoder_distill_terms
         loss = _total_of(terms, twin, weights)
         distill = {"teacher": Path(teacher).name, "distill": asdict(weights)}
+    curve: list[list[float]] = []
+
+    def record_curve(done: int) -> None:
+        # evaluation draws no training random numbers and α is already initialised: the weights do not change
+        if done % CURVE_EVERY == 0 and done < steps:
+            metrics = evaluate_model(model)
+            curve.append([done, *(metrics[name] for name in CURVE_METRICS[causal])])
+            model.train()
+
     with one_torch_thread():  # the cards' one-thread timing; bit-reproducible (models/threads.py)
-        _train(model, settings, next_batch, loss, steps, progress)  # type: ignore[arg-type]
-        return _save(model, out_path, corpus.vocab, {**_train_record(settings, steps, seed, started_s), **distill})
+        _train(model, settings, next_batch, loss, steps, progress, record_curve)  # type: ignore[arg-type]
+        record = {**_train_record(settings, steps, seed, started_s), **distill}
+        return _save(model, out_path, corpus.vocab, record, curve)
 
 
 def train_encoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,

@@ -55,8 +55,10 @@ def test_shipped_checkpoints_reproduce_their_card():
     from spikestack.models.bispike_mlp import evaluate
 
     ckpt = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-    assert evaluate(ckpt / "bispike-mlp.pt")["val_bpc"] == pytest.approx(2.5546, rel=0.02)
-    assert evaluate(ckpt / "bispike-mlp-ann.pt")["val_bpc"] == pytest.approx(2.3458, rel=0.02)
+    spiking, twin = evaluate(ckpt / "bispike-mlp.pt")["val_bpc"], evaluate(ckpt / "bispike-mlp-ann.pt")["val_bpc"]
+    assert spiking == pytest.approx(2.5546, rel=0.02)
+    assert twin == pytest.approx(2.3458, rel=0.02)
+    assert spiking / twin - 1 <= 0.10  # the seeds' claim: within 10 % of the ANN twin (card: +8.9 %)
 
 
 def test_learnable_alpha_trains_from_the_first_batch():

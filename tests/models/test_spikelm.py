@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,30 @@ def test_shipped_checkpoint_reproduces_card_metric(path: Path) -> None:
     for name in names:
         assert metrics[name] == pytest.approx(spikelm.card_metric(card, name), rel=0.02), name
     assert path.stat().st_size <= 5 * 2**20
+
+
+DECODER_GAP_LIMIT = 0.15  # measured +14.2 % at 1000 steps; the card shows the gap growing with steps
+# The most a spiking model may trail its ANN twin on each card metric (relative; accuracy lower or BPC higher).
+# 10 % is the seeds' claim (SpikeLM: elastic bi-spikes with distillation stay close to the float model); the decoder
+# misses it at this size and its card shows the measured gap against training steps instead.
+TWIN_GAP_LIMITS = [
+    ("spikelm-enc-tiny", "mlm_accuracy", 0.10),
+    ("spikelm-enc-tiny", "cls_accuracy", 0.10),
+    ("spikelm-dec-tiny", "val_bpc", DECODER_GAP_LIMIT),
+]
+
+
+@pytest.mark.parametrize(("name", "metric", "limit"), TWIN_GAP_LIMITS, ids=lambda v: str(v))
+def test_card_twin_gap(name: str, metric: str, limit: float) -> None:
+    """The gap between a spiking card and its twin's card (both re-checked against their checkpoints above),
+    and the spiking card quotes the twin's value it is compared with."""
+    spiking_card = (CHECKPOINTS / f"{name}.md").read_text()
+    twin = spikelm.card_metric((CHECKPOINTS / f"{name}-ann.md").read_text(), metric)
+    quoted = re.search(rf"Counterpart \(ANN twin[^\n]*?{metric} ([0-9]+\.[0-9]+)", spiking_card)
+    assert quoted and float(quoted.group(1)) == twin
+    ours = spikelm.card_metric(spiking_card, metric)
+    gap = (ours - twin) / twin if metric == "val_bpc" else (twin - ours) / twin
+    assert 0.0 <= gap <= limit, f"{name} {metric}: {ours} vs twin {twin}, gap {gap:.1%} > {limit:.0%}"
 
 
 def test_generate_continues_the_prompt_greedily() -> None:

@@ -218,3 +218,21 @@ def test_a_student_equal_to_its_teacher_has_zero_distillation_terms(causal: bool
     assert float(terms["hidden"]) == 0.0
     assert float(terms["total"]) == pytest.approx(float(terms["task"]), abs=1e-6)
     assert float(terms["task"]) > 1.0  # random characters: a CE near ln 11 = 2.4, not a vacuous zero
+
+
+def test_validation_curve_is_recorded_without_changing_the_trained_weights(tmp_path, monkeypatch) -> None:
+    from spikestack.models import spikelm_train
+    from spikestack.models.checkpoint import read_checkpoint
+    from spikestack.models.spikelm import train_decoder
+
+    monkeypatch.setattr(spikelm_train, "CURVE_EVERY", 1)
+    with_curve = train_decoder(tmp_path / "a.pt", steps=2, seed=0, progress=False, learnable_alpha=True)
+    monkeypatch.setattr(spikelm_train, "CURVE_EVERY", 10**6)
+    without = train_decoder(tmp_path / "b.pt", steps=2, seed=0, progress=False, learnable_alpha=True)
+    # one point after step 1 (CURVE_EVERY = 1), the final point is the checkpoint's own metric
+    assert [point[0] for point in with_curve["curve"]] == [1, 2]
+    assert with_curve["curve"][1] == [2, with_curve["val_bpc"]]
+    assert with_curve["curve"][0][1] != with_curve["val_bpc"]  # the model moved between the two points
+    assert without["curve"] == [[2, without["val_bpc"]]]
+    a, b = read_checkpoint(tmp_path / "a.pt")["state_dict"], read_checkpoint(tmp_path / "b.pt")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # evaluating changed nothing
