@@ -4,10 +4,12 @@ A child process writes a random state dict with the published key names and shap
 (upstream's `GPT(model_type='RWKV')`, 18 layers × 768, vocab 50,277, float embedding; ridgerchu/SpikeGPT) to a
 temp folder as `SpikeGPT-216M.pth`. Then the one command runs in its own process, timed from start to exit:
 
-    spikestack compile SpikeGPT-216M.pth --dataflow --calibrate 0 -o art
+    spikestack compile SpikeGPT-216M.pth --dataflow -o art
 
-(`--calibrate 0`, the API's default: the CLI's default per-layer error report on 256 tokens runs the whole
-compiled 216M program token by token, 390 s and 11.6 GB measured, and is not part of getting the artifact.)
+with the CLI's defaults, so `--calibrate 256`: the per-layer error report, which at this size runs on the
+positions its weight budget allows (spikestack/compilation.py LAYER_ERROR_WEIGHT_POSITIONS: 4 here; the row says
+how many it used). Before that budget it ran all 256 positions token by token: 390 s and 11.6 GB, measured.
+`--calibrate 0` times the mapped artifact alone.
 
 Its peak RSS comes from `os.wait4` (that child alone, not the writer). Afterwards the artifact is loaded and
 simulated for `--tokens` tokens (reference executor, the target's default profile) for energy per token; that
@@ -85,9 +87,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default=":".join(map(str, PUBLISHED_216M)), help="n_layer:n_embd:vocab")
     ap.add_argument("--tokens", type=int, default=4, help="tokens simulated for the energy figure (not timed)")
-    ap.add_argument("--calibrate", type=int, default=0,
-                    help="compile --calibrate N (the CLI's default 256 runs the 216M program on 256 tokens: "
-                         "390 s and 11.6 GB, measured; 0 = the API's default, the mapped artifact alone)")
+    ap.add_argument("--calibrate", type=int, default=256,
+                    help="compile --calibrate N (default 256, the CLI's; the report takes fewer positions at this "
+                         "size and the row says how many; 0: the mapped artifact alone)")
     ap.add_argument("--keep", help="write the .pth and the artifact here instead of a temp folder")
     ap.add_argument("--write-only", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -110,8 +112,9 @@ def main() -> None:
 
         program = api.load(art)
         report = api.simulate(program, tokens=args.tokens).to_dict()
+        positions = (program.report.get("calibration") or {}).get("positions", 0)
         row = {"command": f"spikestack compile {pth.name} --dataflow --calibrate {args.calibrate} -o art",
-               "shape": args.shape,
+               "shape": args.shape, "calibration_positions": positions,
                "seconds": round(seconds, 1), "cpu_s": round(cpu_s, 1), "peak_rss_gb": round(rss_gb, 2),
                "cores": len(program.cores), "chips": len({c.chip for c in program.cores}),
                "relay_layers": sum(la.kind == "relay" for la in program.layers),

@@ -15,7 +15,6 @@ calls these functions and prints; it holds no library logic.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from spikestack.errors import SpikestackError, VerificationError
 
-from .evaluation import EvalInputs, bpc, calibration_inputs, eval_inputs, is_hybrid, vocab_size
+from .evaluation import EvalInputs, bpc, eval_inputs, is_hybrid, vocab_size
 from .importing import checkpoint_of as _checkpoint
 from .importing import import_checkpoint, is_published
 from .importing import is_checkpoint as _is_checkpoint
@@ -113,8 +112,9 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
     """A checkpoint (.pt, or a published .pth/.bin/.safetensors/Hugging Face folder, `family` forcing its layout),
     a NIR file or a `nir.NIRGraph` → a mapped program for `target` (a name, a .toml path
     or a `Target`). Chain graphs give a chain `Program`, language models a `HybridProgram`; both save, load, run,
-    verify and simulate through this module. `calibrate` > 0 attaches the per-layer quantisation error on that
-    many validation positions to the program's report. `dump_ir` writes the IR after every pass into that
+    verify and simulate through this module. `calibrate` > 0 attaches the per-layer quantisation error on up to
+    that many validation positions to the program's report (fewer for big models, and the report says how many:
+    compilation.py `layer_error_windows`). `dump_ir` writes the IR after every pass into that
     folder as `NNN_pass.json` (`dump_after` + `dump_dir`: after one pass only). `text` (a UTF-8 file) is what
     calibration reads, encoded by the graph's tokenizer, which the program carries on (artifact tokenizer.json)."""
     import nir
@@ -129,13 +129,14 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
         if not source.exists():
             raise SpikestackError(f"{source}: file not found")
         graph = checkpoint_to_nir(_checkpoint(source, family)) if _is_checkpoint(source) else read_nir(source)
-    on_pass = _ir_dumper(Path(dump_ir)) if dump_ir is not None else None
+    from .compilation import compile_hybrid_graph, ir_dumper, is_hybrid_graph
     from .evaluation import calibrate_chain, carry_tokenizer
 
-    if _is_hybrid_graph(graph):
-        return carry_tokenizer(_compile_hybrid(graph, target, encoding=encoding, dataflow=dataflow, calibrate=calibrate,
-                                               dump_after=dump_after, dump_dir=dump_dir, on_pass=on_pass, text=text),
-                               graph)
+    on_pass = ir_dumper(Path(dump_ir)) if dump_ir is not None else None
+    if is_hybrid_graph(graph):
+        return carry_tokenizer(compile_hybrid_graph(graph, target, encoding=encoding, dataflow=dataflow,
+                                                    calibrate=calibrate, dump_after=dump_after, dump_dir=dump_dir,
+                                                    on_pass=on_pass, text=text), graph)
     if dataflow:
         raise SpikestackError("--dataflow folds language-model graphs (SpikeGPT); this is a chain program")
     from spikestack.compiler.pipeline import compile_graph
@@ -148,69 +149,6 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
         return program
     program = carry_tokenizer(program, graph)
     return calibrate_chain(graph, program, calibrate, text) if calibrate > 0 else program  # units from weights
-
-
-def _is_hybrid_graph(graph) -> bool:
-    from spikestack.compiler.nir_cycles import is_recurrent_chain
-    from spikestack.compiler.program_kind import is_hybrid_graph
-
-    # a cycle (snnTorch RLeaky) has a node with two inputs, yet it is a LIF graph: the chain compiler takes it
-    return is_hybrid_graph(graph) and not is_recurrent_chain(graph)
-
-
-def _ir_dumper(folder: Path):
-    """on_pass hook writing `NNN_pass.json` for every pass, numbered in the order the passes ran."""
-    from spikestack.compiler.pipeline import to_jsonable
-
-    if folder.exists() and not folder.is_dir():
-        raise SpikestackError(f"--dump-ir {folder}: exists and is not a folder")
-    count = [0]
-
-    def dump(name: str, ir) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(to_jsonable(ir), indent=1, sort_keys=True, allow_nan=False)
-        (folder / f"{count[0]:03d}_{name}.json").write_text(text)
-        count[0] += 1
-
-    return dump
-
-
-def _compile_hybrid(graph, target, *, encoding, dataflow, calibrate, dump_after, dump_dir, on_pass=None, text=None):
-    from spikestack.compiler.hybrid.compile import HYBRID_PASSES, compile_hybrid
-    from spikestack.compiler.kinds import kind_of as chip_kind
-    from spikestack.compiler.pipeline import to_jsonable
-
-    if dump_after is not None and dump_after not in HYBRID_PASSES:
-        raise SpikestackError(f"--dump-after {dump_after}: not a pass of hybrid (language-model) programs; their "
-                              f"passes are {', '.join(HYBRID_PASSES)}")
-
-    def dump(name: str, ir) -> None:
-        if on_pass is not None:
-            on_pass(name, ir)
-        if name == dump_after:
-            folder = Path(dump_dir or ".")
-            folder.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(to_jsonable(ir), indent=1, sort_keys=True)
-            (folder / f"{HYBRID_PASSES.index(name):03d}_{name}.json").write_text(text)
-
-    calibration = calibration_inputs(graph, text=text)
-    program = compile_hybrid(graph, target, calibration.inputs, dataflow=dataflow, on_pass=dump, encoding=encoding)
-    program = replace(program, report=dict(program.report, calibration_text=calibration.text))
-    if dataflow and not any(chip_kind(la).dataflow_fold for la in program.layers):
-        raise SpikestackError("--dataflow: no Linear of this graph reads a normed integer residual stream (SpikeGPT "
-                              "with a binary embedding); nothing to fold")
-    if calibrate > 0:
-        from spikestack.models.nir.export_tokenizer import graph_tokenizer
-        from spikestack.runtime.hybrid.calibration import layer_errors
-
-        from .evaluation import CALIBRATION_OFFSET, sample_ids
-
-        context = program.max_positions if program.time_axis != "tokens" else 0
-        windows = sample_ids(program.vocab_size, context, calibrate, offset=CALIBRATION_OFFSET,
-                             tokenizer=graph_tokenizer(graph), text=text).inputs
-        report = {"positions": int(windows.size), "layers": layer_errors(graph, program, windows)}
-        program = replace(program, report=dict(program.report, calibration=report))
-    return program
 
 
 # --------------------------------------------------------------------------------------------------- files

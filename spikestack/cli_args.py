@@ -168,7 +168,8 @@ def build_parser() -> CliParser:
     s.add_argument("--steps", type=integer(1, COMPILE_STEPS_MAX),
                    help="steps per input sample for foreign LIF graphs (default 100)")
     s.add_argument("--calibrate", type=integer(0, CALIBRATE_MAX), default=256, metavar="N",
-                   help="measure per-layer quantisation error on N validation windows (0: skip)")
+                   help="measure per-layer quantisation error on N validation windows (0: skip); language "
+                   "models with over 10^9 weights x positions use fewer, and the report says how many")
     s.add_argument("--dataflow", action="store_true",
                    help="SpikeGPT: fold Linears of the normed residual stream onto the cores (event-driven "
                         "projections; compiler/hybrid/fold.py)")

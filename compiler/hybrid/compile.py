@@ -220,6 +220,8 @@ class QuantizedStage:
     plan: CutPlan
     x_max: dict[str, float]
     layers: tuple[QChipLayer, ...]
+    # per projection on a fitted grid: relative weight error on the power-of-two grid and on the grid used
+    weight_grid: dict[str, dict[str, float]]
 
 
 def _cut(graph: nir.NIRGraph, ctx: HybridContext) -> CutStage:
@@ -247,8 +249,10 @@ def _verify_peaks(stage: CalibratedStage) -> None:
 
 def _quantize(stage: CalibratedStage, ctx: HybridContext) -> QuantizedStage:
     with _phase(ctx.timings, "quantize"):
-        layers = quantize_layers(stage.plan, stage.x_max, ctx.target, ctx.encoding)
-    return QuantizedStage(graph=stage.graph, plan=stage.plan, x_max=stage.x_max, layers=tuple(layers))
+        grid: dict[str, dict[str, float]] = {}
+        layers = quantize_layers(stage.plan, stage.x_max, ctx.target, ctx.encoding, grid_report=grid)
+    return QuantizedStage(graph=stage.graph, plan=stage.plan, x_max=stage.x_max, layers=tuple(layers),
+                          weight_grid=grid)
 
 
 def _verify_quantized(stage: QuantizedStage) -> None:
@@ -278,7 +282,8 @@ def _host(stage: QuantizedStage, ctx: HybridContext) -> HybridProgram:
         states=tuple(states), input_name=plan.input_name, decode_stages=decode_stages,
         decode_states=decode_states, max_positions=max_positions,
         report={"calibration_peaks": {k: round(v, 6) for k, v in stage.x_max.items()},
-                "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None}})
+                "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None},
+                "weight_grid": stage.weight_grid})
     return replace(program, report=dict(program.report, host_traffic_values_per_position=_traffic(program)))
 
 

@@ -1,6 +1,6 @@
 """quantize: chip layers of a cut plan → integer `QChipLayer`s in Lava fixed_pt units, from calibration ranges.
 
-Units (all powers of two, so host quantizers are exact scalings):
+Input units are powers of two, so host quantizers are exact scalings; weight units need not be (below).
 
 Widths come from the target (`compiler/targets.py`): the state width S (Lava 24), the decay unity U = 2^D (Lava
 4096) and the activation shift A (Lava 6, so 2^A = 64).
@@ -11,13 +11,19 @@ choice and the target checks, and walks the plan.
 
 Weights: m = 2·round(W/2^e), |m| ≤ 2^b − 2 for the target's weight_mantissa_bits b (254 for b = 8; Lava's
 mixed-sign truncation is a no-op on even mantissas, REFERENCE.md §5.3); real weight m·2^(e−1). Accumulators
-must fit S bits for the worst input: if not, e grows (a coarser weight grid), never a silent wrap. Target limits (neuron
-kinds, payload bits) raise `TargetLimitError` naming the layer and the limit.
+must fit S bits for the worst input: if not, e grows (a coarser weight grid), never a silent wrap. A projection
+whose accumulators the host reads (gif, bispike, lif: `projection`) needs no power of two at all: the chip sums
+integer mantissas and only the host's dequantizer knows the step, so `fitted_mantissas` spans the full b bits
+(step = peak/(2^(b−1) − 1)); the power-of-two grid wastes up to one bit (docs/hybrid.md, "Weight grid").
+Target limits (neuron kinds, payload bits) raise `TargetLimitError` naming the layer and the limit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 import nir
@@ -48,30 +54,39 @@ def pow2_ceil(x: float) -> int:
 MANTISSA_CHUNK = 1 << 22  # weights per chunk of `mantissas` (a 32 MB float64 scratch)
 
 
-def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target) -> tuple[np.ndarray, int]:
+def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat: int = 1) -> tuple[np.ndarray, int]:
     """Even mantissas |m| ≤ 2^b − 2 (b = the target's weight_mantissa_bits) and exponent e (real = m·2^(e−1))
     whose worst accumulator fits the target's state.
 
     Row chunks through one scratch buffer, straight into the int16 result: the 216M shape's head relay is
     50,277 × 1,536 weights, and whole-matrix temporaries cost 0.6 GB each. Every step is exact (a power-of-two
-    division, rounding, clipping, integer row sums), so chunking changes no mantissa."""
+    division, rounding, clipping, integer row sums), so chunking changes no mantissa. `repeat` > 1: `w` stands for
+    `repeat` identical copies side by side (a real-embedding fold's two column groups, `relay_weights`): each
+    mantissa is computed once and the result tiled — the same integers, half the work."""
     peak = max(float(w.max()), -float(w.min()))
     q_max = weight_mantissa_max(target)
     e = pow2_ceil(peak / q_max) if peak > 0 else 0
     rows = max(1, MANTISSA_CHUNK // max(w.shape[1], 1))
     scratch = np.empty((min(rows, w.shape[0]), w.shape[1]), np.float64)
-    out = np.empty(w.shape, np.int16)
+    width = w.shape[1]
+    out = np.empty((w.shape[0], width * repeat), np.int16)
     for _ in range(32):
         fits = True
+        clip = peak / 2.0**e > q_max  # else every |W|/2^e ≤ q_max already, and so is its rounding (q_max integer)
         for lo in range(0, w.shape[0], rows):
             hi = min(lo + rows, w.shape[0])
             q = scratch[: hi - lo]
             np.divide(w[lo:hi], 2.0**e, out=q)
-            np.round(q, out=q)
-            np.clip(q, -q_max, q_max, out=q)
-            m = out[lo:hi]
+            np.rint(q, out=q)
+            if clip:
+                np.clip(q, -q_max, q_max, out=q)
+            m = out[lo:hi, :width]
             np.multiply(q, 2, out=m, casting="unsafe")  # even integers |m| <= 2^b - 2: exact in int16
-            if int(np.abs(m, dtype=np.int32).sum(1, dtype=np.int64).max()) * payload_max > target.state_max:
+            for k in range(1, repeat):  # the copies, while the chunk is in cache
+                out[lo:hi, k * width:(k + 1) * width] = m
+            # Σ|m| = 2 Σ|q|: sums of small integers, exact in float64
+            row_l1 = 2 * int(np.abs(q, out=q).sum(1).max()) * repeat
+            if row_l1 * payload_max > target.state_max:
                 fits = False
                 break
         if fits:
@@ -87,11 +102,46 @@ def projection(plan: CutPlan, layer: PlannedLayer, weight_scale: float, payload_
         return None
     node = plan.graph.nodes[layer.projection]
     w = np.asarray(node.weight, np.float64) * weight_scale
-    m, e = mantissas(w, payload_max, layer.projection, target)
+    m, step = fitted_mantissas(w, payload_max, layer.projection, target)
     bias = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else None
-    return QChipProjection(name=layer.projection, weight=frozen_array(m), unit=2.0 ** (e - 1) * payload_unit,
+    return QChipProjection(name=layer.projection, weight=frozen_array(m), unit=step / 2 * payload_unit,
                            message_bits=message_bits, groups=frozen_array(groups.astype(np.int8)), n_groups=n_groups,
                            bias=None if bias is None else frozen_array(bias))
+
+
+# per-projection weight errors of the quantize pass in progress (`quantize_layers(grid_report=...)`): the kinds'
+# `lower` has a fixed signature, so the report travels beside it rather than through it
+_GRID_REPORT: ContextVar[dict[str, dict[str, float]] | None] = ContextVar("grid_report", default=None)
+
+
+def fitted_mantissas(w: np.ndarray, payload_max: int, name: str, target: Target) -> tuple[np.ndarray, float]:
+    """Even mantissas as `mantissas`, on a real step: (m, step) with real weight m·step/2, step = peak/q_max
+    (q_max = 2^(b−1) − 1), so the largest |W| takes the largest mantissa. The grid of `mantissas` is a power of
+    two, 2^ceil(log2(peak/q_max)): its largest mantissa lies anywhere in (q_max/2, q_max], one bit lost at worst.
+    Only for host-read accumulators (the host's dequantizer multiplies by any real unit; the chip's integers are
+    the same kind of integers). A step that overflows the state grows by powers of two, as in `mantissas`.
+    Adds {rel_rms_pow2, rel_rms} of this weight matrix to the active grid report, if any."""
+    peak = max(float(w.max()), -float(w.min())) if w.size else 0.0
+    q_max = weight_mantissa_max(target)
+    step = peak / q_max if peak > 0 else 1.0
+    scaled = w / step
+    while peak > 0 and float(np.abs(scaled).max()) > q_max:  # a division may land one ulp above q_max
+        step = float(np.nextafter(step, np.inf))
+        scaled = w / step
+    m, e = mantissas(scaled, payload_max, name, target)  # e = 0 unless the accumulator bound needs a coarser grid
+    step *= 2.0**e
+    report = _GRID_REPORT.get()
+    if report is not None:
+        m2, e2 = mantissas(w, payload_max, name, target)
+        report[name] = {"rel_rms_pow2": _rel_rms(w, m2, 2.0**e2), "rel_rms": _rel_rms(w, m, step)}
+    return m, step
+
+
+def _rel_rms(w: np.ndarray, m: np.ndarray, step: float) -> float:
+    """‖m·step/2 − W‖ / ‖W‖ (Frobenius): the weight matrix's relative quantisation error."""
+    norm = float(np.sqrt(np.square(w).sum()))
+    err = float(np.sqrt(np.square(m.astype(np.float64) * (step / 2) - w).sum()))
+    return round(err / norm, 6) if norm > 0 else 0.0
 
 
 def fan_in_sum(plan: CutPlan, layer: PlannedLayer) -> float:
@@ -114,12 +164,18 @@ def gif_group_of(node: GIF) -> np.ndarray:
     return out
 
 
-def relay_weights(plan: CutPlan, layer: PlannedLayer) -> tuple[np.ndarray, np.ndarray, int]:
+def relay_weights(plan: CutPlan, layer: PlannedLayer, *, unique: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Real weights [branches·out, parts·C] of a folded Linear, its column groups and channel count C.
 
     Columns: e (the LN0 input, if any) then S (the spike sum, if any); rows: the current token's branch, then
-    the shifted branch (fold.py has the algebra)."""
+    the shifted branch (fold.py has the algebra). `unique`: when the parts are equal (a real embedding: γ0 is
+    ones, and c·γ·1 = c·γ exactly) only the first part's columns [branches·out, C]; `relay_repeat` says how many
+    parts they stand for (the groups still cover all of them)."""
     fold = layer.fold
+    if unique and relay_repeat(plan, layer) > 1:
+        full = replace(fold, spikes=())  # the e part alone: c·γ·γ0 with γ0 = ones
+        v, _, width = relay_weights(plan, replace(layer, fold=full))
+        return v, np.repeat(np.arange(2), width), width
     w = np.asarray(plan.graph.nodes[fold.linear].weight, np.float64)
     norm = plan.graph.nodes[fold.norm]
     gamma = np.asarray(norm.weight, np.float64)
@@ -134,6 +190,13 @@ def relay_weights(plan: CutPlan, layer: PlannedLayer) -> tuple[np.ndarray, np.nd
             np.multiply(w, scale[None, :], out=v[b * out:(b + 1) * out, k * width:(k + 1) * width])
     groups = np.repeat(np.arange(n_parts), width)
     return v, groups, width
+
+
+def relay_repeat(plan: CutPlan, layer: PlannedLayer) -> int:
+    """2 when a folded Linear's two column groups hold the same weights (a real embedding's u and the spike sum
+    S both scaled by c·γ), else 1."""
+    fold = layer.fold
+    return 2 if fold.normed is not None and fold.real_embedding and fold.spikes else 1
 
 
 def _check_target(q: QChipLayer, target: Target) -> None:
@@ -166,11 +229,24 @@ def choose_encoding(q: QChipLayer, target: Target, forced: str | None) -> QChipL
 
 
 def quantize_layers(plan: CutPlan, x_max: dict[str, float], target: Target,
-                    encoding: str | None = None) -> list[QChipLayer]:
+                    encoding: str | None = None, grid_report: dict[str, dict[str, float]] | None = None
+                    ) -> list[QChipLayer]:
+    """Every planned layer lowered by its kind. `grid_report`, when given, receives per projection on a fitted
+    grid (`fitted_mantissas`) its weight error on the power-of-two grid and on the grid used."""
     out: list[QChipLayer] = []
-    for layer in plan.layers:
-        q = KINDS[layer.kind].lower(plan, layer, x_max, target, out)
-        q = choose_encoding(q, target, encoding)
-        _check_target(q, target)
-        out.append(q)
+    with _reporting(grid_report):
+        for layer in plan.layers:
+            q = KINDS[layer.kind].lower(plan, layer, x_max, target, out)
+            q = choose_encoding(q, target, encoding)
+            _check_target(q, target)
+            out.append(q)
     return out
+
+
+@contextmanager
+def _reporting(report: dict[str, dict[str, float]] | None) -> Iterator[None]:
+    token = _GRID_REPORT.set(report)
+    try:
+        yield
+    finally:
+        _GRID_REPORT.reset(token)

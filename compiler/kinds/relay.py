@@ -30,9 +30,9 @@ class RelayKind(ChipKind):
         from ..ir import frozen_array
 
         fold = planned.fold
-        v, groups, _ = q.relay_weights(plan, planned)
+        v, groups, _ = q.relay_weights(plan, planned, unique=True)  # equal column groups: mantissas once
         payload_max = max(fold.bound_e, fold.bound_s, 1)
-        m, e = q.mantissas(v, payload_max, fold.linear, target)
+        m, e = q.mantissas(v, payload_max, fold.linear, target, repeat=q.relay_repeat(plan, planned))
         proj = QChipProjection(name=fold.linear, weight=frozen_array(m), unit=2.0 ** (e - 1),
                                message_bits=payload_max.bit_length(), groups=frozen_array(groups.astype(np.int8)),
                                n_groups=int(groups.max()) + 1, bias=None)

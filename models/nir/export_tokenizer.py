@@ -9,6 +9,8 @@ before and its programs evaluate on the shipped corpus's characters.
 
 from __future__ import annotations
 
+import functools
+
 import nir
 
 from spikestack.errors import NIRFormatError
@@ -25,6 +27,14 @@ def attach_tokenizer(graph: nir.NIRGraph, checkpoint: dict) -> nir.NIRGraph:
     return graph
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str) -> Tokenizer:
+    """One parse per tokenizer text: `compile` asks for the graph's tokenizer three times (calibration text, layer
+    error report, the artifact's copy), and a 50,277-token BPE tokenizer.json takes 0.3 s to parse
+    (bench/compile_published.py). Tokenizers are only read from (encode, decode)."""
+    return Tokenizer.from_json(text, f"graph metadata {TOKENIZER_KEY!r}")
+
+
 def graph_tokenizer(graph: nir.NIRGraph) -> Tokenizer | None:
     """The graph's tokenizer, checked against its `spikestack.vocab_size`; None when the graph carries none."""
     meta = graph.metadata or {}
@@ -37,7 +47,7 @@ def graph_tokenizer(graph: nir.NIRGraph) -> Tokenizer | None:
         except UnicodeDecodeError:
             raise NIRFormatError(f"graph metadata {TOKENIZER_KEY!r} is not UTF-8 text") from None
     try:
-        tokenizer = Tokenizer.from_json(text, f"graph metadata {TOKENIZER_KEY!r}")
+        tokenizer = _parsed(text)
     except TokenizerError as exc:
         raise NIRFormatError(str(exc)) from None
     vocab = meta.get("spikestack.vocab_size")

@@ -20,6 +20,13 @@ THRESHOLD_TEST_KEY = "spikestack.threshold_test"
 
 
 def _t(a: np.ndarray) -> Tensor:
+    """A float64 tensor of a NIR array, sharing its memory when it already is a writable float64 array (the
+    exporters' arrays are): the compiler's float64 calibration copy of SpikeGPT-216M's weights was 1.7 GB and
+    5.8 s (bench/compile_published.py). Nothing writes to these modules' weights in place (inference only);
+    read-only and other-dtype arrays are copied."""
+    a = np.asarray(a)
+    if a.dtype == np.float64 and a.flags.writeable and a.flags.c_contiguous:
+        return torch.from_numpy(a)
     return torch.from_numpy(np.array(a, dtype=np.float64))
 
 

@@ -55,16 +55,79 @@ def payload_peak(layer: QChipLayer) -> int:
     return int(layer.steps) * kind_of(layer).peak_per_step(layer)
 
 
+ROW_CHUNK = 1 << 20  # weights per chunk of the row sums below (an 8 MB int64 scratch)
+# From this many weights up, a projection keeps one [in_g, out] block per accumulator group instead of the
+# zero-filled [in, groups · out] matrix: SpikeGPT-216M's folded Linears (two groups each, 400 M mantissas) would
+# take 3.2 GB of float32 zeros and 68 s to build (measured, bench/compile_published.py with --calibrate 256).
+# Below it one matmul over the zero-filled matrix is cheaper than a call per group (the shipped models).
+BLOCK_MIN_WEIGHTS = 1 << 20
+
+
+def _max_row_l1(w: np.ndarray) -> int:
+    """max_o Σ_i |w[o, i]| in int64, a row chunk at a time (no whole-matrix int64 copy of int16 mantissas)."""
+    rows = max(1, ROW_CHUNK // max(w.shape[1], 1))
+    wide = np.int32 if np.issubdtype(w.dtype, np.integer) and w.dtype.itemsize <= 2 else None  # |int16| fits
+    return max((int(np.abs(w[lo:lo + rows], dtype=wide).sum(1, dtype=np.int64).max(initial=0))
+                for lo in range(0, w.shape[0], rows)), default=0)
+
+
 def projection_dtype(layer: QChipLayer) -> type[np.floating]:
     """float32 where no partial sum of any accumulator can exceed 2^24 in magnitude, else float64 (module doc)."""
-    row_l1 = int(np.abs(np.asarray(layer.projection.weight, np.int64)).sum(1).max(initial=0))
+    row_l1 = _max_row_l1(np.asarray(layer.projection.weight))
     return np.float32 if payload_peak(layer) * row_l1 < FLOAT32_EXACT else np.float64
 
 
-def grouped_weight(layer: QChipLayer) -> np.ndarray:
-    """[in, groups · out] in `projection_dtype` (`QChipProjection.grouped`, transposed), so one matmul yields every
-    group's accumulators."""
-    return layer.projection.grouped().T.astype(projection_dtype(layer))
+def grouped_weight(layer: QChipLayer) -> np.ndarray | list[tuple[slice | np.ndarray, np.ndarray]]:
+    """The projection's weight in `projection_dtype`, built once per layer: [in, groups · out]
+    (`QChipProjection.grouped`, transposed) so one matmul yields every group's accumulators, or from
+    BLOCK_MIN_WEIGHTS weights up the group blocks (`group_blocks`)."""
+    p = layer.projection
+    w = np.asarray(p.weight)
+    if w.size >= BLOCK_MIN_WEIGHTS:
+        return group_blocks(layer)
+    dtype = projection_dtype(layer)
+    groups = np.asarray(p.groups)
+    out = np.zeros((p.n_groups * p.size, w.shape[1]), dtype)  # = grouped(), without int64 temporaries
+    for g in range(p.n_groups):
+        cols = np.flatnonzero(groups == g)
+        out[g * p.size:(g + 1) * p.size, cols] = w[:, cols]
+    return out.T  # the layout `grouped().T.astype(...)` had, which the shipped models' timings were measured on
+
+
+def _columns(groups: np.ndarray, g: int) -> slice | np.ndarray:
+    """Group g's input columns: a slice when they are one contiguous run (a fold's e and S parts), else indices."""
+    cols = np.flatnonzero(groups == g)
+    if cols.size and int(cols[-1]) - int(cols[0]) + 1 == cols.size:
+        return slice(int(cols[0]), int(cols[-1]) + 1)
+    return cols
+
+
+TRANSPOSE_ROWS = 256  # rows per cache-sized tile of `_transposed`
+
+
+def _transposed(w: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
+    """w.T as a C-contiguous `dtype` array, TRANSPOSE_ROWS rows at a time: 0.09 s for the 216M head's 50,277 × 768
+    mantissas, against 0.35 s for numpy's whole-matrix transposing copy (measured, one core). Row-major [in, out]
+    is the layout the row-by-row products of `project` run fastest on (2-3× a transposed view's, measured)."""
+    out = np.empty((w.shape[1], w.shape[0]), dtype)
+    for lo in range(0, w.shape[0], TRANSPOSE_ROWS):
+        out[:, lo:lo + TRANSPOSE_ROWS] = w[lo:lo + TRANSPOSE_ROWS].T
+    return out
+
+
+def group_blocks(layer: QChipLayer) -> list[tuple[slice | np.ndarray, np.ndarray]]:
+    """Per accumulator group: (its input columns, weight[:, columns].T [in_g, out] in `projection_dtype`). Groups
+    whose mantissas are equal share one block (a real-embedding fold's two groups: compiler/hybrid/quantize.py
+    `relay_repeat`), so the 216M shape's float copy is as large as its int16 mantissas' count, not twice."""
+    p = layer.projection
+    w, groups, dtype = np.asarray(p.weight), np.asarray(p.groups), projection_dtype(layer)
+    blocks: list[tuple[slice | np.ndarray, np.ndarray]] = []
+    for g in range(p.n_groups):
+        cols = _columns(groups, g)
+        mine = w[:, cols]
+        same = next((b for c, b in blocks if b.shape[0] == mine.shape[1] and np.array_equal(w[:, c], mine)), None)
+        blocks.append((cols, same if same is not None else _transposed(mine, dtype)))
+    return blocks
 
 
 def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
@@ -78,22 +141,45 @@ def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None =
     if weight is None:
         weight = grouped_weight(layer)
     total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0)
+    if isinstance(weight, list):
+        return _project_blocks(layer, total, weight)
     x = total.reshape(-1, total.shape[-1]).astype(weight.dtype)
     acc = (x[:, None, :] @ weight)[:, 0] if len(x) <= FEW_ROWS else x @ weight
     return acc.astype(np.int64).reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
-def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[slice | np.ndarray, np.ndarray]]
+                    ) -> np.ndarray:
+    """`project` over `group_blocks`: group g's accumulators are its columns of the payload times its block
+    (exact: integer products and sums in a float type that holds them). Groups sharing a block go through one
+    matmul, their payload rows stacked."""
+    p = layer.projection
+    x = total.reshape(-1, total.shape[-1])
+    acc = np.empty((len(x), p.n_groups, p.size), np.int64)
+    for block in {id(b): b for _, b in blocks}.values():
+        mine = [g for g, (_, b) in enumerate(blocks) if b is block]
+        rows = np.concatenate([x[:, blocks[g][0]] for g in mine]).astype(block.dtype)
+        y = (rows[:, None, :] @ block)[:, 0] if len(rows) <= FEW_ROWS else rows @ block
+        for k, g in enumerate(mine):
+            acc[:, g] = y[k * len(x):(k + 1) * len(x)]
+    return acc.reshape(*total.shape[:-1], p.n_groups, p.size)
+
+
+def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list) -> np.ndarray:
     """Binary encodings computed literally: each step's payload split into its binary planes
     (compiler/encodings.py), every plane through the synapses on its own, weighted by the plane's value (2^b for
     bit-serial, 1 for unary); equal to the graded product, which `torch_chip.py` computes (tested)."""
     p = layer.projection
     scales = unsigned_plane_scales(p.encoding, layer.max_level)
     planes = to_unsigned_planes(payloads, p.encoding, layer.max_level).sum(0)  # [..., P, width] events per plane
-    acc = np.zeros((*planes.shape[:-2], weight.shape[1]), np.int64)
+    acc = np.zeros((*planes.shape[:-2], p.n_groups * p.size), np.int64)
     for k, scale in enumerate(scales):
-        x = planes[..., k, :].reshape(-1, planes.shape[-1]).astype(weight.dtype)
-        acc += int(scale) * (x @ weight).astype(np.int64).reshape(acc.shape)
+        if isinstance(weight, list):  # group blocks (big projections)
+            y = _project_blocks(layer, planes[..., k, :], weight).reshape(acc.shape)
+        else:
+            x = planes[..., k, :].reshape(-1, planes.shape[-1]).astype(weight.dtype)
+            y = (x @ weight).astype(np.int64).reshape(acc.shape)
+        acc += int(scale) * y
     return acc.reshape(*planes.shape[:-2], p.n_groups, p.size)
 
 

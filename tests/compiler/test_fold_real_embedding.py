@@ -82,18 +82,20 @@ def test_real_embedding_program_is_bit_exact_and_within_reported_error():
     got = run(prog, ids[:, :-1]).logits
     report = layer_errors(real_graph(), prog, ids[:, :-1])
     assert set(report) == {f"blocks.{i}.lif{k}" for i in (0, 1) for k in (1, 2)}
-    # measured: 3.8 %, 3.7 %, 17.9 %, 3.8 % of spikes flipped (the binary-embedding fold of the same weights:
-    # 2.4 %, 2.2 %, 14.4 %, 3.4 %); a flipped spike is the only error a LIF layer has
+    # a flipped spike is the only error a LIF layer has. Measured on the shipped checkpoint (retrained at 800 steps,
+    # #16): 4.2 %, 4.6 %, 26.9 %, 10.7 % of spikes flipped; the binary-embedding fold of the same weights 2.8 %,
+    # 3.4 %, 13.5 %, 7.6 %: the embedding's 8-bit rounding at most doubles the flips of the deepest layer
     assert all(r["max_abs"] <= 1.0 and r["saturations"] == 0 for r in report.values())
-    assert max(r["rel_mean"] for r in report.values()) < 0.2, report
-    # the embedding's rounding adds little to the weights' 8-bit mantissas: logits as close to the float model
-    # as the binary-embedding fold's are to theirs (measured 7.6 % vs 7.1 % mean relative error)
+    assert max(r["rel_mean"] for r in report.values()) < 0.3, report
+    # the embedding's rounding adds little to the weights' 8-bit mantissas: logits about as close to the float
+    # model as the binary-embedding fold's are to theirs (measured 12.3 % vs 10.5 % mean relative error on the
+    # 800-step checkpoint; 7.6 % vs 7.1 % on the earlier 400-step one)
     binary = model_to_nir("spikegpt", CKPT)
     with torch.no_grad():
         ref_b = run_tokens(nir_to_module(binary, dtype=torch.float64), torch.as_tensor(ids[:, :-1])).numpy()
     got_b = run(compile_hybrid(binary, "loihi2", calib_ids(), dataflow=True), ids[:, :-1]).logits
     rel, rel_b = (np.abs(a - b).mean() / np.abs(b).mean() for a, b in ((got, ref), (got_b, ref_b)))
-    assert rel < 1.25 * rel_b and rel < 0.1, (rel, rel_b)
+    assert rel < 1.25 * rel_b and rel < 0.15, (rel, rel_b)
     assert (ref.argmax(-1) == got.argmax(-1)).mean() >= 0.8  # measured 0.85 (binary fold: 0.95)
 
 
