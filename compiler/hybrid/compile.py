@@ -24,6 +24,7 @@ from spikestack.errors import CompileError
 
 from ..kinds import kind_of
 from ..passes.manager import Pass, run_passes
+from ..passes.mantissas import weight_mantissa_max
 from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
@@ -145,11 +146,14 @@ def verify_hybrid(program: HybridProgram) -> None:
     _verify_schedule(program, program.stages, program.states)
     if program.decode_stages:
         _verify_schedule(program, program.decode_stages, program.decode_states)
+    m_max = 2 * weight_mantissa_max(program.target_spec)  # 254 at the shipped targets' 8 bits
     for la in program.layers:
         kind = kind_of(la)  # CompileError for an unregistered kind
         w = None if la.projection is None else np.asarray(la.projection.weight)
-        if w is not None and not _even_mantissas(w):
-            raise CompileError(f"chip layer {la.name!r}: weight mantissas must be even and |m| <= 254")
+        if w is not None and not _even_mantissas(w, m_max):
+            raise CompileError(f"chip layer {la.name!r}: weight mantissas must be even and |m| <= {m_max} "
+                               f"({program.target_spec.weight_mantissa_bits}-bit mantissas of target "
+                               f"{program.target_spec.name})")
         kind.verify(la, program.target_spec)
     if program.cores:
         covered = {}
@@ -160,14 +164,14 @@ def verify_hybrid(program: HybridProgram) -> None:
                 raise CompileError(f"population {pop.name!r}: cores cover {covered.get(pop.name, 0)} of {pop.size}")
 
 
-def _even_mantissas(w: np.ndarray) -> bool:
-    """Every entry even with |m| <= 254. Integer weights: min, max and an OR of all entries (the low bit), no
+def _even_mantissas(w: np.ndarray, m_max: int) -> bool:
+    """Every entry even with |m| <= m_max. Integer weights: min, max and an OR of all entries (the low bit), no
     temporary (the 216M shape's relays hold 400 M mantissas, checked after every pass)."""
     if w.size == 0:
         return True
     if np.issubdtype(w.dtype, np.integer):
-        return int(w.min()) >= -254 and int(w.max()) <= 254 and not int(np.bitwise_or.reduce(w, axis=None)) & 1
-    return not (np.abs(w).max() > 254 or np.any(w % 2))
+        return int(w.min()) >= -m_max and int(w.max()) <= m_max and not int(np.bitwise_or.reduce(w, axis=None)) & 1
+    return not (np.abs(w).max() > m_max or np.any(w % 2))
 
 
 def _macs(plan: CutPlan, nodes: list[str]) -> int:

@@ -114,3 +114,21 @@ def test_six_bit_programs_on_lava_equal_reference():
     ref, lava = reference.run(lif, x), lava_backend.run(lif, x)
     assert first_divergence(lif, ref, lava, ("reference", "lava")) is None
     assert int(ref.spikes["lif"].sum()) > 0
+
+
+def test_ten_bit_language_model_compiles_and_runs_bit_exact_on_reference_and_torch():
+    """Both verifiers read the width (issue #12): a 10-bit target gives a language model mantissas |m| <= 2·511
+    = 1022, past the old fixed 254, and its chip layers still agree between the numpy and torch chips."""
+    from pathlib import Path
+
+    from spikestack import api
+    from spikestack.runtime.hybrid.verify import verify
+
+    w10 = replace(load_target("loihi2"), name="w10", weight_mantissa_bits=10)
+    ckpt = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "spikellm-char-tiny.pt"
+    program = api.compile(ckpt, w10)
+    weights = np.concatenate([np.abs(np.asarray(la.projection.weight, np.int64)).ravel()
+                              for la in program.layers if la.projection is not None])
+    assert 254 < weights.max() <= 1022 and not np.any(weights % 2)
+    _, problems = verify(program, np.arange(8, dtype=np.int64).reshape(1, 8) + 30, ("torch", "reference"))
+    assert problems == []
