@@ -217,11 +217,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from spikestack.compiler.targets import available_targets, load_target
 
-    for name in available_targets():
+    names = available_targets()
+    width = max(map(len, names), default=0)
+    for name in names:
         t = load_target(name)
-        print(f"{name:10s} {t.chip_cores:4d} cores/chip  {t.max_neurons:5d} neurons/core  "
-              f"{t.synaptic_memory_bits // 8192:4d} KB synapses/core  payload {t.max_payload_bits:2d} bits  "
-              f"{t.description}")
+        print(f"{name:{width}s} up to {t.chips:4d} chips {t.chip_cores:4d} cores/chip  "
+              f"{t.max_neurons:5d} neurons/core  {t.synaptic_memory_bits // 8192:4d} KB synapses/core  "
+              f"payload {t.max_payload_bits:2d} bits  {t.description}")
     return 0
 
 
