@@ -67,3 +67,24 @@ def register(layout: Layout) -> Layout:
     if all(existing.name != layout.name for existing in LAYOUTS):
         LAYOUTS.append(layout)
     return layout
+
+
+def count_layers(has: Callable[[str], bool], first_key: str, fail: Callable[[str], Exception]) -> int:
+    """Blocks 0, 1, … while `first_key.format(i)` is present; at least one, else `fail` names block 0's key."""
+    n = 0
+    while has(first_key.format(n)):
+        n += 1
+    if n == 0:
+        raise fail(f"missing key {first_key.format(0)!r}")
+    return n
+
+
+def attention_heads(config: Mapping | None, hidden: int, fail: Callable[[str], Exception]) -> int:
+    """config.json's `num_attention_heads` (no shape says it): a positive integer dividing the hidden size."""
+    if config is None:
+        raise fail("no config.json beside the weights (it gives num_attention_heads, which no shape does)")
+    heads = config.get("num_attention_heads")
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or hidden % heads:
+        raise fail(f"config.json field 'num_attention_heads' = {heads!r}: expected a positive integer dividing "
+                   f"the hidden size {hidden}")
+    return heads

@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Layout, PublishedFormatError, Source, register
+from .base import Layout, PublishedFormatError, Source, attention_heads, count_layers, register
 
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
            "mlp.up_proj", "mlp.down_proj")
@@ -90,17 +91,10 @@ def _config(source: Source, state: Mapping[str, Tensor]) -> dict[str, Any]:
     if "model.embed_tokens.weight" not in state:
         raise _fail(source, "missing key 'model.embed_tokens.weight'")
     vocab, hidden = (int(n) for n in state["model.embed_tokens.weight"].shape)
-    n_layers = 0
-    while f"model.layers.{n_layers}.input_layernorm.weight" in state:
-        n_layers += 1
-    if n_layers == 0:
-        raise _fail(source, "missing key 'model.layers.0.input_layernorm.weight'")
+    fail = partial(_fail, source)
+    n_layers = count_layers(state.__contains__, "model.layers.{}.input_layernorm.weight", fail)
+    heads = attention_heads(source.config, hidden, fail)
     config = source.config
-    if config is None:
-        raise _fail(source, "no config.json beside the weights (it gives num_attention_heads, which no shape does)")
-    heads = config.get("num_attention_heads")
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
-        raise _fail(source, f"config.json field 'num_attention_heads' = {heads!r}: expected a positive integer")
     ffn_key = "model.layers.0.mlp.gate_proj.weight"
     if ffn_key not in state:
         raise _fail(source, f"missing key {ffn_key!r}")

@@ -34,12 +34,13 @@ The tokenizer is the WordPiece vocab.txt beside the weights (models/tokenizer.py
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import Layout, PublishedFormatError, Source, register
+from .base import Layout, PublishedFormatError, Source, attention_heads, count_layers, register
 
 WORD = "bert.embeddings.word_embeddings.weight"
 # spike_bert.py's dense layers → our SpikeLinear names, inside one block
@@ -93,17 +94,10 @@ class _Keys:
 def _config(source: Source, keys: _Keys) -> dict[str, Any]:
     """Our SpikeLMConfig fields from shapes and config.json."""
     vocab, d = (int(n) for n in keys.state[WORD].shape)
-    layers = 0
-    while keys.has(f"bert.encoder.layer.{layers}.attention.self.query.weight"):
-        layers += 1
-    if layers == 0:
-        raise _fail(source, "missing key 'bert.encoder.layer.0.attention.self.query.weight'")
+    fail = partial(_fail, source)
+    layers = count_layers(keys.has, "bert.encoder.layer.{}.attention.self.query.weight", fail)
+    heads = attention_heads(source.config, d, fail)
     config = source.config
-    if config is None:
-        raise _fail(source, "no config.json beside the weights (it gives num_attention_heads, which no shape does)")
-    heads = config.get("num_attention_heads")
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or d % heads:
-        raise _fail(source, f"config.json field 'num_attention_heads' = {heads!r} does not divide hidden size {d}")
     if config.get("input_bits", 2) == 1:
         raise _fail(source, "config.json field 'input_bits' = 1 (binary sign spikes) has no counterpart; ours are "
                             "ternary (input_bits 2)")

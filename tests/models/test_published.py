@@ -244,3 +244,22 @@ def test_forced_family_converts_with_that_layout_and_reports_its_error(tmp_path)
     with pytest.raises(PublishedFormatError, match=r"--family 'nir-lif' has no published layout"):
         to_native(path, "nir-lif")
     assert read_checkpoint(path)["emb.weight"].shape == (77, 16)  # the source itself is untouched
+
+
+def test_layer_count_and_heads_shared_by_every_layout():
+    """models/published/base.py: blocks counted while their first key exists; heads from config.json only, a
+    positive integer dividing the hidden size — each failure one message naming the key or field."""
+    from spikestack.models.published.base import PublishedFormatError, attention_heads, count_layers
+
+    def fail(message):
+        return PublishedFormatError(f"model.pth: {message}")
+
+    keys = {"layers.0.w", "layers.1.w", "layers.3.w"}
+    assert count_layers(keys.__contains__, "layers.{}.w", fail) == 2  # stops at the first gap
+    with pytest.raises(PublishedFormatError, match=r"model.pth: missing key 'blocks.0.w'"):
+        count_layers(keys.__contains__, "blocks.{}.w", fail)
+    assert attention_heads({"num_attention_heads": 4}, 64, fail) == 4
+    for bad in ({"num_attention_heads": 5}, {"num_attention_heads": True}, {}, None):
+        with pytest.raises(PublishedFormatError, match=r"model.pth: (config.json field 'num_attention_heads'|no "
+                                                        r"config.json)"):
+            attention_heads(bad, 64, fail)
