@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikestack.bounded import load_arrays
 from spikestack.errors import SpikestackError
 
 
@@ -23,11 +24,7 @@ class TraceFileError(SpikestackError):
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     if path.suffix.lower() != ".npz":
         raise TraceFileError(f"{path}: --trace reads a .npz trace written by `spikestack run --trace FILE.npz`")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise TraceFileError(f"{path}: not a spikestack trace ({exc})") from None
+    return load_arrays(path, TraceFileError, f"{path}: not a spikestack trace")
 
 
 def _check(path: Path, name: str, a: np.ndarray | None, tail: tuple[int, ...], lead: int | None = None) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikestack.bounded import load_arrays
 from spikestack.errors import SpikestackError
 
 MAX_INPUT_FILE_BYTES = 1 << 29  # 512 MiB: the default-input cap (MAX_INPUT_VALUES int64 values), as a file size
@@ -41,33 +42,17 @@ def read_input_file(path: str | Path) -> np.ndarray:
     size = path.stat().st_size
     if size > MAX_INPUT_FILE_BYTES:
         raise InputError(f"{path}: {size} bytes, more than the {MAX_INPUT_FILE_BYTES} bytes an input file may have")
-    try:
-        with np.load(path, allow_pickle=False) as loaded:  # type: ignore[union-attr]
-            return _one_array(path, loaded)
-    except AttributeError:  # a .npy: np.load returned the array itself, which is no context manager
-        pass
-    except InputError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable numeric array ({_reason(exc)})") from None
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable numeric array ({_reason(exc)})") from None
+    arrays = load_arrays(path, InputError, f"{path}: not a readable numeric array")
+    return arrays[""] if "" in arrays else _one_array(path, arrays)
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return "it holds pickled Python objects, which are never loaded" if "allow_pickle" in text else text[:120]
-
-
-def _one_array(path: Path, npz) -> np.ndarray:
-    names = list(npz.files)
+def _one_array(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    names = list(arrays)
     if "inputs" in names:
-        return npz["inputs"]
+        return arrays["inputs"]
     if len(names) != 1:
         raise InputError(f"{path}: an .npz input holds one array or one named 'inputs', found {names[:8]}")
-    return npz[names[0]]
+    return arrays[names[0]]
 
 
 def check_input_array(program, x: np.ndarray, where: str = "inputs") -> np.ndarray:
