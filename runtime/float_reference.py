@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from spikestack.compiler.ir import FloatGraph, LIFPop
 
+from .reference import delay_groups
 from .trace import Trace
 
 
@@ -56,13 +57,13 @@ def run_float(graph: FloatGraph, spikes_in: np.ndarray) -> Trace:
     syn = {p.name: np.zeros((n_s, p.size)) for p in pops}
     coef = {p.name: _coefficients(p, p.dt or graph.dt) for p in pops}  # a node's own time base, else the graph's
     spikes = {p.name: np.zeros((n_s, steps, p.size), np.int8) for p in pops}
+    groups = {proj.name: [(lag, w.T) for lag, w in delay_groups(np.asarray(proj.weight, np.float64), proj.delay)]
+              for proj in graph.projections}  # once, not once per step
     for t in range(steps):
         current = {p.name: np.zeros((n_s, p.size)) for p in pops}
         for proj in graph.projections:
-            w = np.asarray(proj.weight, np.float64)
-            d = delays[proj.name]
-            for lag in np.unique(d):
-                current[proj.dst] += history[proj.src][lag] @ np.where(d == lag, w, 0.0).T
+            for lag, w_t in groups[proj.name]:
+                current[proj.dst] += history[proj.src][lag] @ w_t
             current[proj.dst] += np.asarray(proj.bias, np.float64)
         for p in pops:
             spikes[p.name][:, t] = _step(p, v, syn, current[p.name], coef[p.name])

@@ -93,6 +93,15 @@ def run(program: Program, ids: np.ndarray) -> Trace:
                  saturations=saturations)
 
 
+def delay_groups(weight: np.ndarray, delay: np.ndarray | None) -> list[tuple[int, np.ndarray]]:
+    """(extra delay d, the weights of the synapses with that delay, zeros elsewhere) for every delay a projection
+    uses, ascending: a delayed-timing projection is one matrix product per group (NIR Delay nodes; DelayDense)."""
+    if delay is None:
+        return [(0, weight)]
+    delay = np.asarray(delay, np.int64)
+    return [(int(d), np.where(delay == d, weight, 0).astype(weight.dtype)) for d in np.unique(delay)]
+
+
 def check_spike_inputs(program: Program, spikes_in: np.ndarray) -> np.ndarray:
     """Foreign (delayed-timing) programs take binary input events [samples, steps, n_in]."""
     x = np.asarray(spikes_in)
@@ -121,9 +130,8 @@ def run_delayed(program: Program, spikes_in: np.ndarray) -> Trace:
     # projection — a recurrent one too: all read the one-step-delayed history, so no order among them matters
     groups: dict[str, list[tuple[str, int, np.ndarray]]] = {p.name: [] for p in pops}
     for proj in program.projections:
-        w = np.asarray(proj.weight, np.float32)
-        delay = np.zeros(w.shape, np.int64) if proj.delay is None else np.asarray(proj.delay, np.int64)
-        groups[proj.dst] += [(proj.src, int(d), np.where(delay == d, w, 0).T) for d in np.unique(delay)]
+        groups[proj.dst] += [(proj.src, d, w_d.T) for d, w_d in delay_groups(np.asarray(proj.weight, np.float32),
+                                                                             proj.delay)]
     depth = 1 + max((d for g in groups.values() for _, d, _ in g), default=0)
     u = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}
     v = {p.name: np.zeros((n_s, p.size), np.int64) for p in pops}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from spikestack.compiler.ir import Program, QLIFPop
 from spikestack.runtime.neurons import lif_bias, lif_fields, lif_step
+from spikestack.runtime.reference import delay_groups
 from spikestack.runtime.trace import Trace
 
 UPDATE_RULES = ("event", "nonzero")
@@ -33,13 +34,10 @@ def delayed_inputs(program: Program, trace: Trace, pop: QLIFPop) -> tuple[np.nda
         src = np.asarray(src, np.float64)  # [tok, T, n_src] binary events; float BLAS, exact below 2^53
         if a_in is None:
             a_in, got = np.zeros((*src.shape[:2], pop.size)), np.zeros((*src.shape[:2], pop.size))
-        w = np.asarray(proj.weight, np.float64)
-        delay = np.zeros(w.shape, np.int64) if proj.delay is None else np.asarray(proj.delay, np.int64)
-        for d in np.unique(delay):
-            lag = 1 + int(d)
+        for d, w_d in delay_groups(np.asarray(proj.weight, np.float64), proj.delay):
+            lag = 1 + d
             if lag >= src.shape[1]:
                 continue
-            w_d = np.where(delay == d, w, 0.0)
             a_in[:, lag:] += src[:, :-lag] @ w_d.T
             got[:, lag:] += src[:, :-lag] @ (w_d != 0).T.astype(np.float64)
     return np.rint(a_in).astype(np.int64), got > 0
