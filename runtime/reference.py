@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 from spikestack.compiler.encodings import plane_scales, to_planes
-from spikestack.compiler.ir import Program, QLIFPop, QProjection, QSpikingPop
+from spikestack.compiler.ir import Program, QLIFPop, QProjection, QReadoutPop, QSpikingPop
 
 from . import host
-from .neurons import bispike_step, lif_bias, lif_fields, lif_step, readout_step, tables_for
+from .neurons import bispike_step, lif_bias, lif_fields, lif_step, narrow_dtype, readout_step, tables_for
 from .trace import Trace
 
 
@@ -27,10 +27,16 @@ def host_inputs(program: Program, ids: np.ndarray) -> np.ndarray:
 
 def synaptic_input(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> np.ndarray:
     """Σ_j w_ij · payload_j for [tokens, T, n_src] payloads → int64 [tokens, T, n_dst] (exact, see module doc)."""
+    return _exact_product(payload, weight, state_bits).astype(np.int64)
+
+
+def _exact_product(payload: np.ndarray, weight: np.ndarray, state_bits: int) -> np.ndarray:
+    """The same product left in its float dtype (integer-valued, exact): the token loop converts one step at a
+    time instead of the whole [tokens, T, n] block (bench/runtime_speed.py: one pass fewer per population)."""
     dtype = np.float32 if state_bits <= 24 else np.float64
-    flat = payload.reshape(-1, payload.shape[-1]).astype(dtype)  # one 2-D GEMM, not one per token
+    flat = payload.reshape(-1, payload.shape[-1]).astype(dtype, copy=False)  # one 2-D GEMM, not one per token
     out = flat @ np.asarray(weight, dtype=dtype).T
-    return out.astype(np.int64).reshape(*payload.shape[:-1], -1)
+    return out.reshape(*payload.shape[:-1], -1)
 
 
 def projection_input(levels: np.ndarray, pop: QSpikingPop, proj: QProjection, state_bits: int) -> np.ndarray:
@@ -38,17 +44,30 @@ def projection_input(levels: np.ndarray, pop: QSpikingPop, proj: QProjection, st
 
     graded: W · (s · amplitude[t]). unary / bitserial: the binary planes of `compiler/encodings.py`, each through
     W, summed with their ±1 / ±2^b scales, times the per-step gain — literally what the hardware would do, so
-    tests can prove every encoding equal to the graded (unlowered) one.
+    tests can prove every encoding equal to the graded (unlowered) one. Integer-valued, in float32 (float64 for
+    states wider than 24 bits) for graded projections: exact by the bound in the module docstring.
     """
     if proj.encoding == "graded":
-        payload = levels * np.asarray(pop.amplitude, np.float32)[None, :, None]  # exact small integers
-        return synaptic_input(payload, proj.weight, state_bits)
+        dtype = np.float32 if state_bits <= 24 else np.float64
+        payload = levels * np.asarray(pop.amplitude, dtype)[None, :, None]  # exact small integers
+        return _exact_product(payload, proj.weight, state_bits)
     planes = to_planes(levels, proj.encoding, pop.levels)  # [tok, T, P, n_src]
     scales = plane_scales(proj.encoding, pop.levels)
     total = np.zeros((*levels.shape[:2], proj.weight.shape[0]), np.int64)
     for p, scale in enumerate(scales):
         total += scale * synaptic_input(planes[:, :, p], proj.weight, state_bits)
     return total * np.asarray(proj.gain, np.int64)[None, :, None]
+
+
+def _readout_cannot_saturate(program: Program, pop: QSpikingPop, proj: QProjection) -> bool:
+    """True when a graded projection into the readout cannot move any accumulator past ±state_max in a token:
+    T · max_t |a_t| · K · Σ_j |w_ij| <= state_max for every i. Then the readout equals W · Σ_t (s_t · a_t), one
+    product over tokens instead of one per step (the same integers; float32 exact: the sum is within state_max)."""
+    if proj.encoding != "graded" or not isinstance(program.pop(proj.dst), QReadoutPop):
+        return False
+    reach = int(np.abs(np.asarray(proj.weight, np.int64)).sum(1).max(initial=0))
+    bound = program.steps * int(np.abs(np.asarray(pop.amplitude, np.int64)).max(initial=0)) * pop.levels * reach
+    return bound <= program.state_max and program.state_bits <= 24
 
 
 def readout_logits(program: Program, acc: np.ndarray) -> np.ndarray:
@@ -62,31 +81,46 @@ def run(program: Program, ids: np.ndarray) -> Trace:
         return run_delayed(program, ids)
     inputs = host_inputs(program, ids)
     n_tok, steps = inputs.shape[0], program.steps
-    current = np.broadcast_to(inputs[:, None, :], (n_tok, steps, inputs.shape[1]))  # same input every step
+    current = inputs[:, None, :]  # the same input every step: [tokens, 1, n]; later populations [tokens, T, n]
     spikes: dict[str, np.ndarray] = {}
     saturations: dict[str, int] = {}
     acc = np.zeros((n_tok, 0), np.int64)
+    summed_over_steps = False  # set when the readout's input arrives already summed over the token's steps
     for pop in program.populations:
         if isinstance(pop, QSpikingPop):
             tables = tables_for(pop, program.state_max)
-            x = current + np.asarray(pop.bias, np.int64)
-            u = np.zeros((n_tok, pop.size), np.int64)
-            s = np.zeros((n_tok, pop.size), np.int64)
+            dtype = narrow_dtype(tables)  # int32 where provably exact: half the bytes per pass
+            bias = np.asarray(pop.bias, dtype)
+            u = np.zeros((n_tok, pop.size), dtype)
+            s = np.zeros((n_tok, pop.size), np.int8)
             levels = np.empty((n_tok, steps, pop.size), np.int8)
             sat = 0
+            same = current.shape[1] == 1  # the first population: one input for every step, converted once
+            x = current[:, 0].astype(dtype) + bias if same else None
             for t in range(steps):
-                u, s, saturated = bispike_step(u, s, x[:, t], t, tables)
+                if not same:
+                    x = current[:, t].astype(dtype)  # a fresh array: the bias is added in place
+                    x += bias
+                u, s, saturated = bispike_step(u, s, x, t, tables)
                 levels[:, t] = s
                 sat += int(saturated.sum())
             spikes[pop.name] = levels
             saturations[pop.name] = sat
             proj = next(p for p in program.projections if p.src == pop.name)
-            current = projection_input(levels, pop, proj, program.state_bits)
+            if _readout_cannot_saturate(program, pop, proj):  # the token's sum in one product
+                summed = (levels.astype(np.float32) * np.asarray(pop.amplitude, np.float32)[None, :, None]).sum(1)
+                current = _exact_product(summed, proj.weight, program.state_bits)[:, None, :]
+                summed_over_steps = True
+            else:
+                current = projection_input(levels, pop, proj, program.state_bits)
+                summed_over_steps = False
+        elif summed_over_steps:
+            acc, saturations[pop.name] = current[:, 0].astype(np.int64), 0
         else:
             acc = np.zeros((n_tok, pop.size), np.int64)
             sat = 0
             for t in range(steps):
-                acc, saturated = readout_step(acc, current[:, t], t, program.state_max)
+                acc, saturated = readout_step(acc, current[:, min(t, current.shape[1] - 1)], t, program.state_max)
                 sat += int(saturated.sum())
             saturations[pop.name] = sat
     return Trace(spikes=spikes, readout=acc, logits=readout_logits(program, acc), inputs=inputs,

@@ -7,7 +7,7 @@ import numpy as np
 from spikestack.compiler.hybrid.ir import QChipLayer
 from spikestack.compiler.targets import Target
 
-from ..neurons import BiSpikeTables, bispike_step
+from ..neurons import BiSpikeTables, bispike_step, narrow_dtype
 from .state import LayerState, cached
 
 
@@ -19,7 +19,8 @@ def _tables(layer: QChipLayer, target: Target) -> BiSpikeTables:
 def step(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
     t = call % layer.period
     tables = cached(state, "tables", lambda: _tables(layer, target))
-    u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables)
+    word = cached(state, "word", lambda: narrow_dtype(tables))  # int32 where exact: host inputs are within
+    u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables, word)  # ±state_max
     state.u, state.s = u, s
     state.saturations += int(sat.sum())
-    return (s * int(layer.amplitude[t]))[None]
+    return np.multiply(s, np.int64(layer.amplitude[t]), dtype=np.int64)[None]  # one pass, int64 payloads

@@ -121,8 +121,9 @@ def test_ten_bit_language_model_compiles_and_runs_bit_exact_on_reference_and_tor
     = 1022, past the old fixed 254, and its chip layers still agree between the numpy and torch chips."""
     from pathlib import Path
 
-    from spikestack import api
     from spikestack.runtime.hybrid.verify import verify
+
+    from spikestack import api
 
     w10 = replace(load_target("loihi2"), name="w10", weight_mantissa_bits=10)
     ckpt = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "spikellm-char-tiny.pt"
