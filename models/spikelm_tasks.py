@@ -62,6 +62,20 @@ def validation_windows(context: int, n_windows: int) -> np.ndarray:
     return np.stack([ids[i * stride : (i + 1) * stride] for i in range(n_windows)])
 
 
+def classification_examples(context: int, n_windows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The card's classification examples: `n_windows` consecutive `context`-character validation windows, every
+    other one character-shuffled (`shuffle_windows`, rng `seed`); (ids [n, context], labels [n], 1 = shuffled)."""
+    return shuffle_windows(validation_windows(context, n_windows)[:, :-1], np.random.default_rng(seed))
+
+
+@torch.no_grad()
+def class_logits(model: SpikeLMEncoder, ids: np.ndarray) -> np.ndarray:
+    """The float encoder's class logits (float64 [B, classes]) of ids [B, L], all of one length L ≤ context."""
+    model.eval()
+    _, logits = model(torch.from_numpy(np.asarray(ids, dtype=np.int64)))
+    return logits.double().numpy()
+
+
 def encoder_batch(
     windows: np.ndarray, vocab: int, rng: np.random.Generator, *, corrupt: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,7 +1,8 @@
 """spikestack: compile, verify and simulate spiking language models on Loihi-style cores.
 
 The public API (`spikestack.api`, documented in the README): `export`, `compile`, `save`, `load`, `run`,
-`verify`, `simulate`, `generate`, `import_checkpoint` (a published checkpoint → ours),
+`verify`, `simulate`, `generate`, `import_checkpoint` (a published checkpoint → ours), `evaluate` (an
+encoder's accuracy on a labelled file),
 and their results `RunResult`, `VerifyResult`, `Report`. They are imported on
 first use, so `import spikestack` (and `spikestack --help`) stays fast: torch, onnx and Lava load only when a
 function needs them.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["export", "import_checkpoint", "compile", "save", "load", "run", "verify", "simulate", "generate",
+__all__ = ["export", "import_checkpoint", "compile", "evaluate", "save", "load", "run", "verify", "simulate", "generate",
            "RunResult",
            "VerifyResult", "Report", "SpikestackError", "__version__"]
 

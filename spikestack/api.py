@@ -31,7 +31,8 @@ from .importing import is_checkpoint as _is_checkpoint
 from .results import Report, RunResult, VerifyResult
 from .text import text_metrics
 
-__all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "describe", "export", "generate",
+__all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "describe", "evaluate",
+           "export", "generate",
            "import_checkpoint", "inspect", "is_hybrid", "is_published", "kind_of", "load", "run", "save", "simulate",
            "verify"]
 
@@ -311,6 +312,17 @@ def generate(program_or_checkpoint, prompt: str, tokens: int, backend: str = "re
     from .generation import generate_program
 
     return generate_program(program, prompt, tokens, backend)
+
+
+# --------------------------------------------------------------------------------------------------- evaluate
+def evaluate(checkpoint, labels: str | Path, *, compiled: bool = False, target="loihi2", encoding: str | None = None,
+             family: str | None = None):
+    """Sentence-classification accuracy of a SpikeLM encoder checkpoint (ours, or a published BERT layout) on a
+    labelled file (one `LABEL<TAB>TEXT` per line: spikestack/labels.py); with `compiled`, also of its class head
+    compiled for `target`, beside the float figure. Returns a `ClassificationResult` (`.to_dict()`)."""
+    from .classification import evaluate_labels
+
+    return evaluate_labels(checkpoint, labels, compiled=compiled, target=target, encoding=encoding, family=family)
 
 
 # --------------------------------------------------------------------------------------------------- describe

@@ -186,6 +186,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spikestack import api
+
+    result = api.evaluate(Path(args.checkpoint), Path(args.labels), compiled=args.compiled, target=args.target,
+                          encoding=args.encoding, family=args.family)
+    print(strict_json(result.to_dict(), "evaluation result"))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from spikestack import api
 
@@ -247,8 +256,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "import": cmd_import, "export": cmd_export, "compile": cmd_compile, "run": cmd_run,
-            "simulate": cmd_simulate, "sweep": cmd_sweep, "verify": cmd_verify, "generate": cmd_generate,
-            "inspect": cmd_inspect, "targets": cmd_targets, "profiles": cmd_profiles, "demo": cmd_demo}
+            "simulate": cmd_simulate, "sweep": cmd_sweep, "verify": cmd_verify, "evaluate": cmd_evaluate,
+            "generate": cmd_generate, "inspect": cmd_inspect, "targets": cmd_targets, "profiles": cmd_profiles,
+            "demo": cmd_demo}
 
 
 def error_line(exc: BaseException) -> str:

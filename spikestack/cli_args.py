@@ -72,7 +72,14 @@ def prompt(text: str) -> str:
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help shows its default (where it has one)."""
+    """Every option's help shows its default (where it has one), once: not where its text already says it, not
+    "None" for required options and flags (argparse would print "(default: None)" and "(default: False)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.required or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
 
 
 def _add(sub, name: str, help_text: str, *, force: str | None = None) -> argparse.ArgumentParser:
@@ -229,6 +236,21 @@ def build_parser() -> CliParser:
     s.add_argument("--nir", metavar="FILE", help="the NIR file the artifact was compiled from: also report the "
                    "agreement with its float equations (foreign LIF artifacts)")
     _text_option(s, "whose ids every backend runs")
+
+    s = _add(sub, "evaluate", "sentence-classification accuracy of a SpikeLM encoder checkpoint on a labelled "
+             "file, float and (with --compiled) compiled")
+    s.add_argument("checkpoint", help="spikelm-enc checkpoint (.pt, or a published SpikeLM BERT folder/file)")
+    s.add_argument("--labels", metavar="FILE", required=True,
+                   help="UTF-8 file, one example per line: LABEL<TAB>TEXT; LABEL is a class index 0..classes-1 or "
+                        "a class name the checkpoint stores; TEXT is encoded by the checkpoint's tokenizer (BERT: "
+                        "[CLS] TEXT [SEP]); blank lines are skipped; a text longer than the model's context is "
+                        "refused, never truncated")
+    s.add_argument("--compiled", action="store_true", help="also compile the class head for --target and report "
+                   "its accuracy (numpy reference executor) and its agreement with the float model")
+    s.add_argument("--target", default="loihi2", help="target name (spikestack targets) or path to a .toml")
+    s.add_argument("--encoding", choices=("graded", "unary", "bitserial"),
+                   help="force one spike encoding on every bi-spike edge (default: the cost model picks)")
+    _family_option(s)
 
     s = _add(sub, "generate", "greedy text from a float checkpoint or a compiled artifact directory")
     s.add_argument("checkpoint", help="checkpoint (.pt or published, float model) or artifact directory (compiled)")

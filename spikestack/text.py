@@ -44,20 +44,21 @@ class Text:
         return int(self.byte_ends[stop - 1] - self.byte_ends[first - 1])
 
 
-def read_text(path: Path | str) -> str:
-    """A user's text file: bounded read, strict UTF-8 (a leading BOM dropped), at least one non-space character."""
+def read_text(path: Path | str, flag: str = "--text") -> str:
+    """A user's text file: bounded read, strict UTF-8 (a leading BOM dropped), at least one non-space character;
+    `flag` is the option that named the file (errors start with it: `--text`, `--labels`)."""
     path = Path(path)
-    data = read_bounded(path, MAX_TEXT_BYTES, TextError, f"--text {path}")
+    data = read_bounded(path, MAX_TEXT_BYTES, TextError, f"{flag} {path}")
     nul = data.find(b"\0")
     if nul >= 0:
-        raise TextError(f"--text {path}: a binary file (NUL byte at offset {nul}), not text")
+        raise TextError(f"{flag} {path}: a binary file (NUL byte at offset {nul}), not text")
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise TextError(f"--text {path}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it "
+        raise TextError(f"{flag} {path}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it "
                         "as UTF-8") from None
     if not text.strip():
-        raise TextError(f"--text {path}: empty (no text to evaluate on)")
+        raise TextError(f"{flag} {path}: empty (no text to evaluate on)")
     return text
 
 

@@ -14,8 +14,13 @@ Lossy or approximate, and why:
   ≤ 1e-12 in float64 (tested); everything before the head is bit-exact.
 - BERT heads (`bert_heads`, a converted SpikeLM BERT): the MLM transform is not affine, so applying it every step
   and averaging the logits differs from the model's head-after-mean (metadata `spikestack.approximate`).
-- Encoder: only the MLM head is exported (NIR graphs here have one Output); the classification head, a mean
-  over positions then an Affine, is left out and noted in the metadata.
+- Encoder: NIR graphs here have one Output, so one head per graph: `head="mlm"` (the default) or
+  `head="classification"`, whose output is the class head applied at every position (metadata
+  `spikestack.task: classification`, `spikestack.pooling` says how to pool the positions). Ours is an Affine of
+  the mean over positions, so the mean over positions of the per-position logits is the same (affine; exact up
+  to rounding, as the mean over T). BERT's reads tanh(pooler(h)) at position 0 ([CLS]): tanh is written as
+  2·sigmoid(2z) − 1, folded into the pooler and the class Affine; tanh is not affine, so applying it every step
+  before the mean over T is approximate (metadata `spikestack.approximate`), like the MLM transform.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ..bispike import RESET_SCALE, ElasticBiSpike
 from ..spikelm import SpikeBlock, SpikeLinear, SpikeLMDecoder, StatelessBiSpike
 from .builder import GraphBuilder, linear_node, residual_node, to_numpy
 from .nodes import BiSpike, Embedding
-from .ops import GELU, Attention, LayerNorm, PositionEmbedding, default_scale
+from .ops import GELU, Attention, LayerNorm, PositionEmbedding, Sigmoid, default_scale
 from .torch_modules import ATTENTION_KERNEL_KEY
 
 
@@ -70,11 +75,14 @@ def _block(b: GraphBuilder, i: int, block: SpikeBlock, h: str, heads: int, causa
     return b.add(f"{p}.norm2", _layer_norm(block.norm2), b.add(f"{p}.residual2", residual_node(d), h, down))
 
 
-def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
-    """Input: ids [..., L, 1], L ≤ context; output: logits [..., L, vocab] of one step (readout: mean over T)."""
+def spikelm_to_nir(model: nn.Module, head: str = "mlm") -> nir.NIRGraph:
+    """Input: ids [..., L, 1], L ≤ context; output: logits [..., L, vocab] of one step (readout: mean over T).
+    An encoder with `head="classification"`: class logits [..., L, classes] per position instead (module doc)."""
     cfg, bb = model.cfg, model.backbone
     decoder = isinstance(model, SpikeLMDecoder)
-    head = model.lm_head if decoder else model.mlm_head
+    if head not in ("mlm", "classification") or (decoder and head != "mlm"):
+        raise ValueError(f"head {head!r}: an encoder exports 'mlm' or 'classification', a decoder its LM head")
+    task, head = head, model.lm_head if decoder else model.mlm_head
     b = GraphBuilder()
     b.add("input", nir.Input(input_type={"input": np.array([1])}))
     b.add("backbone.tok_emb", Embedding(weight=to_numpy(bb.tok_emb.weight), context=1), "input")
@@ -84,6 +92,8 @@ def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
     h = b.add("backbone.emb_norm", _layer_norm(bb.emb_norm), x)
     for i, block in enumerate(bb.blocks):
         h = _block(b, i, block, h, cfg.heads, cfg.causal)
+    if task == "classification":
+        return _classification_graph(b, model, h)
     if getattr(cfg, "bert_heads", False):  # BERT's MLM transform (models/published/spikelm_bert.py)
         tf = model.mlm_transform
         h = b.add("mlm_transform.dense", linear_node(tf.dense), h)
@@ -106,4 +116,36 @@ def spikelm_to_nir(model: nn.Module) -> nir.NIRGraph:
         metadata["spikestack.omitted"] = "pooler and cls_head (tanh pooler on position 0, then Affine)"
         metadata["spikestack.approximate"] = ("mlm_transform (dense, GELU, LayerNorm) runs every step before the "
                                               "mean over steps; the float model applies it after the mean")
+    return b.graph(metadata)
+
+
+def _classification_graph(b: GraphBuilder, model: nn.Module, h: str) -> nir.NIRGraph:
+    """The encoder's class head at every position; the evaluation pools the positions (`spikestack.pooling`)."""
+    cfg, cls = model.cfg, model.cls_head
+    weight, bias = to_numpy(cls.weight), to_numpy(cls.bias)
+    pooling = "mean_over_positions"
+    if cfg.bert_heads:  # W_c·tanh(z) + b_c = 2·W_c·sigmoid(2z) + (b_c − W_c·1), z = pooler(h)
+        pooler = model.pooler
+        z = b.add("pooler", nir.Affine(weight=2.0 * to_numpy(pooler.weight), bias=2.0 * to_numpy(pooler.bias)), h)
+        h = b.add("pooler.tanh", Sigmoid(shape=[cfg.d_model]), z)
+        weight, bias = 2.0 * weight, bias - weight.sum(axis=1)
+        pooling = "first_position"
+    out = b.add("cls_head", nir.Affine(weight=weight, bias=bias), h)
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.classes])}), out)
+    metadata = {
+        "spikestack.family": "spikelm-enc",
+        "spikestack.time_axis": "steps",
+        "spikestack.input": "position",
+        "spikestack.steps_per_token": cfg.run_steps,
+        "spikestack.readout": "mean_over_steps",
+        "spikestack.vocab_size": cfg.vocab,
+        "spikestack.spiking": int(cfg.spiking),
+        "spikestack.task": "classification",
+        "spikestack.classes": cfg.classes,
+        "spikestack.pooling": pooling,
+        "spikestack.omitted": "mlm_head" + (" and mlm_transform" if cfg.bert_heads else ""),
+    }
+    if cfg.bert_heads:
+        metadata["spikestack.approximate"] = ("pooler tanh runs every step before the mean over steps; the float "
+                                              "model applies it after the mean")
     return b.graph(metadata)

@@ -25,7 +25,9 @@ our encoder lacked a BERT piece:
 - LayerNorm ε (1e-12) and BERT's heads (MLM transform + decoder, tanh pooler on [CLS]) are the config fields
   `layer_norm_eps` and `bert_heads`; `cls.predictions.*` is the MLM head, `cls.seq_relationship` (next-sentence
   prediction, 2 classes) or `classifier` (a fine-tuned sentence classifier) the classification head. A file
-  without one of the two heads gets zeros there (its logits are then constant) and `source.absent_heads` says so.
+  without one of the two heads gets zeros there (its logits are then constant) and `source.absent_heads` says so;
+  config.json's `id2label`, when it names exactly the head's classes, is kept as the checkpoint's "labels" (the
+  names a labelled file may use, spikestack/labels.py).
 
 Sizes come from config.json (BertConfig: `num_attention_heads`, `layer_norm_eps`); T from the number of clip values.
 The tokenizer is the WordPiece vocab.txt beside the weights (models/tokenizer.py).
@@ -226,9 +228,29 @@ def convert(source: Source) -> dict:
     if leftover is not None:
         raise _fail(source, f"unexpected key {leftover!r} (beyond the {cfg['layers']} layers, {cfg['steps']} steps "
                             "or heads this file describes)")
-    return {"family": "spikelm-enc", "config": cfg, "state_dict": state, "tokenizer": tokenizer.to_json(),
-            "source": {"layout": "spikelm-bert", "path": str(source.path), "absent_heads": absent,
-                       "note": "token type 0 folded into the position embeddings; [MASK] row copied to id vocab"}}
+    native = {"family": "spikelm-enc", "config": cfg, "state_dict": state, "tokenizer": tokenizer.to_json(),
+              "source": {"layout": "spikelm-bert", "path": str(source.path), "absent_heads": absent,
+                         "note": "token type 0 folded into the position embeddings; [MASK] row copied to id vocab"}}
+    names = _label_names(source, cfg["classes"]) if "classification" not in absent else None
+    if names is not None:
+        native["labels"] = names  # what a labelled file may name its classes by (spikestack/labels.py)
+    return native
+
+
+def _label_names(source: Source, classes: int) -> list[str] | None:
+    """config.json's `id2label` (BertConfig: {"0": "NEGATIVE", …}) as a list by class index, when it names exactly
+    the head's classes; None when the file has none or names other classes (then only indices label them)."""
+    id2label = source.config.get("id2label")
+    if not isinstance(id2label, dict):
+        return None
+    names: dict[int, str] = {}
+    for key, value in id2label.items():
+        if not (isinstance(key, str | int) and str(key).isdigit() and isinstance(value, str) and value.strip()):
+            return None
+        names[int(key)] = value
+    if sorted(names) != list(range(classes)) or len(set(names.values())) != classes:
+        return None
+    return [names[i] for i in range(classes)]
 
 
 def _ignored(key: str) -> bool:
