@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["export", "import_checkpoint", "compile", "evaluate", "save", "load", "run", "verify", "simulate", "generate",
-           "RunResult",
-           "VerifyResult", "Report", "SpikestackError", "__version__"]
+__all__ = ["export", "import_checkpoint", "compile", "evaluate", "save", "load", "run", "verify", "simulate",
+           "generate", "RunResult", "VerifyResult", "Report", "SpikestackError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
