@@ -57,9 +57,9 @@ def _as_program(program_or_path):
     return program_or_path
 
 
-def _inputs(program, inputs, tokens: int, text=None) -> EvalInputs:
+def _inputs(program, inputs, tokens: int, text=None, streams: int = 1) -> EvalInputs:
     if inputs is None:
-        return eval_inputs(program, tokens, text)
+        return eval_inputs(program, tokens, text, streams)
     if text is not None:
         raise SpikestackError(f"text={str(text)!r} and inputs: give one of them")
     if isinstance(inputs, EvalInputs):
@@ -187,16 +187,18 @@ def _traces(program, inputs: np.ndarray, backends: Sequence[str], scheduler=None
 
 
 def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256, text=None,
-        float_source=None, scheduler: str | None = None, workers: int | None = None) -> RunResult:
+        float_source=None, scheduler: str | None = None, workers: int | None = None, streams: int = 1) -> RunResult:
     """Run a program (or an artifact path) on a backend. Without `inputs`, the first `tokens` positions of `text`
     (a UTF-8 file, encoded by the program's tokenizer) or of the default text (token programs), or seeded input
     events (foreign LIF programs); the result says which, with bits per byte and perplexity of the text.
     backend="float" runs the float reference of `float_source`, the NIR graph (or file) the program came from.
-    `scheduler` (a Dask address) or `workers` (a local Dask cluster) shard it: the same result (distributed.py)."""
+    `scheduler` (a Dask address) or `workers` (a local Dask cluster) shard it: the same result (distributed.py).
+    `streams`: token-streaming programs (SpikeGPT) read the text as that many independent streams, batched
+    (spikestack/evaluation.py `hybrid_inputs`)."""
     if backend != "float":
         _check_backend(backend)
     program = _as_program(program)
-    data = _inputs(program, inputs, tokens, text)
+    data = _inputs(program, inputs, tokens, text, streams)
     if backend == "float" and scheduler is None and workers is None:
         trace = _float_trace(program, float_source, data.inputs)
     else:
@@ -260,9 +262,10 @@ def _float_trace(program, float_source, inputs: np.ndarray):
 
 # --------------------------------------------------------------------------------------------------- simulate
 def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=None, text=None,
-             scheduler: str | None = None, workers: int | None = None) -> Report:
+             scheduler: str | None = None, workers: int | None = None, streams: int = 1) -> Report:
     """Counts, energy and latency under a hardware profile (name, .toml path or `Profile`; default: the
-    target's). Without a trace, the reference executor runs `tokens` positions of the validation text first."""
+    target's). Without a trace, the reference executor runs `tokens` positions of the validation text first
+    (`streams` as in `run`)."""
     from spikestack.simulators.profiles import Profile, load_profile
 
     program = _as_program(program)
@@ -271,7 +274,7 @@ def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=No
     elif not isinstance(profile, Profile):
         profile = load_profile(str(profile))
     if trace is None:
-        data = _inputs(program, inputs, tokens, text).inputs  # `scheduler`/`workers`: sharded as in `run`
+        data = _inputs(program, inputs, tokens, text, streams).inputs  # `scheduler`/`workers`: sharded as in `run`
         trace = _traces(program, data, ("reference",), scheduler, workers)["reference"]
     if is_hybrid(program):
         from spikestack.simulators.hybrid import simulate_hybrid

@@ -88,7 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         trace_path = check_file_output(args.trace, "--trace", inputs=sources, force=args.force,
                                        suffixes=(".npz", ".nir"))
     result = api.run(api.load(args.artifact), args.input, backend=args.backend, tokens=args.tokens,
-                     float_source=args.nir, text=args.text, scheduler=args.scheduler, workers=args.workers)
+                     float_source=args.nir, text=args.text, scheduler=args.scheduler, workers=args.workers,
+                     streams=args.streams)
     text = strict_json(result.to_dict(), "run result")  # before writing anything
     if trace_path is not None:
         result.save_trace(trace_path)
@@ -117,7 +118,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         trace = load_trace(program, args.trace)
     report = api.simulate(program, trace, profile=args.profile, tokens=args.tokens, inputs=args.input,
-                          text=args.text, scheduler=args.scheduler, workers=args.workers).data
+                          text=args.text, scheduler=args.scheduler, workers=args.workers,
+                          streams=args.streams).data
     text = strict_json(report, "simulation report") if args.json else None  # before writing anything
     plots = None
     if plots_dir is not None:

@@ -190,6 +190,9 @@ def build_parser() -> CliParser:
                    help="the numpy reference executor, the torch model or Lava's CPU simulator; float: the NIR "
                         "graph's own float equations (foreign LIF artifacts, needs --nir)")
     s.add_argument("--tokens", type=integer(1), default=256, help="validation tokens (at most what the text holds)")
+    s.add_argument("--streams", type=integer(1), default=1, help="token-streaming programs (SpikeGPT): read the "
+                   "--tokens as this many independent streams, batched in each call (faster on large models, and "
+                   "what --workers shards); each stream starts from the initial state")
     s.add_argument("--trace", help="save the event trace: .npz (spikestack) or .nir (NIR ValuedEventData)")
     s.add_argument("--input", metavar="FILE", help="the inputs (.npy/.npz): [samples, steps, inputs] 0/1 spike "
                    "rasters for foreign LIF artifacts, integer token ids otherwise (instead of --tokens)")
@@ -202,6 +205,9 @@ def build_parser() -> CliParser:
     s.add_argument("artifact", help="artifact folder")
     s.add_argument("--profile", help="profile name (spikestack profiles) or .toml (default: the target's)")
     s.add_argument("--tokens", type=integer(1), default=1024, help="validation tokens run before counting")
+    s.add_argument("--streams", type=integer(1), default=1, help="token-streaming programs (SpikeGPT): read the "
+                   "--tokens as this many independent streams, batched in each call (faster on large models, and "
+                   "what --workers shards); each stream starts from the initial state")
     s.add_argument("--input", metavar="FILE", help="the inputs (.npy/.npz): [samples, steps, inputs] 0/1 spike "
                    "rasters for foreign LIF artifacts, integer token ids otherwise (instead of --tokens)")
     s.add_argument("--json", action="store_true", help="print the whole report as JSON")

@@ -201,14 +201,34 @@ def sample_ids(vocab_size: int, context: int, n_tokens: int, offset: int = 0, *,
     return EvalInputs(ids, targets, stream.source, stream.label, scored, stream.per_char)
 
 
-def hybrid_inputs(program, tokens: int, text=None) -> EvalInputs:
-    context = program.max_positions if program.time_axis != "tokens" else 0
+def hybrid_inputs(program, tokens: int, text=None, streams: int = 1) -> EvalInputs:
+    """Windows of the model's context (whole-sequence and step models), or, for token-streaming programs
+    (SpikeGPT), one stream of `tokens` positions, or `streams` independent streams of about tokens/streams each.
+    Why streams: one stream is one position per call, so every call reads all of a large model's weights for one
+    row (the 216M shape: 1.65 GB of float32 products per token); 16 streams share each read among 16 rows, and
+    they are the unit Dask shards (spikestack/distributed.py). Each stream starts from the model's initial state,
+    so the text's figures are those of shorter contexts."""
+    if streams < 1:
+        raise SpikestackError(f"--streams must be at least 1, got {streams}")
+    if program.time_axis != "tokens":
+        if streams != 1:
+            raise SpikestackError(f"--streams {streams}: only token-streaming programs (SpikeGPT) take streams; "
+                                  f"this {program.family} program reads windows of {program.max_positions} positions")
+        context = program.max_positions
+    else:
+        context = 0 if streams == 1 else -(-tokens // streams)
     return sample_ids(program.vocab_size, context, tokens, offset=0, tokenizer=program_tokenizer(program), text=text)
 
 
-def eval_inputs(program, tokens: int, text=None) -> EvalInputs:
-    """The inputs of `run`, `verify` and `simulate` for any program: `text` (a path) or the default text."""
-    return hybrid_inputs(program, tokens, text) if is_hybrid(program) else chain_inputs(program, tokens, text)
+def eval_inputs(program, tokens: int, text=None, streams: int = 1) -> EvalInputs:
+    """The inputs of `run`, `verify` and `simulate` for any program: `text` (a path) or the default text;
+    `streams` for token-streaming programs (`hybrid_inputs`)."""
+    if is_hybrid(program):
+        return hybrid_inputs(program, tokens, text, streams)
+    if streams != 1:
+        raise SpikestackError(f"--streams {streams}: only token-streaming programs (SpikeGPT) take streams; chain "
+                              "programs evaluate independent token windows already")
+    return chain_inputs(program, tokens, text)
 
 
 def calibration_ids(graph, n_positions: int = CALIBRATION_POSITIONS, text=None) -> np.ndarray:
