@@ -126,8 +126,7 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
         nzw = np.asarray(proj.weight) != 0  # [out, in]
         fanout = np.stack([nzw[d.lo:d.hi].sum(0) for d in dst], 1).astype(np.float64)  # [in, C_dst]
         synops[..., len(src):] = np.rint(ev @ fanout).astype(np.int64)
-        # which destinations got any input: sums of 0/1 products, so float32 decides "> 0" exactly (half the bytes)
-        received = (nz.astype(np.float32) @ nzw.T.astype(np.float32)) > 0  # [calls, steps, positions, out]
+        received = received_any(nz, nzw)  # [calls, steps, positions, out]
         for j, d in enumerate(dst):
             active[..., len(src) + j] = received[..., d.lo:d.hi].sum((2, 3))
         reach = (fanout > 0).astype(np.float64)
@@ -157,6 +156,25 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
                        max_hops=max_hops, link_load=link_load, events=int(per_event.sum()),
                        spikes=int(nz.sum()), slots=int(nz.size),
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
+
+
+def received_any(nz: np.ndarray, nzw: np.ndarray) -> np.ndarray:
+    """bool [..., out]: destination o got at least one message, ∃ i: nz[..., i] and nzw[o, i].
+
+    Exact without the product for most rows: a row with more active inputs than any destination (with synapses)
+    has zero weights must meet that destination's synapses (pigeonhole), so only rows with few active inputs go
+    through the 0/1 matrix product (float32 decides "> 0" exactly: sums of non-negative integers). The product
+    over every row was two thirds of the 216M fold's simulation (measured)."""
+    x = nz.reshape(-1, nz.shape[-1])
+    support = nzw.sum(1)  # synapses per destination
+    has = support > 0
+    most_zeros = int((nzw.shape[1] - support)[has].max(initial=0))
+    out = np.empty((len(x), nzw.shape[0]), bool)
+    easy = x.sum(1) > most_zeros
+    out[easy] = has
+    if not easy.all():
+        out[~easy] = (x[~easy].astype(np.float32) @ nzw.T.astype(np.float32)) > 0
+    return out.reshape(*nz.shape[:-1], nzw.shape[0])
 
 
 def _link_load(by_tile: dict[tuple[int, int], list], dst: list, routes: dict[tuple[int, int], list[int]],

@@ -13,7 +13,8 @@ on its own), and the shard traces are concatenated in shard order into the trace
 every float reduction (bits per character/byte, firing rates, the simulator's latency means, energy sums) is then
 computed by the same code on the same array in the same order. Integer counts are exact either way. A program that
 streams one sequence whose state carries across tokens (SpikeGPT on the default text: one row) has nothing
-independent to cut: it runs as one shard on one worker, no faster than locally.
+independent to cut: it runs as one shard on one worker, no faster than locally, unless `streams=N` (`--streams`)
+reads its text as N independent streams, which shard like sequences.
 
 What the trade costs: shard traces travel back to the client (int8 spikes, int payloads and the logits), so the
 client holds the whole trace, as the single-process run does; only the execution is spread.

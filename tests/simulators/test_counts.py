@@ -178,3 +178,23 @@ def test_malformed_profile_is_one_error_line(tmp_path):
         load_profile(str(bad))
     with pytest.raises(ProfileError, match=r"unknown profile 'loihi9'; known: .*loihi2_assumed"):
         load_profile("loihi9")
+
+
+def test_received_any_equals_the_product_on_every_row_kind():
+    """The pigeonhole shortcut (simulators/hybrid_counts.py `received_any`) against the plain 0/1 product: rows
+    with many active inputs (decided without it), few (through it) and none, destinations without synapses."""
+    from spikestack.simulators.hybrid_counts import received_any
+
+    rng = np.random.default_rng(3)
+    nzw = rng.random((40, 30)) > 0.2  # about 6 zeros per destination
+    nzw[5] = False  # no synapses: never receives
+    nzw[7] = False
+    nzw[7, 29] = True  # one synapse: receives only from input 29
+    nz = np.zeros((2, 3, 30), bool)
+    nz[0, 0] = True  # all inputs active: easy
+    nz[0, 1, [2, 29]] = True  # two active: through the product
+    nz[1, 2] = rng.random(30) > 0.3  # about 21 active: easy (more than the most zeros)
+    got = received_any(nz, nzw)
+    want = (nz.astype(np.int64) @ nzw.T.astype(np.int64)) > 0
+    np.testing.assert_array_equal(got, want)
+    assert not got[..., 5].any() and got[0, 1, 7] and not got[0, 2].any()
