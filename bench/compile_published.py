@@ -11,9 +11,11 @@ positions its weight budget allows (spikestack/compilation.py LAYER_ERROR_WEIGHT
 how many it used). Before that budget it ran all 256 positions token by token: 390 s and 11.6 GB, measured.
 `--calibrate 0` times the mapped artifact alone.
 
-Its peak RSS comes from `os.wait4` (that child alone, not the writer). Afterwards the artifact is loaded and
-simulated for `--tokens` tokens (reference executor, the target's default profile) for energy per token; that
-part is not timed. Prints JSON {seconds, peak_rss_gb, cores, chips, energy_per_token_j, machine, load_avg_1min}.
+Its peak RSS comes from `os.wait4` (that child alone, not the writer; the child's own forked ONNX exporter,
+compiler/hybrid/host_export.py, counts as the larger of the two, not their sum, and shares its pages).
+Afterwards the artifact is loaded and simulated for `--tokens` tokens (reference executor, the target's default
+profile) for energy per token; that part is not timed. Prints JSON {seconds, cpu_s, peak_rss_gb, cores, chips,
+energy_per_token_j, machine, load_avg_1min}.
 
 Goal (issue 13): <= 30 s and <= 4 GB on a 2-core machine. Wall time grows with other jobs' load: the row carries
 the 1-minute load average at the start and the child's CPU seconds.

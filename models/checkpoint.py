@@ -14,7 +14,8 @@ memory is spent on a file that lies about its size:
     parameter count from the config alone ≤ MAX_PARAMETERS
     state_dict vs the model built on the meta device (no memory): first missing key, first unexpected key,
             first shape mismatch (both shapes), non-float tensor where a float belongs, non-finite weights
-    only then the real model is built and the weights are copied in
+    only then the model gets the weights: the checked tensors assigned to the meta-built model (no copy), or,
+            for a model with tied weights or non-persistent buffers, a real model built and the weights copied in
 
 The families' specs live beside their models (`bispike_mlp`, `spikegpt_train`, `spikellm_train`,
 `spikelm_train`); `registry.checkpoint_family` uses `read_checkpoint` and `family_of` to dispatch.
@@ -193,14 +194,46 @@ def load_model(path: Path | str | InMemoryCheckpoint, spec: CheckpointSpec) -> t
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, expected a dict")
     with torch.device("meta"):
         reference = _built(spec, family, config, path)
-    _check_state_dict(state_dict, reference.state_dict(), path)
-    model = _built(spec, family, config, path)
+    expected = reference.state_dict()
+    _check_state_dict(state_dict, expected, path)
     try:
-        model.load_state_dict(state_dict)
+        weights = {k: _as_parameter(state_dict[k], want) for k, want in expected.items()}
+        if _assignable(reference, expected) and _distinct(weights.values()):
+            model = reference  # the checked tensors become its parameters: no random init, no second copy
+            model.load_state_dict(weights, assign=True)
+        else:
+            model = _built(spec, family, config, path)
+            model.load_state_dict(state_dict)
     except RuntimeError as exc:  # not expected after the checks above; kept as one line all the same
         raise CheckpointError(f"{path}: state_dict does not load ({str(exc).splitlines()[0][:SHOWN_CHARS]})") from None
     model.eval()
     return model, checkpoint
+
+
+def _assignable(model: nn.Module, expected: Mapping[str, torch.Tensor]) -> bool:
+    """The state dict names every tensor of `model` exactly once: no tied weights (SpikeLLM's head shares the
+    embedding; assigning would untie them), no non-persistent buffers and no tensors kept as plain attributes
+    (they would stay on the meta device). Then `load_state_dict(assign=True)` gives the same model as building it
+    and copying the weights in."""
+    if any(isinstance(v, torch.Tensor) for m in model.modules() for v in vars(m).values()):
+        return False
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    distinct = len({id(t) for t in tensors.values()}) == len(tensors)
+    return distinct and len(tensors) == len(expected) and set(tensors) == set(expected)
+
+
+def _distinct(tensors: Collection[torch.Tensor]) -> bool:
+    """No two tensors share memory (a file may store one storage under two keys): assigned, they would stay tied
+    where copying unties them."""
+    storages = [t.untyped_storage().data_ptr() for t in tensors if t.numel()]
+    return len(set(storages)) == len(storages)
+
+
+def _as_parameter(tensor: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """`tensor` in the model's dtype, contiguous, as `load_state_dict`'s copy would leave it; no copy when it
+    already is (a zip checkpoint's memory-mapped float32 tensors: SpikeGPT-216M's 0.86 GB are not duplicated)."""
+    return tensor.detach().to(want.dtype).contiguous()
 
 
 def _built(spec: CheckpointSpec, family: str, config: dict, path: Path) -> nn.Module:
@@ -306,5 +339,17 @@ def _check_state_dict(given: dict, expected: dict[str, torch.Tensor], path: Path
         if want.is_floating_point() != tensor.is_floating_point() or (
                 not want.is_floating_point() and tensor.dtype != want.dtype):
             raise CheckpointError(f"{path}: state_dict key {key!r} has dtype {tensor.dtype}, the model {want.dtype}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _all_finite(tensor):
             raise CheckpointError(f"{path}: state_dict key {key!r} holds non-finite values (NaN or inf)")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or ±inf. `torch.aminmax` propagates NaN and returns ±inf when one is there, and it reads the tensor
+    once without allocating a mask: 0.02 s against 0.4 s for `isfinite(t).all()` on a 50,277 × 768 float32 head
+    (measured, 2-core VM); other float dtypes take the mask."""
+    if tensor.numel() == 0:
+        return True
+    if tensor.dtype not in (torch.float32, torch.float64):
+        return bool(torch.isfinite(tensor).all())
+    low, high = torch.aminmax(tensor)
+    return math.isfinite(float(low)) and math.isfinite(float(high))

@@ -29,7 +29,8 @@ from ..passes.partition import Edge, check_core_count, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
 from .cut import CutPlan, plan_cut
-from .host_stages import build_stages, cache_states, decode_supported, export_onnx, host_states
+from .host_export import export_stages
+from .host_stages import build_stages, cache_states, decode_supported, host_states
 from .ir import HostStage, HybridProgram, QChipLayer
 from .quantize import quantize_layers
 
@@ -362,28 +363,20 @@ def _host_program(plan: CutPlan, layers: list[QChipLayer], example: dict[str, to
                   positions: int, timings: dict[str, float] | None, target: Target,
                   decode: bool = False) -> tuple[HostStage, ...]:
     """Trace and export every stage (the sequence program, or with `decode` the KV-cache one)."""
+    traced: list = []
     with _phase(timings, "host_build"):
-        modules = build_stages(plan, layers, example, _chip_example, positions, decode, target=target)
+        modules = build_stages(plan, layers, example, _chip_example, positions, decode, target=target,
+                               traced=traced)
     accumulators = {la.output for la in layers if la.projection is not None}
-    env = dict(example)
-    stages = []
     state_names = {s.name for s in states}
-    with torch.no_grad(), _phase(timings, "onnx_export"):
-        for k in range(len(modules)):
-            # each stage's torch copy of its weights is dropped once exported: at the 216M shape they are
-            # 0.9 GB that the ONNX bytes of the later stages can reuse (bench/compile_scale.py)
-            module, modules[k] = modules[k], None
-            outs = module(*(env[n] for n in module.inputs))
-            onnx_bytes = export_onnx(module, env, accumulators, outs)
-            for name, value in zip(module.outputs, outs, strict=True):
-                env[name] = value
-            for la in module.send:
-                env[la.output] = _chip_example(la, env[la.input])
-            state_in = tuple(n for n in module.inputs if n in state_names)
-            stages.append(HostStage(index=k, onnx=onnx_bytes, inputs=tuple(module.inputs),
-                                    outputs=tuple(module.outputs), state_in=state_in,
-                                    state_out=tuple(f"{n}:next" for n in state_in), ops=tuple(module.nodes),
-                                    macs_per_position=_macs(plan, module.nodes)))
+    with _phase(timings, "onnx_export"):  # big models: half the stages in a forked child (host_export.py)
+        exported = export_stages(modules, example, traced, accumulators, _chip_example)
+    stages = []
+    for k, ex in enumerate(exported):
+        state_in = tuple(n for n in ex.inputs if n in state_names)
+        stages.append(HostStage(index=k, onnx=ex.onnx, inputs=ex.inputs, outputs=ex.outputs, state_in=state_in,
+                                state_out=tuple(f"{n}:next" for n in state_in), ops=ex.nodes,
+                                macs_per_position=_macs(plan, ex.nodes)))
     for k, stage in enumerate(stages):  # a state written here but read elsewhere: pair it by name
         extra = [n[: -len(":next")] for n in stage.outputs if n.endswith(":next") and n[: -len(":next")]
                  not in stage.state_in]

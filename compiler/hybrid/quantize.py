@@ -51,7 +51,8 @@ def pow2_ceil(x: float) -> int:
     return math.ceil(math.log2(x)) if x > 0 else 0
 
 
-MANTISSA_CHUNK = 1 << 22  # weights per chunk of `mantissas` (a 32 MB float64 scratch)
+MANTISSA_CHUNK = 1 << 18  # weights per chunk of `mantissas`: a 2 MB float64 scratch stays in cache through its
+# five passes (0.033 s against 0.053 s with 1 << 22 for 6,144 × 1,536 weights, measured on the 2-core VM)
 
 
 def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat: int = 1) -> tuple[np.ndarray, int]:

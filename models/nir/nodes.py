@@ -51,10 +51,17 @@ def _numeric(value: Any, node: str, field_name: str) -> np.ndarray:
 
 
 def _in_range(arr: np.ndarray, node: str, field_name: str) -> None:
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    """Finite and within MAX_MAGNITUDE. From the minimum and maximum alone (both propagate NaN; ±inf is one of
+    them): two reads and no temporaries, where a finiteness mask and an |x| copy cost 1.3 s for SpikeGPT-216M's
+    1.7 GB of float64 weights (bench/compile_published.py)."""
+    if not arr.size:
+        return
+    low, high = float(np.min(arr)), float(np.max(arr))
+    if arr.dtype.kind == "f" and not (math.isfinite(low) and math.isfinite(high)):
         raise NIRFormatError(f"{node}: field {field_name!r} holds NaN or inf")
-    if arr.size and float(np.max(np.abs(arr))) > MAX_MAGNITUDE:
-        raise NIRFormatError(f"{node}: field {field_name!r} holds {float(np.max(np.abs(arr))):.3g}, beyond the "
+    magnitude = max(abs(low), abs(high))
+    if magnitude > MAX_MAGNITUDE:
+        raise NIRFormatError(f"{node}: field {field_name!r} holds {magnitude:.3g}, beyond the "
                              f"magnitude cap {MAX_MAGNITUDE:.0e}")
 
 

@@ -293,14 +293,14 @@ def _recording_spec(parameters: int, calls: list) -> CheckpointSpec:
 @pytest.mark.parametrize(("parameters", "weight", "builds"), [
     (MAX_PARAMETERS + 1, torch.ones(1, 2), []),  # the size cap comes before any model
     (2, torch.ones(1, 3), ["meta"]),  # a mismatch is found on the meta model: no memory spent
-    (2, torch.ones(1, 2), ["meta", "cpu"]),  # only a checked file builds the real model
+    (2, torch.ones(1, 2), ["meta"]),  # a checked file's tensors are assigned to the meta model: no second build
 ])
 def test_checks_run_before_the_real_model_is_built(parameters, weight, builds, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save({"family": "spikegpt", "config": {"width": 2}, "state_dict": {"weight": weight}, "vocab": "ab"}, path)
     calls: list = []
     spec = _recording_spec(parameters, calls)
-    if builds == ["meta", "cpu"]:
+    if parameters == 2 and weight.shape == (1, 2):  # the one file that passes every check
         model, _ = load_model(path, spec)
         assert torch.equal(model.weight, weight) and not model.training
     else:
