@@ -27,13 +27,13 @@ class RelayKind(ChipKind):
               done: list[QChipLayer]) -> QChipLayer:
         from ..hybrid import quantize as q
         from ..hybrid.ir import QChipLayer, QChipProjection
-        from ..ir import frozen_array
+        from ..ir import frozen_array, frozen_new
 
         fold = planned.fold
         v, groups, _ = q.relay_weights(plan, planned, unique=True)  # equal column groups: mantissas once
         payload_max = max(fold.bound_e, fold.bound_s, 1)
         m, e = q.mantissas(v, payload_max, fold.linear, target, repeat=q.relay_repeat(plan, planned))
-        proj = QChipProjection(name=fold.linear, weight=frozen_array(m), unit=2.0 ** (e - 1),
+        proj = QChipProjection(name=fold.linear, weight=frozen_new(m), unit=2.0 ** (e - 1),
                                message_bits=payload_max.bit_length(), groups=frozen_array(groups.astype(np.int8)),
                                n_groups=int(groups.max()) + 1, bias=None)
         return QChipLayer(name=fold.linear, kind="relay", width=int(groups.size), steps=1,

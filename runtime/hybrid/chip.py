@@ -77,14 +77,15 @@ def projection_dtype(layer: QChipLayer) -> type[np.floating]:
     return np.float32 if payload_peak(layer) * row_l1 < FLOAT32_EXACT else np.float64
 
 
-def grouped_weight(layer: QChipLayer) -> np.ndarray | list[tuple[slice | np.ndarray, np.ndarray]]:
+def grouped_weight(layer: QChipLayer, lean: bool = False
+                   ) -> np.ndarray | list[tuple[slice | np.ndarray, np.ndarray]]:
     """The projection's weight in `projection_dtype`, built once per layer: [in, groups · out]
     (`QChipProjection.grouped`, transposed) so one matmul yields every group's accumulators, or from
-    BLOCK_MIN_WEIGHTS weights up the group blocks (`group_blocks`)."""
+    BLOCK_MIN_WEIGHTS weights up the group blocks (`group_blocks`; `lean`: views of the int16 mantissas)."""
     p = layer.projection
     w = np.asarray(p.weight)
     if w.size >= BLOCK_MIN_WEIGHTS:
-        return group_blocks(layer)
+        return group_blocks(layer, lean)
     dtype = projection_dtype(layer)
     groups = np.asarray(p.groups)
     out = np.zeros((p.n_groups * p.size, w.shape[1]), dtype)  # = grouped(), without int64 temporaries
@@ -115,10 +116,14 @@ def _transposed(w: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
     return out
 
 
-def group_blocks(layer: QChipLayer) -> list[tuple[slice | np.ndarray, np.ndarray]]:
+def group_blocks(layer: QChipLayer, lean: bool = False) -> list[tuple[slice | np.ndarray, np.ndarray]]:
     """Per accumulator group: (its input columns, weight[:, columns].T [in_g, out] in `projection_dtype`). Groups
     whose mantissas are equal share one block (a real-embedding fold's two groups: compiler/hybrid/quantize.py
-    `relay_repeat`), so the 216M shape's float copy is as large as its int16 mantissas' count, not twice."""
+    `relay_repeat`), so the 216M shape's float copy is as large as its int16 mantissas' count, not twice.
+
+    `lean`: the blocks are transposed views of the int16 mantissas, converted to `projection_dtype` per call, one
+    layer at a time: for the compile's few calls of the per-layer error report, where the float copies of every
+    layer (0.8 GB at the 216M shape) would set the compile's peak memory (bench/compile_published.py)."""
     p = layer.projection
     w, groups, dtype = np.asarray(p.weight), np.asarray(p.groups), projection_dtype(layer)
     blocks: list[tuple[slice | np.ndarray, np.ndarray]] = []
@@ -126,7 +131,7 @@ def group_blocks(layer: QChipLayer) -> list[tuple[slice | np.ndarray, np.ndarray
         cols = _columns(groups, g)
         mine = w[:, cols]
         same = next((b for c, b in blocks if b.shape[0] == mine.shape[1] and np.array_equal(w[:, c], mine)), None)
-        blocks.append((cols, same if same is not None else _transposed(mine, dtype)))
+        blocks.append((cols, same if same is not None else mine.T if lean else _transposed(mine, dtype)))
     return blocks
 
 
@@ -158,6 +163,8 @@ def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[sli
     acc = np.empty((len(x), p.n_groups, p.size), np.int64)
     for block in {id(b): b for _, b in blocks}.values():
         mine = [g for g, (_, b) in enumerate(blocks) if b is block]
+        if block.dtype.kind != "f":  # lean: this call's float copy of one layer's mantissas
+            block = block.astype(projection_dtype(layer))
         rows = np.concatenate([x[:, blocks[g][0]] for g in mine]).astype(block.dtype)
         y = (rows[:, None, :] @ block)[:, 0] if len(rows) <= FEW_ROWS else rows @ block
         for k, g in enumerate(mine):
@@ -189,7 +196,8 @@ def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
     (`HybridProgram.target_spec`): its state width and LIF shifts."""
     payloads = neuron_steps(layer, x, state, call, target)
     if layer.projection is not None and layer.projection.encoding != "graded":
-        return project_planes(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer))), payloads
+        return project_planes(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer, state.lean))), \
+            payloads
     if layer.projection is not None:
-        return project(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer))), payloads
+        return project(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer, state.lean))), payloads
     return kind_of(layer).output(payloads), payloads

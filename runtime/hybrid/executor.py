@@ -39,12 +39,14 @@ class ReferenceChip:
 
     name = "reference"
 
-    def __init__(self) -> None:
+    def __init__(self, lean: bool = False) -> None:
+        """`lean`: big projections stay int16 between calls (chip.py `group_blocks`): for a few calls at most."""
         self.states: dict[str, LayerState] = {}
         self.target: Target | None = None
+        self.lean = lean
 
     def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None:
-        self.states = {la.name: LayerState() for la in program.layers}
+        self.states = {la.name: LayerState(lean=self.lean) for la in program.layers}
         self.target = program.target_spec
 
     def segment(self, layers, inputs, call):

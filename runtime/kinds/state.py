@@ -16,6 +16,7 @@ class LayerState:
     s: np.ndarray | None = None
     saturations: int = 0
     extra: dict = field(default_factory=dict)
+    lean: bool = False  # big projections keep their int16 mantissas and convert per call (runtime/hybrid/chip.py)
 
 
 def cached(state: LayerState, key: str, build: Callable[[], Any]) -> Any:
