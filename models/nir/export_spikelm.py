@@ -101,15 +101,7 @@ def spikelm_to_nir(model: nn.Module, head: str = "mlm") -> nir.NIRGraph:
         h = b.add("mlm_transform.norm", _layer_norm(tf.norm), h)
     out = b.add("lm_head" if decoder else "mlm_head", linear_node(head), h)
     b.add("output", nir.Output(output_type={"output": np.array([head.out_features])}), out)
-    metadata = {
-        "spikestack.family": "spikelm-dec" if decoder else "spikelm-enc",
-        "spikestack.time_axis": "steps",
-        "spikestack.input": "position",
-        "spikestack.steps_per_token": cfg.run_steps,
-        "spikestack.readout": "mean_over_steps",
-        "spikestack.vocab_size": cfg.vocab,
-        "spikestack.spiking": int(cfg.spiking),
-    }
+    metadata = _step_metadata(cfg, "spikelm-dec" if decoder else "spikelm-enc")
     if not decoder:
         metadata["spikestack.omitted"] = "cls_head (mean over positions, then Affine)"
     if getattr(cfg, "bert_heads", False):
@@ -117,6 +109,13 @@ def spikelm_to_nir(model: nn.Module, head: str = "mlm") -> nir.NIRGraph:
         metadata["spikestack.approximate"] = ("mlm_transform (dense, GELU, LayerNorm) runs every step before the "
                                               "mean over steps; the float model applies it after the mean")
     return b.graph(metadata)
+
+
+def _step_metadata(cfg, family: str) -> dict:
+    """What every SpikeLM graph tells the compiler: one call per spiking step, logits averaged over the steps."""
+    return {"spikestack.family": family, "spikestack.time_axis": "steps", "spikestack.input": "position",
+            "spikestack.steps_per_token": cfg.run_steps, "spikestack.readout": "mean_over_steps",
+            "spikestack.vocab_size": cfg.vocab, "spikestack.spiking": int(cfg.spiking)}
 
 
 def _classification_graph(b: GraphBuilder, model: nn.Module, h: str) -> nir.NIRGraph:
@@ -133,13 +132,7 @@ def _classification_graph(b: GraphBuilder, model: nn.Module, h: str) -> nir.NIRG
     out = b.add("cls_head", nir.Affine(weight=weight, bias=bias), h)
     b.add("output", nir.Output(output_type={"output": np.array([cfg.classes])}), out)
     metadata = {
-        "spikestack.family": "spikelm-enc",
-        "spikestack.time_axis": "steps",
-        "spikestack.input": "position",
-        "spikestack.steps_per_token": cfg.run_steps,
-        "spikestack.readout": "mean_over_steps",
-        "spikestack.vocab_size": cfg.vocab,
-        "spikestack.spiking": int(cfg.spiking),
+        **_step_metadata(cfg, "spikelm-enc"),
         "spikestack.task": "classification",
         "spikestack.classes": cfg.classes,
         "spikestack.pooling": pooling,
