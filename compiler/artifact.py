@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,10 @@ from spikestack.errors import ArtifactError
 
 from .artifact_check import check_chain, check_hybrid, check_report, check_target, check_values, run_verifier
 from .artifact_files import MANIFEST_MAX_BYTES, ONNX_MAX_BYTES, ArtifactDir, check_onnx, parse_manifest, plain_relative
-from .artifact_output import conflict, identity, new_temp, remove_stale_temps, swap_into_place
+from .artifact_output import conflict, identity, swap_into_place
 from .artifact_schema import Ctx, check_schema, embedded_target, show
 from .artifact_tokenizer import check_entry, listed, read_tokenizer, split_tokenizer
+from .artifact_writer import ArtifactWriter
 from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
 from .ir import (
     Core,
@@ -99,9 +99,11 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False).encode()
 
 
-def save(program: Program | HybridProgram, out_dir: str | Path) -> Path:
+def save(program: Program | HybridProgram, out_dir: str | Path, writer: ArtifactWriter | None = None) -> Path:
+    """Write `program` as an artifact folder; `writer`: the ArtifactWriter for `out_dir` that already holds some
+    of its arrays (a streaming compile)."""
     if isinstance(program, HybridProgram):
-        return _save_hybrid(program, Path(out_dir))
+        return _save_hybrid(program, Path(out_dir), writer)
     out_dir = Path(out_dir)
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, Any] = {
@@ -122,10 +124,10 @@ def save(program: Program | HybridProgram, out_dir: str | Path) -> Path:
     }
     manifest["report"], files = split_tokenizer(program.report)
     files.update({f"host/{h.name}.onnx": h.onnx for h in program.host_programs})
-    return _write(out_dir, manifest, arrays, files)
+    return _write(out_dir, manifest, arrays, files, writer)
 
 
-def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
+def _save_hybrid(program: HybridProgram, out_dir: Path, writer: ArtifactWriter | None = None) -> Path:
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for la in program.layers:
@@ -157,7 +159,7 @@ def _save_hybrid(program: HybridProgram, out_dir: Path) -> Path:
         "cores": [asdict(c) for c in program.cores],
     }
     manifest["report"], tokenizer_files = split_tokenizer(program.report)
-    return _write(out_dir, manifest, arrays, {**files, **tokenizer_files})
+    return _write(out_dir, manifest, arrays, {**files, **tokenizer_files}, writer)
 
 
 def _listed_files(manifest: dict[str, Any]) -> dict[str, str]:
@@ -213,34 +215,31 @@ def _check_replaceable(out_dir: Path) -> tuple[int, int] | None:
     return before
 
 
-def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes]) -> Path:
-    """Write arrays and files into a marked temporary sibling, hash them into the manifest, swap it into place."""
+def writer_for(out_dir: str | Path) -> ArtifactWriter:
+    """An ArtifactWriter for `out_dir` (arrays written as they come, then `save(program, out_dir, writer)`), after
+    the same check as `save`: only a missing path or a complete earlier artifact may be replaced."""
     out_dir = Path(os.path.abspath(out_dir))
-    before = _check_replaceable(out_dir)
+    return ArtifactWriter(out_dir, _check_replaceable(out_dir), lambda a, path: _save_npy(a, path))
+
+
+def _write(out_dir: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], files: dict[str, bytes],
+           writer: ArtifactWriter | None = None) -> Path:
+    """Write arrays and files into a marked temporary sibling, hash them into the manifest, swap it into place."""
+    writer = writer if writer is not None else writer_for(out_dir)
+    tmp = writer.tmp
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArtifactError(f"{out_dir.parent}: cannot create the output's folder ({exc.strerror})") from None
-    remove_stale_temps(out_dir)
-    tmp = new_temp(out_dir)
-    try:
-        (tmp / "arrays").mkdir()
-        manifest["arrays"] = {
-            key: {"file": f"arrays/{key}.npy", "dtype": str(arrays[key].dtype), "shape": list(arrays[key].shape),
-                  "sha256": _save_npy(arrays[key], tmp / "arrays" / f"{key}.npy")}
-            for key in sorted(arrays)
-        }
+        manifest["arrays"] = {key: writer.entry(key, arrays[key]) for key in sorted(arrays)}
         manifest["content_sha256"] = hashlib.sha256(_canonical(manifest)).hexdigest()
         for rel, blob in files.items():
             (tmp / rel).parent.mkdir(exist_ok=True)
             (tmp / rel).write_bytes(blob)
         (tmp / "manifest.json").write_bytes(_canonical(manifest))
         os.chmod(tmp, 0o755)
-        swap_into_place(tmp, out_dir, before)
+        swap_into_place(tmp, writer.out_dir, writer.before)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.abort()
         raise
-    return out_dir
+    return writer.out_dir
 
 
 # ----------------------------------------------------------------------------------------------------- load

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import math
+import mmap
 import os
 import stat
 from pathlib import Path
@@ -250,3 +251,16 @@ def check_onnx(blob: bytes, where: Path, inputs: set[str] | None, outputs: set[s
 
 __all__ = ["ARRAY_DTYPES", "ArtifactDir", "MANIFEST_MAX_BYTES", "ONNX_MAX_BYTES", "check_onnx", "parse_manifest",
            "plain_relative"]
+
+
+def map_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
+    """A .npy file this process has just written (np.save, format 1.0), mapped read-only, and its mapping (None for
+    an empty array): the streaming compile's way to drop its own copy of an array it still reads."""
+    if math.prod(shape) == 0:
+        return np.zeros(shape, dtype), None
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        offset = f.tell()
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapping, dtype, math.prod(shape), offset).reshape(shape), mapping

@@ -31,7 +31,7 @@ from .importing import is_checkpoint as _is_checkpoint
 from .results import Report, RunResult, VerifyResult
 from .text import text_metrics
 
-__all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "describe", "evaluate",
+__all__ = ["BACKENDS", "Report", "RunResult", "VerifyResult", "compile", "compile_stream", "describe", "evaluate",
            "export", "generate",
            "import_checkpoint", "inspect", "is_hybrid", "is_published", "kind_of", "load", "run", "save", "simulate",
            "verify"]
@@ -150,6 +150,26 @@ def compile(source, target="loihi2", *, encoding: str | None = None, dataflow: b
         return program
     program = carry_tokenizer(program, graph)
     return calibrate_chain(graph, program, calibrate, text) if calibrate > 0 else program  # units from weights
+
+
+def compile_stream(source: str | Path, out: str | Path, target="loihi2", *, encoding: str | None = None,
+                   text: str | Path | None = None):
+    """A Hugging Face LLaMA folder (config.json + model.safetensors or sharded safetensors with
+    model.safetensors.index.json) → the artifact folder `out`, reading, calibrating, quantizing and writing one
+    decoder block at a time, so memory holds one block and the embedding and head, not the model
+    (compiler/hybrid/stream.py). The artifact is byte-identical to `save(compile(source, target), out)`'s. Returns
+    the program, its chip arrays memory-mapped from `out`."""
+    from .compilation import compile_stream as stream
+    from .compilation import is_streamable
+
+    source = Path(source)
+    if not source.exists():
+        raise SpikestackError(f"{source}: file not found")
+    if not is_streamable(source):
+        raise SpikestackError(f"{source}: not a Hugging Face LLaMA folder (config.json with model_type 'llama' and "
+                              "model.safetensors or model.safetensors.index.json); the streaming compile reads only "
+                              "those")
+    return stream(source, Path(out), target, encoding=encoding, text=text)
 
 
 # --------------------------------------------------------------------------------------------------- files

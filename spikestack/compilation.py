@@ -117,3 +117,52 @@ def with_layer_errors(graph, program, calibrate: int, text=None):
     windows = layer_error_windows(windows, graph_weights(graph), program.time_axis == "tokens")
     report = {"positions": int(windows.size), "layers": layer_errors(graph, program, windows)}
     return replace(program, report=dict(program.report, calibration=report))
+
+
+# Above this many bytes of weights a Hugging Face LLaMA folder compiles one decoder block at a time even when the
+# per-layer error report is asked for (which needs the whole float model): the in-memory path holds 4–6× the fp16
+# weights (float64 NIR copies, their calibration run, the mantissas), so 2 GB of weights is ~10 GB of memory.
+STREAM_ABOVE_BYTES = 2_000_000_000
+
+
+def is_streamable(source: Path) -> bool:
+    """A Hugging Face LLaMA folder (config.json with model_type llama, safetensors weights): the streaming compile
+    reads it block by block (compiler/hybrid/stream.py)."""
+    from spikestack.models.published.reading import read_config
+
+    if not source.is_dir() or not any((source / n).is_file() for n in ("model.safetensors",
+                                                                       "model.safetensors.index.json")):
+        return False
+    try:
+        config = read_config(source)
+    except SpikestackError:
+        return False  # the in-memory path reports what is wrong with it
+    return isinstance(config, dict) and config.get("model_type", "llama") == "llama" and "hidden_size" in config
+
+
+def weights_bytes(source: Path) -> int:
+    return sum(p.stat().st_size for p in source.glob("*.safetensors"))
+
+
+def compile_stream(source: Path, out: Path, target, *, encoding=None, text=None, timings=None):
+    """A Hugging Face LLaMA folder → the artifact folder `out`, one decoder block in memory at a time; returns the
+    program (its chip arrays memory-mapped from `out`). The artifact is `compile(source, calibrate=0)` then
+    `save`'s, byte for byte (tests/compiler/test_stream.py)."""
+    from spikestack.compiler.artifact import save, writer_for
+    from spikestack.compiler.hybrid.stream import compile_stream as stream
+    from spikestack.models.published.hf_llama import LlamaStream
+
+    from .evaluation import calibration_inputs, carry_tokenizer
+
+    model = LlamaStream(source)  # saliency on the shipped corpus, as `compile` converts it (api.py `_checkpoint`)
+    calibration = calibration_inputs(model.skeleton, text=text)
+    writer = writer_for(out)
+    try:
+        program = stream(model, target, calibration.inputs, writer, encoding=encoding, timings=timings)
+        program = replace(program, report=dict(program.report, calibration_text=calibration.text))
+        program = carry_tokenizer(program, model.skeleton)
+    except BaseException:
+        writer.abort()
+        raise
+    save(program, out, writer)
+    return program

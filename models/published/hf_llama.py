@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import (
@@ -143,3 +144,180 @@ LAYOUT = register(Layout(
     expected="Hugging Face LLaMA: config.json + model.embed_tokens.weight, model.layers.{l}.self_attn|mlp.*, "
              "model.norm.weight",
     matches=_matches, convert=convert_with_text, required=REQUIRED, key_pattern=KEY_PATTERN))
+
+
+# ------------------------------------------------------------------------------------------- streaming compile
+class LlamaStream:
+    """A Hugging Face LLaMA folder read one decoder block at a time, for the streaming compile
+    (compiler/hybrid/stream.py): nothing but one block's weights is held at once.
+
+    `skeleton` is the NIR graph of a narrow twin (same layers, heads, vocabulary, context and tokenizer, width two
+    per head): its node names, edges and metadata are those of the full model's export, so the compiler plans the
+    cut on it. `pieces()` then yields the real nodes in graph order: the embedding, each decoder block, the head.
+    Each block's salient masks are calibrated on the same windows as `convert_with_text`, one block at a time:
+    the float residual stream [windows, tokens, hidden] is carried from block to block through the same modules,
+    so the masks are the whole-model run's bit for bit (tests/compiler/test_stream.py)."""
+
+    def __init__(self, path: Path | str, *, text: Path | str | None = None,
+                 tokenizer: Path | str | None = None) -> None:
+        from . import detect
+        from .reading import read_source
+
+        source = read_source(path, tokenizer=tokenizer, text=text)
+        if detect(source, "hf-llama").name != "hf-llama":
+            raise PublishedFormatError(f"{source.path}: not a Hugging Face LLaMA folder")
+        self.source, self.file_cfg = source, _config(source)
+        try:  # every key and shape against config.json from the files' headers, before any weight is read
+            self.keys = sorted(llama_weights(_header_shapes(source.state), self.file_cfg))
+        except SpikeLLMError as exc:
+            raise PublishedFormatError(f"{source.path}: {exc}") from None
+        self.cfg = replace(self.file_cfg, n_kv_heads=self.file_cfg.n_heads)  # _without_grouped_kv's repeat
+        self.shards = _shard_files(source.path)
+        vocabulary = vocabulary_entries(source, self.cfg.vocab_size)
+        self.vocabulary_note = vocabulary.pop("vocabulary")
+        self.vocabulary = vocabulary
+        self.skeleton = self._twin_graph()
+
+    def _twin_graph(self):
+        from ..checkpoint import InMemoryCheckpoint
+        from ..nir.export import checkpoint_to_nir
+        from ..spikellm_network import SpikeLLM
+
+        twin_cfg = replace(self.cfg, hidden_size=2 * self.cfg.n_heads, intermediate_size=2)
+        torch.manual_seed(0)
+        twin = SpikeLLM(twin_cfg)
+        native = {"family": "spikellm", "config": asdict(twin_cfg), "state_dict": twin.state_dict(),
+                  **self.vocabulary}
+        return checkpoint_to_nir(InMemoryCheckpoint(self.source.path, native))  # load_model's checks, then export
+
+    def _tensors(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        """The named tensors as float32 (the in-memory path's `copy_` into float32 parameters), read through a
+        `safe_open` handle per shard that is closed afterwards: its mapping goes, and with it the pages the read
+        touched (a handle kept open would hold every block read so far in the resident set, 13 GB at 7B)."""
+        from safetensors import safe_open
+
+        tied = self.cfg.tie_word_embeddings and "lm_head.weight" not in self.source.state
+        stored = {key: "model.embed_tokens.weight" if tied and key == "lm_head.weight" else key for key in keys}
+        if not self.shards:  # a torch file: already in memory
+            return {key: self.source.state[name].to(torch.float32) for key, name in stored.items()}
+        out: dict[str, torch.Tensor] = {}
+        for shard in sorted({self.shards[name] for name in stored.values()}):
+            with safe_open(str(shard), framework="pt") as handle:
+                out.update({key: handle.get_tensor(name).to(torch.float32) for key, name in stored.items()
+                            if self.shards[name] == shard})
+        return out
+
+    def _tensor(self, key: str) -> torch.Tensor:
+        return self._tensors([key])[key]
+
+    def decoder_layer(self, index: int):
+        """Block `index` as our DecoderLayer (float32, k/v heads repeated, masks all False)."""
+        from ..spikellm_network import DecoderLayer
+        from ..spikellm_neurons import SpikeLinear
+
+        prefix = f"model.layers.{index}."
+        weights = self._tensors([k for k in self.keys if k.startswith(prefix)])
+        weights, _, _ = _without_grouped_kv(weights, self.file_cfg)
+        with torch.device("meta"):
+            layer = DecoderLayer(self.cfg)
+        state = {k[len(prefix):]: v for k, v in weights.items()}
+        state.update({f"{n}.salient_mask": torch.zeros(m.in_features, dtype=torch.bool)
+                      for n, m in layer.named_modules() if isinstance(m, SpikeLinear)})
+        layer.load_state_dict(state, assign=True)
+        return layer.eval()
+
+    def pieces(self):
+        """The real NIR nodes in graph order: {embedding, flatten}, then each block's nodes, then {norm, head}."""
+        import nir
+
+        from ..nir.builder import GraphBuilder
+        from ..nir.export_spikellm import _layer, _rms_norm
+        from ..nir.nodes import Embedding
+        from ..spikellm_network import RMSNorm, rope_tables
+        from ..spikellm_saliency import calibrate_saliency
+
+        cfg = self.cfg
+        native = {"family": "spikellm", "config": asdict(cfg), **self.vocabulary}
+        windows, self.saliency_text = _text_ids(native, self.source.text_path)
+        self.saliency_windows = windows
+        embed = self._tensor("model.embed_tokens.weight")
+        # embedding and head in float32, not the exporter's float64 (`to_numpy`): the same values, which every
+        # consumer widens (the float64 calibration run) or narrows (the float32 host stages) exactly; 2 GB less at 7B
+        yield {"model.embed_tokens": Embedding(weight=embed.numpy(), context=1),
+               "embed_flat": nir.Flatten(input_type={"input": np.array([1, cfg.hidden_size])}, start_dim=0,
+                                         end_dim=-1)}
+        x = embed[windows]  # nn.Embedding's forward: the rows of the table
+        del embed
+        cos, sin = rope_tables(windows.shape[1], cfg.head_dim, cfg.rope_theta, x.dtype)
+        residual = "embed_flat"
+        for i in range(cfg.n_layers):
+            block = _SaliencyBlock(i, self.decoder_layer(i), cos, sin)
+            calibrate_saliency(block, x, cfg.salient_fraction)
+            x = block.out
+            builder = GraphBuilder()
+            residual = _layer(builder, i, block.layer, residual, block)
+            del block
+            yield builder.nodes
+            del builder  # before the next block is read: one block's nodes at a time
+        with torch.device("meta"):
+            norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        norm.load_state_dict({"weight": self._tensor("model.norm.weight")}, assign=True)
+        yield {"model.norm": _rms_norm(norm), "lm_head": nir.Linear(weight=self._tensor("lm_head.weight").numpy())}
+
+
+class _SaliencyBlock(torch.nn.Module):
+    """One decoder block as `calibrate_saliency` sees a model: its SpikeLinears under the whole model's names, the
+    spiking switch, and a forward over the residual stream (kept in `out` for the next block)."""
+
+    def __init__(self, index: int, layer, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        super().__init__()
+        self.index, self.layer, self.cos, self.sin = index, layer, cos, sin
+        self.cfg = layer.self_attn.cfg  # what export_spikellm._layer reads of a model
+        self.out: torch.Tensor | None = None
+
+    def spike_linears(self):
+        from ..spikellm_neurons import SpikeLinear
+
+        return [(f"model.layers.{self.index}.{n}", m) for n, m in self.layer.named_modules()
+                if isinstance(m, SpikeLinear)]
+
+    def set_spiking(self, enabled: bool) -> _SaliencyBlock:
+        for _, m in self.spike_linears():
+            m.spiking = enabled
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.out = self.layer(x, self.cos, self.sin)
+        return self.out
+
+
+def _header_shapes(state) -> dict[str, torch.Tensor]:
+    """Key → an empty meta tensor of the key's shape: read from the safetensors headers (models/published/reading.py
+    keeps one open `safe_open` handle per key) or from an already loaded torch file, never a weight."""
+    where = getattr(state, "_where", None)
+    if where is None:
+        return {k: torch.empty(tuple(state[k].shape), device="meta") for k in state}
+    return {k: torch.empty(tuple(h.get_slice(k).get_shape()), device="meta") for k, h in where.items()}
+
+
+def _shard_files(path: Path) -> dict[str, Path]:
+    """Key → the safetensors file holding it, as reading.py chose (model.safetensors before a sharded index; the
+    index's names were checked to be files inside the folder by `read_source`); empty for a torch file."""
+    from .reading import HF_WEIGHT_FILES, read_json
+
+    if path.suffix == ".safetensors":
+        return {key: path for key in _keys_of(path)}
+    name = next((n for n in HF_WEIGHT_FILES if (path / n).is_file()), "")
+    if name == "model.safetensors":
+        return {key: path / name for key in _keys_of(path / name)}
+    if name == "model.safetensors.index.json":
+        return {key: path / shard for key, shard in read_json(path / name, "shard index")["weight_map"].items()}
+    return {}
+
+
+def _keys_of(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.keys())
+
