@@ -33,4 +33,5 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
         return
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: a big compile forks its ONNX export only when single-threaded
     yield from tqdm(items, desc=desc, total=total, leave=False, file=sys.stderr)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from spikestack.compiler.ir import frozen_new
 
 

@@ -143,7 +143,9 @@ def test_host_stages_match_torch(family):
             b = b.numpy()
             if np.issubdtype(b.dtype, np.integer):
                 diff = np.abs(a.astype(np.int64) - b)
-                assert diff.max(initial=0) <= 1 and (diff > 0).mean() <= 1e-3, name
+                # float32 op order differs between torch and onnxruntime, so a value on a rounding boundary may land
+                # one LSB apart: measured at most 0.2 % of the integers (spikelm-dec, on random chip outputs)
+                assert diff.max(initial=0) <= 1 and (diff > 0).mean() <= 5e-3, name
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
             env[name] = torch.from_numpy(b)
