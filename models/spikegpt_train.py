@@ -34,6 +34,7 @@ from .checkpoint import (
     load_model,
     real,
 )
+from .distill import DistillWeights, kd_logits_loss
 from .spikegpt_load import CheckpointFormatError
 from .spikegpt_network import FFN_EXPANSION, SpikeGPT, SpikeGPTConfig
 
@@ -95,6 +96,9 @@ def train(
     lr: float = LR_INITIAL,
     eval_chars: int = 20000,
     curve_every: int = CURVE_EVERY,
+    teacher: Path | None = None,
+    distill_weights: DistillWeights | None = None,
+    width: int = 64,
 ) -> dict:
     """Train the 2 x 64 character SpikeGPT (or its ANN twin) on `load_corpus()` and save a checkpoint dict.
 
@@ -103,6 +107,11 @@ def train(
     returned) metrics: `evaluate_model` on the first `eval_chars` validation characters, plus training facts and
     `val_bpc_curve`, [step, val BPC] every `curve_every` steps (the card's gap-vs-steps table; evaluation uses no
     random numbers, so recording it leaves the trained weights unchanged).
+
+    `teacher` (the ANN twin's checkpoint, same width and depth) adds logits distillation, τ²·KL(teacher ‖ student)
+    of the next-character distribution (models/distill.py; SpikeGPT itself trains without a teacher, so this is
+    SpikeLM's lever tried on it), weighted by `distill_weights` (its `hidden` is unused: the spiking residual
+    stream carries spikes, the twin's real values). `width`: the config's n_embd (FFN 4 · width).
     """
     if steps < 1:
         raise SpikestackError(f"train spikegpt: steps must be >= 1, got {steps}")
@@ -116,20 +125,39 @@ def train(
             lr=lr,
             eval_chars=eval_chars,
             curve_every=curve_every,
+            teacher=teacher,
+            distill_weights=distill_weights,
+            width=width,
         )
+
+
+def _load_teacher(path: Path, cfg: SpikeGPTConfig) -> SpikeGPT:
+    """The ANN twin at `path`, checked to fit a student of `cfg` (same vocabulary, width, depth, context)."""
+    twin, _ = load_checkpoint(path)
+    if twin.cfg.spiking:
+        raise CheckpointFormatError(f"{path}: teacher must be the ANN twin (config 'spiking' = False), got True")
+    for field in ("vocab_size", "n_layer", "n_embd", "ctx_len"):
+        have, want = getattr(twin.cfg, field), getattr(cfg, field)
+        if have != want:
+            raise CheckpointFormatError(f"{path}: teacher config {field!r} = {have}, the student's is {want}")
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin.eval()
 
 
 def _train(
     out_path: Path, *, steps: int, seed: int, spiking: bool, progress: bool, lr: float, eval_chars: int,
-    curve_every: int
+    curve_every: int, teacher: Path | None, distill_weights: DistillWeights | None, width: int
 ) -> dict:
     from tqdm import tqdm
 
     corpus = load_corpus()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    cfg = SpikeGPTConfig(vocab_size=corpus.vocab_size, spiking=spiking)
+    cfg = SpikeGPTConfig(vocab_size=corpus.vocab_size, spiking=spiking, n_embd=width)
     model = SpikeGPT(cfg)
+    twin = None if teacher is None else _load_teacher(Path(teacher), cfg)
+    weights = distill_weights or DistillWeights()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS)
     started = time.perf_counter()
     bar = tqdm(range(steps), desc="train spikegpt", disable=not progress, unit="step")
@@ -141,12 +169,17 @@ def _train(
             group["lr"] = lr_now
         batch = torch.from_numpy(random_windows(corpus.train_ids, cfg.ctx_len, TRAIN_BATCH, rng))
         logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), batch[:, 1:].reshape(-1))
+        task = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), batch[:, 1:].reshape(-1))
+        loss = task
+        if twin is not None:
+            with torch.no_grad():
+                teacher_logits = twin(batch[:, :-1])
+            loss = task + weights.logits * kd_logits_loss(logits, teacher_logits, weights.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
-        train_bpc = loss.item() / math.log(2)
+        train_bpc = task.item() / math.log(2)
         bar.set_postfix(bpc=f"{train_bpc:.3f}", lr=f"{lr_now:.1e}")
         if curve_every and (step + 1) % curve_every == 0 and step + 1 < steps:
             point = evaluate_model(model, corpus.val_ids, n_chars=eval_chars)["val_bpc"]
@@ -162,6 +195,9 @@ def _train(
         **final,
         "val_bpc_curve": [*curve, [steps, round(final["val_bpc"], 4)]],
     }
+    if twin is not None:  # only then, so the default recipe's checkpoint keeps its exact contents
+        metrics["teacher"] = Path(teacher).name
+        metrics["distill"] = {"temperature": weights.temperature, "logits": weights.logits}  # no hidden term
     out_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "family": "spikegpt",

@@ -1,15 +1,12 @@
 """Training, evaluation and generation of the SpikeLM encoder and decoder (wired to `spikestack train
 spikelm-enc|spikelm-dec` / `spikestack generate`, and `models/registry.py`, which finds these functions by name
-on `spikelm`).
-
-Place in the picture (STYLE.md): the *models/* end — trains the networks of `spikelm_network` on the tasks of
-`spikelm_tasks` and writes the checkpoints under models/checkpoints/ that export reads.
+on `spikelm`). Place in the picture (STYLE.md): the *models/* end — trains the networks of `spikelm_network` on
+the tasks of `spikelm_tasks` and writes the checkpoints under models/checkpoints/ that export reads.
 
 The encoder trains on 16-character windows: at 64 characters a model this size was still on the MLM unigram
 plateau (always predict a space) after 1000–1500 steps, its attention not yet reading neighbours (measured, ANN
 twin and stock `nn.TransformerEncoder` alike), beyond the 3-minute training budget; at 16 it leaves the plateau
-after ~500 steps.
-"""
+after ~500 steps."""
 
 from __future__ import annotations
 
@@ -241,15 +238,17 @@ def _total_of(terms: Callable, teacher: SpikeLM, weights: DistillWeights) -> Cal
 
 
 def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spiking: bool, progress: bool,
-                  learnable_alpha: bool, teacher: Path | None = None) -> dict:
-    """The encoder and decoder share everything but their settings, model class, batches and loss."""
+                  learnable_alpha: bool, teacher: Path | None = None, **options) -> dict:
+    """The encoder and decoder share everything but their settings, model class, batches and loss; `options`
+    (decoder): `time_steps` T and `levels` K of the config, `distill_weights` (default: the learner's)."""
     started_s = time.time()
     settings = DECODER_TRAINING if causal else ENCODER_TRAINING
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     corpus = load_corpus()
     cfg = SpikeLMConfig(vocab=corpus.vocab_size, context=settings.context, spiking=spiking, causal=causal,
-                        learnable_alpha=learnable_alpha)
+                        learnable_alpha=learnable_alpha, steps=options.get("time_steps", 4),
+                        levels=options.get("levels", 1))
     model: SpikeLM = SpikeLMDecoder(cfg) if causal else SpikeLMEncoder(cfg)
 
     def next_batch() -> tuple[torch.Tensor, ...]:
@@ -261,7 +260,7 @@ def _train_family(out_path: Path, *, causal: bool, steps: int, seed: int, spikin
     loss = decoder_loss if causal else encoder_loss
     distill: dict = {}
     if teacher is not None:
-        twin, weights = load_teacher(Path(teacher), model), DistillWeights()
+        twin, weights = load_teacher(Path(teacher), model), options.get("distill_weights") or DistillWeights()
         terms = decoder_distill_terms if causal else encoder_distill_terms
         loss = _total_of(terms, twin, weights)
         distill = {"teacher": Path(teacher).name, "distill": asdict(weights)}
@@ -289,11 +288,14 @@ def train_encoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = 
 
 
 def train_decoder(out_path: Path, *, steps: int, seed: int = 0, spiking: bool = True, progress: bool = True,
-                  learnable_alpha: bool = False, teacher: Path | None = None) -> dict:
+                  learnable_alpha: bool = False, teacher: Path | None = None, time_steps: int = 4, levels: int = 1,
+                  distill_weights: DistillWeights | None = None) -> dict:
     """Train the causal decoder on next-character prediction over pydoc windows; save; return its metrics. With
-    `teacher` (the ANN twin's checkpoint) the loss adds distillation from it (models/distill.py)."""
+    `teacher` (the ANN twin's checkpoint) the loss adds distillation from it (models/distill.py), weighted by
+    `distill_weights` (default: the learner's). `time_steps` T and `levels` K: the bi-spike's resolution."""
     return _train_family(out_path, causal=True, steps=steps, seed=seed, spiking=spiking, progress=progress,
-                         learnable_alpha=learnable_alpha, teacher=teacher)
+                         learnable_alpha=learnable_alpha, teacher=teacher, time_steps=time_steps, levels=levels,
+                         distill_weights=distill_weights)
 
 
 # -------------------- checkpoints

@@ -35,10 +35,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["teacher"] = Path(args.teacher)
     if args.learnable_alpha:
         options["learnable_alpha"] = True
+    for name in ("levels", "width"):  # only when given, so a family without the option keeps its recipe
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     for name in options:
         if name not in inspect.signature(train).parameters:
             flag = "--" + name.replace("_", "-")
-            raise SpikestackError(f"family {args.family!r} does not take {flag} (only spikelm-enc, spikelm-dec)")
+            raise SpikestackError(f"family {args.family!r} does not take {flag} (see spikestack train --help)")
     metrics = train(out, steps=args.steps, seed=args.seed, spiking=not args.ann, progress=showing(), **options)
     print(strict_json(metrics, "train metrics"))
     return 0

@@ -138,9 +138,14 @@ def build_parser() -> CliParser:
     s.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help="random seed (data order, init)")
     s.add_argument("--ann", action="store_true", help="train the ANN twin instead of the spiking model")
     s.add_argument("--teacher", metavar="FILE", help="distil from this ANN twin checkpoint (.pt): its logits and "
-                   "hidden states join the loss (spikelm-enc, spikelm-dec)")
+                   "hidden states join the loss (spikelm-enc, spikelm-dec; spikegpt: logits only)")
     s.add_argument("--learnable-alpha", action="store_true", help="train the spike amplitudes α instead of "
                    "freezing them at their first-batch value (spikelm-enc, spikelm-dec)")
+    # bounds: MAX_LEVELS and MAX_WIDTH of models/checkpoint.py (not imported: the parser stays torch-free)
+    s.add_argument("--levels", type=integer(1, 1024), metavar="K", help="spike levels: spikes in -K..K "
+                   "(spikelm-dec; default 1, SpikeLM's ternary spike)")
+    s.add_argument("--width", type=integer(1, 65_536), metavar="C", help="channels per layer, n_embd (spikegpt; "
+                   "default 64)")
     s.add_argument("-o", "--output", required=True, help="checkpoint file to write (.pt)")
 
     s = _add(sub, "import", "published checkpoint (SpikeGPT .pth, Hugging Face LLaMA folder, …) → our checkpoint "

@@ -169,9 +169,9 @@ def test_teacher_must_be_the_ann_twin_of_the_same_shape(tmp_path) -> None:
 
 def test_cli_rejects_teacher_for_a_family_without_distillation(tmp_path, capsys) -> None:
     out = tmp_path / "m.pt"
-    assert main(["train", "spikegpt", "--teacher", str(tmp_path / "t.pt"), "-o", str(out)]) == 2
+    assert main(["train", "spikellm", "--teacher", str(tmp_path / "t.pt"), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["spikestack: error: family 'spikegpt' does not take --teacher (only spikelm-enc, spikelm-dec)"]
+    assert err == ["spikestack: error: family 'spikellm' does not take --teacher (see spikestack train --help)"]
     assert not out.exists()
     assert main(["train", "spikelm-dec", "--ann", "--teacher", str(tmp_path / "t.pt"), "-o", str(out)]) == 2
     assert "cannot be combined with --ann" in capsys.readouterr().err
