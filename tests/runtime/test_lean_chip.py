@@ -4,7 +4,6 @@ converts them per call: the same integers as the float copies kept between calls
 from pathlib import Path
 
 import numpy as np
-
 from spikestack.compiler.hybrid.compile import compile_hybrid
 from spikestack.models.data import load_corpus
 from spikestack.models.nir.export import model_to_nir
