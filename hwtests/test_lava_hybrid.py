@@ -53,6 +53,11 @@ def test_spikegpt_dataflow_on_lava_equals_reference():
     assert max(int(np.abs(ref.payloads[la.name]).max()) for la in relays) >= 2  # graded: S counts several LIFs
 
 
+def test_spikegpt_2x128_dataflow_on_lava_equals_reference():
+    """The SpikeGPT checkpoint within 10 % of its twin (issue 16), folded: every payload equal on Lava."""
+    _assert_lava_equals_reference(*_compiled("spikegpt", "spikegpt-char-2x128", dataflow=True))
+
+
 @pytest.mark.parametrize("encoding", ["unary", "bitserial"])
 def test_binary_encodings_on_lava_equal_reference(encoding):
     """SpikeLLM's GIF spikes as binary planes: a plane encoder then stock Sparse synapses (bit-serial: one per
