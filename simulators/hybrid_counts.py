@@ -67,34 +67,37 @@ def tokens_of(program: HybridProgram, calls: int, lead: tuple[int, ...]) -> int:
     return _positions(lead) * (calls if program.time_axis == "tokens" else 1)
 
 
-def _routes(program: HybridProgram) -> tuple[dict[tuple[int, int, int, int], int], dict[tuple[int, int], list[int]]]:
-    """Mesh links (numbered in first-use order) and every (source core, destination core) pair's XY route.
+Tiles = tuple[int, int, int, int]  # (source x, y, destination x, y): XY routes depend on the tiles only
 
-    Cores are grouped by population once and each layer's projection target looked up once: the per-core search
-    this replaces cost O(cores² · layers) — 198 s of the 216M fold's 220 s simulation (3,283 cores, measured)."""
+
+def _tiles_of(cores: list) -> list[tuple[int, int]]:
+    """The cores' mesh tiles, each once, in first-appearance order."""
+    return list(dict.fromkeys((c.x, c.y) for c in cores))
+
+
+def _routes(program: HybridProgram) -> tuple[dict[tuple[int, int, int, int], int], dict[Tiles, list[int]]]:
+    """Mesh links (numbered in first-use order) and the XY route of every (source tile, destination tile) pair a
+    projection uses. Per tile pair, not per core pair: the 216M fold has 471,595 core pairs (198 s of its 220 s
+    simulation went to finding them core by core) and far fewer tile pairs; the link numbering is the same, since
+    a tile pair's first core pair is where its links were first used."""
     index: dict[tuple[int, int, int, int], int] = {}
-    routes: dict[tuple[int, int], list[int]] = {}
+    routes: dict[Tiles, list[int]] = {}
     by_pop: dict[str, list] = {}
     for c in program.cores:
         by_pop.setdefault(c.pop, []).append(c)
-    by_tiles: dict[tuple[int, int, int, int], list[int]] = {}  # cores of one tile share their routes
     for la in program.layers:
         if la.projection is None:
             continue
-        dst = by_pop.get(program.projection_target(la), [])
-        for s in by_pop.get(la.name, []):
+        dst = _tiles_of(by_pop.get(program.projection_target(la), []))
+        for s in _tiles_of(by_pop.get(la.name, [])):
             for d in dst:
-                tiles = (s.x, s.y, d.x, d.y)
-                route = by_tiles.get(tiles)
-                if route is None:
-                    route = by_tiles[tiles] = [index.setdefault(link, len(index))
-                                               for link in xy_route((s.x, s.y), (d.x, d.y))]
-                routes[(s.index, d.index)] = route
+                if (*s, *d) not in routes:
+                    routes[(*s, *d)] = [index.setdefault(link, len(index)) for link in xy_route(s, d)]
     return index, routes
 
 
 def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray, n_links: int,
-                routes: dict[tuple[int, int], list[int]]) -> LayerCounts:
+                routes: dict[Tiles, list[int]]) -> LayerCounts:
     """Counts of one chip layer from its payloads [calls, steps, *lead, width] (matmuls, no per-event loop)."""
     payloads = np.asarray(payloads)
     calls, steps, width = payloads.shape[0], payloads.shape[1], payloads.shape[-1]
@@ -130,7 +133,7 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
         for j, d in enumerate(dst):
             active[..., len(src) + j] = received[..., d.lo:d.hi].sum((2, 3))
         reach = (fanout > 0).astype(np.float64)
-        by_tile: dict[tuple[int, int], list] = {}  # source tile → [its cores' messages per dst core, a core index]
+        by_tile: dict[tuple[int, int], np.ndarray] = {}  # source tile → its cores' messages per dst core
         for j, c in enumerate(src):
             per_dst = ev[..., c.lo:c.hi] @ reach[c.lo:c.hi]  # [calls, steps, C_dst] messages to each dst core
             dist = np.array([abs(d.x - c.x) + abs(d.y - c.y) for d in dst], np.float64)
@@ -143,9 +146,9 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
             max_chip_hops = np.maximum(max_chip_hops,
                                        np.where(per_dst > 0, links, 0).max(-1, initial=0).astype(np.int64))
             if (c.x, c.y) in by_tile:
-                by_tile[(c.x, c.y)][0] += per_dst
+                by_tile[(c.x, c.y)] += per_dst
             else:
-                by_tile[(c.x, c.y)] = [per_dst.copy(), c.index]
+                by_tile[(c.x, c.y)] = per_dst.copy()
             max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0).astype(np.int64))
         link_load += _link_load(by_tile, dst, routes, n_links)
     levels = kind_of(layer).spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
@@ -177,23 +180,21 @@ def received_any(nz: np.ndarray, nzw: np.ndarray) -> np.ndarray:
     return out.reshape(*nz.shape[:-1], nzw.shape[0])
 
 
-def _link_load(by_tile: dict[tuple[int, int], list], dst: list, routes: dict[tuple[int, int], list[int]],
+def _link_load(by_tile: dict[tuple[int, int], np.ndarray], dst: list, routes: dict[Tiles, list[int]],
                n_links: int) -> np.ndarray:
-    """Messages per mesh link [calls, steps, links]. Routes depend on tiles only (XY routing), so traffic is summed
-    per source tile and per destination tile before it meets the route incidence: a tile's cores share one row.
-    Integer-valued float sums, exact in any order. (Per core pair, the 216M fold's 471,595 routes took 9 s.)"""
+    """Messages per mesh link [calls, steps, links]: traffic summed per source tile and per destination tile meets
+    the tile pair's route (`_routes`). Integer-valued float sums, exact in any order."""
     tiles: dict[tuple[int, int], list[int]] = {}
     for k, d in enumerate(dst):
         tiles.setdefault((d.x, d.y), []).append(k)
     group = np.zeros((len(dst), len(tiles)))
     for t, members in enumerate(tiles.values()):
         group[members, t] = 1.0
-    first_core = [dst[members[0]].index for members in tiles.values()]
     load = 0.0
-    for traffic, core in by_tile.values():
+    for src, traffic in by_tile.items():
         incidence = np.zeros((len(tiles), n_links))
-        for t, d_index in enumerate(first_core):
-            incidence[t, routes[(core, d_index)]] = 1.0
+        for t, d in enumerate(tiles):
+            incidence[t, routes[(*src, *d)]] = 1.0
         load = load + (traffic @ group) @ incidence
     return load
 
