@@ -125,7 +125,8 @@ def group_blocks(layer: QChipLayer, lean: bool = False) -> list[tuple[slice | np
     layer at a time: for the compile's few calls of the per-layer error report, where the float copies of every
     layer (0.8 GB at the 216M shape) would set the compile's peak memory (bench/compile_published.py)."""
     p = layer.projection
-    w, groups, dtype = np.asarray(p.weight), np.asarray(p.groups), projection_dtype(layer)
+    w, groups = np.asarray(p.weight), np.asarray(p.groups)
+    dtype = None if lean else projection_dtype(layer)  # lean: the caller's, at each call (`_project_blocks`)
     blocks: list[tuple[slice | np.ndarray, np.ndarray]] = []
     for g in range(p.n_groups):
         cols = _columns(groups, g)
@@ -135,36 +136,38 @@ def group_blocks(layer: QChipLayer, lean: bool = False) -> list[tuple[slice | np
     return blocks
 
 
-def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list | None = None,
+            lean_dtype: type | None = None) -> np.ndarray:
     """Accumulators int64 [..., groups, out] = Σ_steps Σ_{i ∈ g} weight[o, i] · payload_i.
 
     One matmul of the step-summed payloads [positions, in] by `grouped_weight` [in, groups · out] (pass it to
     skip rebuilding it), where per-group column masks and a batched matmul cost several copies and BLAS calls
-    (profiled in bench/runtime_speed.py); row by row up to FEW_ROWS positions.
+    (profiled in bench/runtime_speed.py); row by row up to FEW_ROWS positions. `lean_dtype`: see `_project_blocks`.
     """
     p = layer.projection
     if weight is None:
         weight = grouped_weight(layer)
     total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0)
     if isinstance(weight, list):
-        return _project_blocks(layer, total, weight)
+        return _project_blocks(layer, total, weight, lean_dtype)
     x = total.reshape(-1, total.shape[-1]).astype(weight.dtype)
     acc = (x[:, None, :] @ weight)[:, 0] if len(x) <= FEW_ROWS else x @ weight
     return acc.astype(np.int64).reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
-def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[slice | np.ndarray, np.ndarray]]
-                    ) -> np.ndarray:
+def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[slice | np.ndarray, np.ndarray]],
+                    lean_dtype: type | None = None) -> np.ndarray:
     """`project` over `group_blocks`: group g's accumulators are its columns of the payload times its block
     (exact: integer products and sums in a float type that holds them). Groups sharing a block go through one
-    matmul, their payload rows stacked."""
+    matmul, their payload rows stacked. Lean (int16) blocks are converted to `lean_dtype`, the layer's
+    `projection_dtype` (pass it: it scans every weight)."""
     p = layer.projection
     x = total.reshape(-1, total.shape[-1])
     acc = np.empty((len(x), p.n_groups, p.size), np.int64)
     for block in {id(b): b for _, b in blocks}.values():
         mine = [g for g, (_, b) in enumerate(blocks) if b is block]
         if block.dtype.kind != "f":  # lean: this call's float copy of one layer's mantissas
-            block = block.astype(projection_dtype(layer))
+            block = block.astype(lean_dtype or projection_dtype(layer))
         rows = np.concatenate([x[:, blocks[g][0]] for g in mine]).astype(block.dtype)
         y = (rows[:, None, :] @ block)[:, 0] if len(rows) <= FEW_ROWS else rows @ block
         for k, g in enumerate(mine):
@@ -172,7 +175,8 @@ def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[sli
     return acc.reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
-def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list) -> np.ndarray:
+def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list,
+                   lean_dtype: type | None = None) -> np.ndarray:
     """Binary encodings computed literally: each step's payload split into its binary planes
     (compiler/encodings.py), every plane through the synapses on its own, weighted by the plane's value (2^b for
     bit-serial, 1 for unary); equal to the graded product, which `torch_chip.py` computes (tested)."""
@@ -182,7 +186,7 @@ def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray |
     acc = np.zeros((*planes.shape[:-2], p.n_groups * p.size), np.int64)
     for k, scale in enumerate(scales):
         if isinstance(weight, list):  # group blocks (big projections)
-            y = _project_blocks(layer, planes[..., k, :], weight).reshape(acc.shape)
+            y = _project_blocks(layer, planes[..., k, :], weight, lean_dtype).reshape(acc.shape)
         else:
             x = planes[..., k, :].reshape(-1, planes.shape[-1]).astype(weight.dtype)
             y = (x @ weight).astype(np.int64).reshape(acc.shape)
@@ -195,9 +199,9 @@ def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
     """(output tensor for the host, payloads [steps, ..., width]) of one call; `target` is the program's
     (`HybridProgram.target_spec`): its state width and LIF shifts."""
     payloads = neuron_steps(layer, x, state, call, target)
-    if layer.projection is not None and layer.projection.encoding != "graded":
-        return project_planes(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer, state.lean))), \
-            payloads
-    if layer.projection is not None:
-        return project(layer, payloads, cached(state, "weight", lambda: grouped_weight(layer, state.lean))), payloads
-    return kind_of(layer).output(payloads), payloads
+    if layer.projection is None:
+        return kind_of(layer).output(payloads), payloads
+    weight = cached(state, "weight", lambda: grouped_weight(layer, state.lean))
+    lean_dtype = cached(state, "dtype", lambda: projection_dtype(layer)) if state.lean else None  # once per layer
+    product = project if layer.projection.encoding == "graded" else project_planes
+    return product(layer, payloads, weight, lean_dtype), payloads
