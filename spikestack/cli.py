@@ -68,10 +68,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from spikestack import api
+    from spikestack.compilation import streams
 
     out = check_folder_output(args.output, "-o")  # an artifact is a folder; the artifact module guards the rest
     dump_ir = check_folder_output(args.dump_ir, "--dump-ir") if args.dump_ir else None
-    if _streams(args, Path(args.source)):  # a Hugging Face LLaMA folder, one decoder block in memory at a time
+    if streams(Path(args.source), dataflow=args.dataflow, family=args.family, calibrate=args.calibrate,
+               dumps=bool(args.dump_ir or args.dump_after)):  # a Hugging Face LLaMA folder, one block at a time
         program = api.compile_stream(Path(args.source), out, args.target, encoding=args.encoding, text=args.text)
         s = api.describe(program)
         print(f"wrote {out}: target {s['target']}, {s['cores']} cores, {s['layers']} chip layers, "
@@ -87,23 +89,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"wrote {out}: target {s['target']}, {s['cores']} cores, {s['layers']} chip layers, "
           f"{s['host_stages']} host stages ({s['family']})")
     return 0
-
-
-def _streams(args: argparse.Namespace, source: Path) -> bool:
-    """Compile a Hugging Face LLaMA folder block by block (spikestack/compilation.py `compile_stream`) when that
-    gives the same artifact (no per-layer error report asked: --calibrate 0) or when the whole model would not fit
-    (weights over STREAM_ABOVE_BYTES; then the error report, which needs the whole float model, is left out and
-    the IR dumps are refused)."""
-    from spikestack.compilation import STREAM_ABOVE_BYTES, is_streamable, weights_bytes
-    from spikestack.errors import SpikestackError
-
-    if args.dataflow or args.family not in (None, "spikellm", "hf-llama") or not is_streamable(source):
-        return False
-    big = weights_bytes(source) > STREAM_ABOVE_BYTES
-    if big and (args.dump_ir or args.dump_after):
-        raise SpikestackError(f"{source}: {weights_bytes(source):,} bytes of weights compile block by block, which "
-                              "has no whole-graph IR to dump (--dump-ir, --dump-after)")
-    return big or not (args.calibrate or args.dump_ir or args.dump_after)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

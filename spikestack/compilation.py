@@ -144,6 +144,20 @@ def weights_bytes(source: Path) -> int:
     return sum(p.stat().st_size for p in source.glob("*.safetensors"))
 
 
+def streams(source: Path, *, dataflow: bool, family: str | None, calibrate: int, dumps: bool) -> bool:
+    """Whether `compile` of `source` goes block by block (`compile_stream`): a Hugging Face LLaMA folder, when that
+    gives the same artifact (no per-layer error report: calibrate 0, no IR dumps) or when the whole model would
+    not fit (weights over STREAM_ABOVE_BYTES; then the error report, which needs the whole float model, is left
+    out and the IR dumps are refused)."""
+    if dataflow or family not in (None, "spikellm", "hf-llama") or not is_streamable(source):
+        return False
+    size = weights_bytes(source)
+    if size > STREAM_ABOVE_BYTES and dumps:
+        raise SpikestackError(f"{source}: {size:,} bytes of weights compile block by block, which has no "
+                              "whole-graph IR to dump (--dump-ir, --dump-after)")
+    return size > STREAM_ABOVE_BYTES or not (calibrate or dumps)
+
+
 def compile_stream(source: Path, out: Path, target, *, encoding=None, text=None, timings=None):
     """A Hugging Face LLaMA folder → the artifact folder `out`, one decoder block in memory at a time; returns the
     program (its chip arrays memory-mapped from `out`). The artifact is `compile(source, calibrate=0)` then
