@@ -72,12 +72,14 @@ def write_published(path: Path, n_layer: int, n_embd: int, vocab: int) -> None:
     (path.parent / "tokenizer.json").write_text(bpe_tokenizer_json(vocab))
 
 
-def run_timed(cmd: list[str]) -> tuple[float, float, float, str]:
-    """(wall seconds, peak RSS GB, CPU seconds, stderr) of one child process."""
+def run_timed(cmd: list[str], stdout: Path | None = None) -> tuple[float, float, float, str]:
+    """(wall seconds, peak RSS GB, CPU seconds, stderr) of one child process; its stdout into `stdout` if given
+    (bench/simulate_scale.py reads the JSON it prints), else discarded."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(stdout, "w") if stdout is not None else open(os.devnull, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:

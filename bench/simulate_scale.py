@@ -29,23 +29,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from compile_published import run_timed  # the sibling bench (this script's folder is on sys.path)
+
 BENCH = Path(__file__).resolve().parent
-
-
-def timed_child(cmd: list[str], stdout: Path) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS GB, CPU seconds) of one child process, its stdout into `stdout`."""
-    start = time.perf_counter()
-    with stdout.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
-        stderr = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(cmd)} failed: {stderr.strip().splitlines()[-1:]}")
-    return seconds, usage.ru_maxrss / 1024**2, usage.ru_utime + usage.ru_stime
 
 
 def build(folder: Path) -> Path:
@@ -70,7 +58,7 @@ def main() -> None:
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         load = os.getloadavg()[0]
-        seconds, rss_gb, cpu_s = timed_child(cmd + ["--quiet"], report)
+        seconds, rss_gb, cpu_s, _ = run_timed(cmd + ["--quiet"], report)
         r = json.loads(report.read_text())
     print(json.dumps({
         "command": " ".join(["spikestack simulate art", *cmd[5:]]),
