@@ -1,7 +1,7 @@
 """The artifact format: the one module that writes and reads compiled programs (both backends and the
 simulator use `load` only).
 
-Layout of an artifact directory (version 4):
+Layout of an artifact directory (version 5):
 
     manifest.json        format, version, kind, target (the name) and target_spec (the whole target compiled for),
                          …, cores, report, and for every array and host file its path and sha256 (arrays also
@@ -39,7 +39,7 @@ from .artifact_output import conflict, identity, swap_into_place
 from .artifact_schema import Ctx, check_schema, embedded_target, show
 from .artifact_tokenizer import check_entry, listed, read_tokenizer, split_tokenizer
 from .artifact_writer import ArtifactWriter
-from .hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection, StateSpec
+from .hybrid.ir import HostStage, HybridProgram, QChipProjection, StateSpec
 from .ir import (
     Core,
     HostProgram,
@@ -51,9 +51,11 @@ from .ir import (
     QSpikeInput,
     QSpikingPop,
 )
+from .kinds import KINDS as CHIP_KINDS
 
 FORMAT = "spikestack-artifact"
-VERSION = 4  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid; 4: target_spec
+VERSION = 5  # 2: host programs, LIF populations, spike inputs, timing; 3: "kind" chain | hybrid; 4: target_spec;
+# 5: a chip layer carries only its kind's fields (compiler/kinds/: one layer class per neuron kind)
 KINDS = ("chain", "hybrid")
 _POP_TYPES = {"bispike": QSpikingPop, "readout": QReadoutPop, "lif": QLIFPop}
 _POP_KINDS = {cls: kind for kind, cls in _POP_TYPES.items()}
@@ -131,7 +133,7 @@ def _save_hybrid(program: HybridProgram, out_dir: Path, writer: ArtifactWriter |
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for la in program.layers:
-        entry = _split(la, f"layer.{la.name}", arrays)
+        entry = {"kind": la.kind, **_split(la, f"layer.{la.name}", arrays)}
         if la.projection is not None:
             entry["projection"] = _split(la.projection, f"proj.{la.projection.name}", arrays)
         layers.append(entry)
@@ -321,7 +323,7 @@ def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host:
     layers = []
     for entry in manifest["layers"]:
         proj = entry.pop("projection", None)
-        layer = _build(QChipLayer, entry, arrays)
+        layer = _build(CHIP_KINDS[entry.pop("kind")].layer_type, entry, arrays)  # the schema checked the kind
         if proj is not None:
             layer = replace(layer, projection=_build(QChipProjection, proj, arrays))
         layers.append(layer)

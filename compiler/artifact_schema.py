@@ -23,7 +23,7 @@ from spikestack.errors import ArtifactError
 
 from .artifact_files import ARRAY_DTYPES, plain_relative
 from .encodings import ENCODINGS
-from .hybrid.ir import CHIP_KINDS
+from .kinds import KINDS
 from .targets import Target, target_from_fields
 
 MAX_STEPS = 1 << 20  # steps per token/sample or per call; executors allocate [tokens, steps, neurons]
@@ -326,20 +326,29 @@ _STAGE = Obj({"index": Int(0, MAX_ITEMS), "inputs": NAMES, "outputs": NAMES, "st
               "ops": NAMES, "macs_per_position": Int(0, 1 << 62), "file": File("host", ".onnx"), "sha256": Hex64()})
 _STATE = Obj({"name": NAME, "shape": ListOf(Int(0, MAX_NEURONS), 0, 8), "init": REAL})
 
+def _layer_variants() -> dict[str, Obj]:
+    """One schema per chip-layer kind: `QChipLayer`'s fields plus the kind's own (`ChipKind.manifest_fields`), so an
+    entry holding another kind's field, or missing one of its own, is refused by name."""
+    required = {"name": NAME, "width": Int(1, MAX_NEURONS), "steps": Int(1, MAX_STEPS), "input": NAME,
+                "output": NAME, "in_unit": REAL, "payload_unit": REAL, "segment": Int(0, MAX_ITEMS)}
+    optional = {"levels": Int(1, 1 << 15), "source": Opt(NAME), "bias": Opt(Array("int", 1)),
+                "projection": Opt(Obj({"name": NAME, "weight": Array("int", 2), "unit": REAL,
+                                       "message_bits": Int(0, 32), "groups": Array("int", 1),
+                                       "n_groups": Int(1, 1 << 15)},
+                                      {"bias": Opt(Array("float", 1)), "encoding": Choice(ENCODINGS)}))}
+    variants = {}
+    for name, kind in KINDS.items():
+        own_required, own_optional = kind.manifest_fields()
+        variants[name] = Obj({**required, **own_required}, {**optional, **own_optional})
+    return variants
+
+
 HYBRID = Obj({
     **HEADER, "family": NAME, "target": NAME, "target_spec": TargetFields(),
     "time_axis": Choice(("tokens", "steps", "sequence")),
     "steps_per_token": Int(1, MAX_STEPS), "vocab_size": Int(1, VOCAB_MAX), "input_name": NAME, "output_name": NAME,
     "max_positions": Int(0, 1 << 24),
-    "layers": ListOf(Obj(
-        {"name": NAME, "kind": Choice(CHIP_KINDS), "width": Int(1, MAX_NEURONS), "steps": Int(1, MAX_STEPS),
-         "input": NAME, "output": NAME, "in_unit": REAL, "payload_unit": REAL, "segment": Int(0, MAX_ITEMS)},
-        {"thresholds": Opt(Array("int", 2)), "carry": Opt(Array("int", 2)), "carry_shift": Int(0, 62),
-         "amplitude": Opt(Array("int", 1)), "period": Int(1, MAX_STEPS), "du": LAVA_DECAY, "dv": LAVA_DECAY,
-         "vth": LAVA_VTH, "levels": Int(1, 1 << 15), "source": Opt(NAME), "bias": Opt(Array("int", 1)),
-         "projection": Opt(Obj({"name": NAME, "weight": Array("int", 2), "unit": REAL, "message_bits": Int(0, 32),
-                                "groups": Array("int", 1), "n_groups": Int(1, 1 << 15)},
-                               {"bias": Opt(Array("float", 1)), "encoding": Choice(ENCODINGS)}))}), lo=1),
+    "layers": ListOf(Tagged("kind", _layer_variants()), lo=1),
     "stages": ListOf(_STAGE, lo=2), "states": ListOf(_STATE),
 }, {"decode_stages": ListOf(_STAGE), "decode_states": ListOf(_STATE)})
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spikestack.compiler.hybrid.ir import HybridProgram, QChipLayer, QChipProjection, frozen_array
+from spikestack.compiler.hybrid.ir import (
+    BiSpikeLayer,
+    GIFLayer,
+    HybridProgram,
+    LIFLayer,
+    QChipLayer,
+    QChipProjection,
+    frozen_array,
+)
 from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.executor import ReferenceChip, run
 from spikestack.runtime.hybrid.verify import first_divergence, generate_ids
@@ -136,21 +144,21 @@ def _projection(rng: np.random.Generator, name: str, width: int, out: int, messa
 def _hand_layers(rng: np.random.Generator) -> tuple[QChipLayer, ...]:
     period, k = 3, 2  # bi-spike: 3 calls per token, levels −2 … 2
     common = dict(in_unit=1.0, payload_unit=1.0, segment=0)
-    bispike = dict(kind="bispike", width=6, steps=1, levels=k, period=period, carry_shift=8,
+    bispike = dict(width=6, steps=1, levels=k, period=period, carry_shift=8,
                    thresholds=frozen_array(np.array([[40, 90], [30, 70], [50, 120]], np.int64)),
                    carry=frozen_array(rng.integers(64, 256, size=(period, 2 * k + 1)).astype(np.int64)),
                    amplitude=frozen_array(np.array([3, 5, 2], np.int64)))
-    gif = dict(kind="gif", width=5, steps=3, levels=4)  # s_k ≤ 3, charge empties in 3 steps
-    lif = dict(kind="lif", width=4, steps=1, du=4095, dv=2048, vth=40)
+    gif = dict(width=5, steps=3, levels=4)  # s_k ≤ 3, charge empties in 3 steps
+    lif = dict(width=4, steps=1, du=4095, dv=2048, vth=40)
     return (
-        QChipLayer(name="b_proj", input="in:b_proj", output="out:b_proj", **bispike, **common,
-                   projection=_projection(rng, "w_b", 6, 3, message_bits=5)),
-        QChipLayer(name="b_bare", input="in:b_bare", output="out:b_bare", **bispike, **common),
-        QChipLayer(name="g_proj", input="in:g_proj", output="out:g_proj", **gif, **common,
-                   projection=_projection(rng, "w_g", 5, 4, message_bits=2, n_groups=2)),
-        QChipLayer(name="g_bare", input="in:g_bare", output="out:g_bare", **gif, **common),
-        QChipLayer(name="l_proj", input="in:l_proj", output="out:l_proj", **lif, **common,
-                   projection=_projection(rng, "w_l", 4, 3, message_bits=0)),
+        BiSpikeLayer(name="b_proj", input="in:b_proj", output="out:b_proj", **bispike, **common,
+                     projection=_projection(rng, "w_b", 6, 3, message_bits=5)),
+        BiSpikeLayer(name="b_bare", input="in:b_bare", output="out:b_bare", **bispike, **common),
+        GIFLayer(name="g_proj", input="in:g_proj", output="out:g_proj", **gif, **common,
+                 projection=_projection(rng, "w_g", 5, 4, message_bits=2, n_groups=2)),
+        GIFLayer(name="g_bare", input="in:g_bare", output="out:g_bare", **gif, **common),
+        LIFLayer(name="l_proj", input="in:l_proj", output="out:l_proj", **lif, **common,
+                 projection=_projection(rng, "w_l", 4, 3, message_bits=0)),
     )
 
 

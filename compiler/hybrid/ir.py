@@ -12,7 +12,9 @@ is named; host → chip tensors are integers already in the receiving layer's un
 host tensors are integers the host dequantizes. So the chip side is integer-only and every backend that runs it
 (`runtime/hybrid/`) must agree bit for bit; the host side is ONNX (float32) and runs in onnxruntime everywhere.
 
-A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`): the
+A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`); its
+class is its neuron kind (`BiSpikeLayer`, `LIFLayer`, `GIFLayer`, `RelayLayer`: compiler/kinds/, each with only
+its kind's integer parameters): the
 dendritic accumulators of the projection's destination are read by the host, which adds the bias. Integer
 semantics per call (each kind's numpy step in `runtime/kinds/` is the definition, every backend is tested against
 it; the kind's IR-side facts are its `ChipKind` in `compiler/kinds/`):
@@ -48,91 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Core, frozen_array
-from ..kinds import KINDS, kind_of
+from ..kinds import BiSpikeLayer, GIFLayer, LIFLayer, QChipLayer, QChipProjection, RelayLayer, kind_of
 from ..targets import Target
-
-CHIP_KINDS = tuple(KINDS)  # the registered kinds (compiler/kinds/): the artifact schema's choices
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QChipProjection:
-    """Dense synapses from a chip layer's neurons to host-read accumulators.
-
-    weight holds Lava-exact mantissas (even, |w| <= 254: Lava's mixed-sign truncation leaves them unchanged);
-    real weight = weight · unit. `groups` [in] assigns every input neuron to an accumulator group (SpikeLLM's
-    salient / non-salient channels have their own Δ and zero point); one group elsewhere.
-    """
-
-    name: str  # the NIR Linear/Affine node
-    weight: np.ndarray  # int16 [out, in]
-    unit: float  # real value of one weight LSB × one payload LSB
-    message_bits: int  # graded payload width (0 for binary spikes)
-    groups: np.ndarray  # int8 [in]
-    n_groups: int
-    bias: np.ndarray | None = None  # float [out], added on the host
-    encoding: str = "graded"  # compiler/encodings.py; binary encodings only for unsigned payloads (gif, relay)
-
-    @property
-    def size(self) -> int:
-        return int(self.weight.shape[0])
-
-    def grouped(self) -> np.ndarray:
-        """int64 [groups · out, in]: row g · out + o holds weight[o, i] for the inputs i of group g, 0 elsewhere —
-        every group's accumulators as one matrix (the chip backends' synapses, the host's group sums)."""
-        w, groups = np.asarray(self.weight, np.int64), np.asarray(self.groups)
-        return np.concatenate([np.where(groups[None, :] == g, w, 0) for g in range(self.n_groups)], axis=0)
-
-    def group_sums(self) -> np.ndarray:
-        """int64 [groups, out]: Σ_{i ∈ g} weight[o, i] (the host's zero-point correction of GIF groups)."""
-        return self.grouped().sum(1).reshape(self.n_groups, self.size)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QChipLayer:
-    name: str  # the NIR neuron node
-    kind: str  # a key of compiler/kinds KINDS: its ChipKind is the layer's behaviour (`kind_of(layer)`)
-    width: int  # neurons per position (batch and sequence axes replicate them)
-    steps: int  # neuron steps per call
-    input: str  # host → chip tensor (int32 [..., width])
-    output: str  # chip → host tensor
-    in_unit: float  # real value of one input LSB
-    payload_unit: float  # real value of one payload LSB (before the projection)
-    segment: int  # schedule position: runs after host stage `segment`
-    # bispike
-    thresholds: np.ndarray | None = None  # int64 [T, K]
-    carry: np.ndarray | None = None  # int64 [T, 2K+1]
-    carry_shift: int = 0
-    amplitude: np.ndarray | None = None  # int64 [T]: payload amplitude a_t
-    period: int = 1  # bispike: T (calls per token)
-    # lif (Lava fixed_pt fields)
-    du: int = 0
-    dv: int = 0
-    vth: int = 0
-    # gif and bispike
-    levels: int = 1  # bispike K; gif L (max spike L − 1); relay: max |payload|
-    projection: QChipProjection | None = None
-    source: str | None = None  # chained (cut.py): input = that layer's accumulators [..., 0, :] + `bias`
-    bias: np.ndarray | None = None  # int64 [width], chained layers only
-
-    @property
-    def max_level(self) -> int:
-        """Largest unsigned payload of gif and relay layers (what their binary encodings must cover)."""
-        return kind_of(self).max_level(self)
-
-    @property
-    def planes(self) -> int:
-        """Axon planes per neuron of the projection's encoding (1 for graded)."""
-        p = self.projection
-        if p is None or p.encoding == "graded":
-            return 1
-        from ..encodings import unsigned_plane_scales
-
-        return int(unsigned_plane_scales(p.encoding, self.max_level).size)
-
-    @property
-    def payload_bits(self) -> int:
-        """Bits of one event's graded payload, sign included (0: binary spike)."""
-        return kind_of(self).payload_bits(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,4 +161,5 @@ class _Proj:
     weight: np.ndarray
 
 
-__all__ = ["CHIP_KINDS", "HostStage", "HybridProgram", "QChipLayer", "QChipProjection", "StateSpec", "frozen_array"]
+__all__ = ["BiSpikeLayer", "GIFLayer", "HostStage", "HybridProgram", "LIFLayer", "QChipLayer",
+           "QChipProjection", "RelayLayer", "StateSpec", "frozen_array"]

@@ -1,7 +1,8 @@
 """The neuron kinds of hybrid programs' chip layers, registered once: `KINDS[name]` is the `ChipKind` of every
 `QChipLayer` whose `kind` is `name` (compiler/hybrid/ir.py).
 
-One module per kind (bispike, lif, gif, relay) holds its IR-side facts: payload width and bound, its lowering
+One module per kind (bispike, lif, gif, relay) holds its layer class (the kind's integer parameters, a
+`QChipLayer` subclass) and its IR-side facts: payload width and bound, its lowering
 from the float graph, the verifier's and the artifact reader's field checks, the simulator's cost hooks. Its
 integer numpy step — the definition of its semantics — lives in `runtime/kinds/` (same layout, same names),
 because it is built from the shared integer primitives of `runtime/neurons.py` and compiler/ must not import
@@ -19,9 +20,14 @@ from spikestack.errors import CompileError
 
 from .base import ChipKind
 from .bispike import KIND as BISPIKE
+from .bispike import BiSpikeLayer
 from .gif import KIND as GIF
+from .gif import GIFLayer
+from .layer import QChipLayer, QChipProjection
 from .lif import KIND as LIF
+from .lif import LIFLayer
 from .relay import KIND as RELAY
+from .relay import RelayLayer
 
 
 class _Layer(Protocol):
@@ -43,4 +49,5 @@ def kind_of(layer: _Layer) -> ChipKind:
     return kind
 
 
-__all__ = ["KINDS", "ChipKind", "kind_of"]
+__all__ = ["KINDS", "BiSpikeLayer", "ChipKind", "GIFLayer", "LIFLayer", "QChipLayer", "QChipProjection", "RelayLayer",
+           "kind_of"]

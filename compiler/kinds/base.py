@@ -1,6 +1,7 @@
 """`ChipKind`: everything about one neuron kind of a hybrid program's chip layers that the IR side needs.
 
-A `QChipLayer` (compiler/hybrid/ir.py) is the stored data; its kind object is the behaviour: payload width and
+A layer class (a `QChipLayer` subclass with the kind's integer parameters, compiler/kinds/layer.py) is the stored
+data; its kind object is the behaviour: payload width and
 bound, how the kind is lowered from the float graph (quantize), what the verifier and the artifact reader check
 on its fields, and the simulator's cost hooks. One subclass instance per kind, registered in `KINDS`
 (compiler/kinds/__init__.py); no stage branches on the kind string.
@@ -29,6 +30,8 @@ class ChipKind:
     a kind overrides what differs."""
 
     name: str
+    # the kind's layer class: the fields its layers carry (artifacts are read into it)
+    layer_type: type = object
     # needs the target's programmable neurons (bispike, gif); stock LIF and plain synapses do not
     programmable: bool = True
     # events come from the host (relay): no neurons on a core, no neuron state, the value is formed on the host
@@ -113,6 +116,12 @@ class ChipKind:
     def spike_levels(self, layer: QChipLayer, payloads: np.ndarray) -> np.ndarray:
         """Payloads [calls, steps, ...] → spike levels (what NeuroBench calls the spike's value)."""
         return payloads
+
+    # --- artifact
+    def manifest_fields(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(required, optional) schema specs (compiler/artifact_schema.py) of the fields the kind's layer class adds
+        to `QChipLayer`'s: an artifact's layer entry is checked against exactly its kind's fields."""
+        return {}, {}
 
     # --- lowering and checks
     def lower(self, plan: CutPlan, planned: PlannedLayer, x_max: dict[str, float], target: Target,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from spikestack.models.nir.nodes import BiSpike
@@ -16,13 +16,25 @@ from spikestack.models.nir.nodes import BiSpike
 from spikestack.errors import CompileError, TargetLimitError
 
 from .base import ChipKind
+from .layer import QChipLayer
 
 if TYPE_CHECKING:
     from ..artifact_schema import Ctx
     from ..hybrid.cut import CutPlan, PlannedLayer
-    from ..hybrid.ir import QChipLayer
     from ..ir import SpikingPop
     from ..targets import Target
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BiSpikeLayer(QChipLayer):
+    """SpikeLM's elastic bi-spike on the chip: one step per call at t = call mod `period`, reset at t = 0."""
+
+    kind: ClassVar[str] = "bispike"
+    thresholds: np.ndarray  # int64 [T, K]: level k is reached when u > θ_{t,k}
+    carry: np.ndarray  # int64 [T, 2K+1]: membrane factor after emitting level s, in units of 2^-carry_shift
+    carry_shift: int
+    amplitude: np.ndarray  # int64 [T]: payload amplitude a_t
+    period: int = 1  # T (calls per token)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,12 @@ class BiSpikeKind(ChipKind):
                                "supported")
         return _bispike(plan, planned, x_max[planned.neuron], target, source)
 
+    def manifest_fields(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        from ..artifact_schema import MAX_STEPS, Array, Int
+
+        return ({"thresholds": Array("int", 2), "carry": Array("int", 2), "carry_shift": Int(1, 62),
+                 "amplitude": Array("int", 1)}, {"period": Int(1, MAX_STEPS)})
+
     def check_manifest(self, ctx: Ctx, la: dict[str, Any], path: str) -> None:
         from ..artifact_check import expect_shape
         from ..artifact_schema import fail, join
@@ -56,17 +74,14 @@ class BiSpikeKind(ChipKind):
         period, k = la.get("period", 1), la.get("levels", 1)
         if k > 127:
             fail(ctx, join(path, "levels"), k, "an integer in 1..127 (bi-spike levels are int8)")
-        if la.get("carry_shift", 0) < 1:
-            fail(ctx, join(path, "carry_shift"), la.get("carry_shift", 0), "an integer in 1..62 (bi-spike layers)")
-        expect_shape(ctx, join(path, "thresholds"), la.get("thresholds"), (period, k), "period × levels")
-        expect_shape(ctx, join(path, "carry"), la.get("carry"), (period, 2 * k + 1), "period × (2·levels + 1)")
+        expect_shape(ctx, join(path, "thresholds"), la["thresholds"], (period, k), "period × levels")
+        expect_shape(ctx, join(path, "carry"), la["carry"], (period, 2 * k + 1), "period × (2·levels + 1)")
         expect_shape(ctx, join(path, "amplitude"), la.get("amplitude"), (period,), "period")
 
 
 def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target,
              source: QChipLayer | None = None) -> QChipLayer:
     from ..hybrid import quantize as q
-    from ..hybrid.ir import QChipLayer
     from ..ir import SpikingPop, frozen_array
     from ..passes.mantissas import weight_mantissa_max
     from ..passes.quantize import _spiking_tables, state_bound
@@ -101,7 +116,7 @@ def _bispike(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target,
     width = pop.size
     proj = q.projection(plan, layer, alpha_ref, payload_max, np.zeros(width), 1, 1.0 / 2**p,
                         payload_max.bit_length() + 1, target)
-    return QChipLayer(name=layer.neuron, kind="bispike", width=width, steps=1, input=f"chip_in:{layer.neuron}",
+    return BiSpikeLayer(name=layer.neuron, width=width, steps=1, input=f"chip_in:{layer.neuron}",
                       output=f"chip_out:{layer.neuron}", in_unit=unit, payload_unit=payload_unit,
                       segment=layer.segment, thresholds=tables.thresholds, carry=tables.carry,
                       carry_shift=tables.carry_shift, amplitude=frozen_array(amplitude), period=steps, levels=levels,
@@ -119,7 +134,6 @@ def _chained_bispike(layer: PlannedLayer, pop: SpikingPop, source: QChipLayer, t
     Without a carry u = x, so the state holds whatever the accumulator (bounded by `mantissas`) plus the
     bias holds; beyond it the neuron saturates and counts (`bispike_step`)."""
     from ..hybrid import quantize as q
-    from ..hybrid.ir import QChipLayer
     from ..ir import frozen_array
     from ..passes.quantize import _spiking_tables
 
@@ -134,7 +148,7 @@ def _chained_bispike(layer: PlannedLayer, pop: SpikingPop, source: QChipLayer, t
     bias = np.zeros(pop.size) if proj.bias is None else np.round(np.asarray(proj.bias) / unit)
     alpha_ref = float(pop.alpha.max())
     amplitude = _amplitudes(pop.alpha, q.MAX_AMPLITUDE_BITS)
-    return QChipLayer(name=layer.neuron, kind="bispike", width=pop.size, steps=1, input=source.output,
+    return BiSpikeLayer(name=layer.neuron, width=pop.size, steps=1, input=source.output,
                       output=f"chip_out:{layer.neuron}", in_unit=unit,
                       payload_unit=alpha_ref / 2**q.MAX_AMPLITUDE_BITS,
                       segment=layer.segment, thresholds=tables.thresholds, carry=tables.carry,
@@ -143,4 +157,4 @@ def _chained_bispike(layer: PlannedLayer, pop: SpikingPop, source: QChipLayer, t
                       bias=frozen_array(np.clip(bias, -target.state_max, target.state_max).astype(np.int64)))
 
 
-KIND = BiSpikeKind(name="bispike", node_types=(BiSpike,))
+KIND = BiSpikeKind(name="bispike", layer_type=BiSpikeLayer, node_types=(BiSpike,))

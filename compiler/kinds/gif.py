@@ -8,18 +8,25 @@ the host stage after the chip reads them back (`host_aux_outputs`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from spikestack.models.nir.neurons import GIF
 
 from .base import ChipKind, with_bias
+from .layer import QChipLayer
 
 if TYPE_CHECKING:
     from ..hybrid.cut import CutPlan, PlannedLayer
     from ..hybrid.host_stages import StageModule
-    from ..hybrid.ir import QChipLayer
     from ..targets import Target
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GIFLayer(QChipLayer):
+    """SpikeLLM's GIF: `steps` steps per call, charge reset every call; `levels` = L (spikes 0..L − 1)."""
+
+    kind: ClassVar[str] = "gif"
 
 
 def scale_name(layer: str) -> str:
@@ -43,14 +50,13 @@ class GIFKind(ChipKind):
     def lower(self, plan: CutPlan, planned: PlannedLayer, x_max: dict[str, float], target: Target,
               done: list[QChipLayer]) -> QChipLayer:
         from ..hybrid import quantize as q
-        from ..hybrid.ir import QChipLayer
 
         node = plan.graph.nodes[planned.neuron]
         groups = q.gif_groups(node)
         max_code = max(code for _, _, code in groups)
         proj = q.projection(plan, planned, 1.0, max_code, q.gif_group_of(node), len(groups), 1.0, int(node.bits),
                             target)
-        return QChipLayer(name=planned.neuron, kind="gif", width=int(node.salient.size), steps=2**node.addbit,
+        return GIFLayer(name=planned.neuron, width=int(node.salient.size), steps=2**node.addbit,
                           input=f"chip_in:{planned.neuron}", output=f"chip_out:{planned.neuron}", in_unit=1.0,
                           payload_unit=1.0, segment=planned.segment, levels=2**node.bits, projection=proj)
 
@@ -102,4 +108,5 @@ class GIFKind(ChipKind):
         return y + (0.0 if p.bias is None else np.asarray(p.bias))
 
 
-KIND = GIFKind(name="gif", binary_encodings=True, sums_steps=True, multi_step=True, node_types=(GIF,))
+KIND = GIFKind(name="gif", layer_type=GIFLayer, binary_encodings=True,
+               sums_steps=True, multi_step=True, node_types=(GIF,))

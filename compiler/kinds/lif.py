@@ -7,7 +7,7 @@ becomes vth·2^A = θ/δ_v − 2^A (fires from 2^A − 1 LSBs below θ, a relati
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import nir
 import numpy as np
@@ -15,14 +15,24 @@ import numpy as np
 from spikestack.errors import CompileError
 
 from .base import ChipKind
+from .layer import QChipLayer
 
 if TYPE_CHECKING:
     from ..artifact_schema import Ctx
     from ..hybrid.cut import CutPlan, PlannedLayer
-    from ..hybrid.ir import QChipLayer
     from ..targets import Target
 
 THRESHOLD_TEST_KEY = "spikestack.threshold_test"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LIFLayer(QChipLayer):
+    """Lava's fixed_pt LIF (`lava/proc/lif/models.py`), state kept across calls; binary spikes."""
+
+    kind: ClassVar[str] = "lif"
+    du: int  # current decay in the target's decay_bits; 2^bits − 1 makes u this step's input (NIR LIF)
+    dv: int  # voltage decay, round(2^decay_bits / τ)
+    vth: int  # threshold mantissa; effective threshold vth << activation_shift
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,11 @@ class LIFKind(ChipKind):
     def lower(self, plan: CutPlan, planned: PlannedLayer, x_max: dict[str, float], target: Target,
               done: list[QChipLayer]) -> QChipLayer:
         return _lif(plan, planned, x_max[planned.neuron], target)
+
+    def manifest_fields(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        from ..artifact_schema import LAVA_DECAY, LAVA_VTH
+
+        return {"du": LAVA_DECAY, "dv": LAVA_DECAY, "vth": LAVA_VTH}, {}
 
     def verify(self, layer: QChipLayer, target: Target) -> None:
         from ..verify import verify_lif_fields
@@ -61,7 +76,6 @@ def _uniform(node: nir.NIRNode, name: str, field_name: str) -> float:
 
 def _lif(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target) -> QChipLayer:
     from ..hybrid import quantize as q
-    from ..hybrid.ir import QChipLayer
 
     node: nir.LIF = plan.graph.nodes[layer.neuron]
     tau, r = _uniform(node, layer.neuron, "tau"), _uniform(node, layer.neuron, "r")
@@ -84,9 +98,9 @@ def _lif(plan: CutPlan, layer: PlannedLayer, x_max: float, target: Target) -> QC
     vth = theta_int // shifted - (1 if test == ">=" else 0)
     width = int(np.asarray(node.v_threshold).size)
     proj = q.projection(plan, layer, 1.0, 1, np.zeros(width), 1, 1.0, 0, target)
-    return QChipLayer(name=layer.neuron, kind="lif", width=width, steps=1, input=f"chip_in:{layer.neuron}",
+    return LIFLayer(name=layer.neuron, width=width, steps=1, input=f"chip_in:{layer.neuron}",
                       output=f"chip_out:{layer.neuron}", in_unit=shifted * unit_v / gain, payload_unit=1.0,
                       segment=layer.segment, du=target.decay_unity - 1, dv=dv, vth=int(vth), projection=proj)
 
 
-KIND = LIFKind(name="lif", programmable=False, node_types=(nir.LIF,))
+KIND = LIFKind(name="lif", layer_type=LIFLayer, programmable=False, node_types=(nir.LIF,))

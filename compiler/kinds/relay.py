@@ -8,17 +8,24 @@ which also keeps the token-shift state."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .base import ChipKind
+from .layer import QChipLayer
 
 if TYPE_CHECKING:
     from ..hybrid.cut import CutPlan, PlannedLayer
     from ..hybrid.host_stages import StageModule
-    from ..hybrid.ir import QChipLayer
     from ..targets import Target
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayLayer(QChipLayer):
+    """Host-injected graded events (no neuron state, no neurons on a core); `levels` bounds |payload|."""
+
+    kind: ClassVar[str] = "relay"
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,8 @@ class RelayKind(ChipKind):
     def lower(self, plan: CutPlan, planned: PlannedLayer, x_max: dict[str, float], target: Target,
               done: list[QChipLayer]) -> QChipLayer:
         from ..hybrid import quantize as q
-        from ..hybrid.ir import QChipLayer, QChipProjection
         from ..ir import frozen_array, frozen_new
+        from .layer import QChipProjection
 
         fold = planned.fold
         v, groups, _ = q.relay_weights(plan, planned, unique=True)  # equal column groups: mantissas once
@@ -36,7 +43,7 @@ class RelayKind(ChipKind):
         proj = QChipProjection(name=fold.linear, weight=frozen_new(m), unit=2.0 ** (e - 1),
                                message_bits=payload_max.bit_length(), groups=frozen_array(groups.astype(np.int8)),
                                n_groups=int(groups.max()) + 1, bias=None)
-        return QChipLayer(name=fold.linear, kind="relay", width=int(groups.size), steps=1,
+        return RelayLayer(name=fold.linear, width=int(groups.size), steps=1,
                           input=f"chip_in:{fold.linear}", output=f"chip_out:{fold.linear}", in_unit=1.0,
                           payload_unit=1.0, segment=planned.segment, levels=payload_max, projection=proj)
 
@@ -73,4 +80,5 @@ class RelayKind(ChipKind):
             env[next_name(state)] = shifted
 
 
-KIND = RelayKind(name="relay", programmable=False, host_injected=True, binary_encodings=True, dataflow_fold=True)
+KIND = RelayKind(name="relay", layer_type=RelayLayer,
+                 programmable=False, host_injected=True, binary_encodings=True, dataflow_fold=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from spikestack.compiler import artifact, artifact_output, artifact_schema, ir
 from spikestack.compiler.hybrid import ir as hir
+from spikestack.compiler.kinds import KINDS
 
 from spikestack import api
 from spikestack.cli import main
@@ -191,6 +192,10 @@ def test_not_an_artifact_folder(tmp_path):
     ("hybrid", lambda m: m["layers"][0].update(steps=0), "layers[0].steps = 0; allowed: an integer in 1.."),
     ("hybrid", lambda m: m["layers"][0].update(segment=99), "layers[0].segment = 99; allowed: a segment in 0..7"),
     ("hybrid", lambda m: m["layers"][0].update(source="nope"), 'layers[0].source = "nope"; allowed: another chip'),
+    # a layer carries exactly its kind's fields (a GIF layer here): another kind's is refused, a missing own one named
+    ("hybrid", lambda m: m["layers"][0].update(du=4095), "layers[0].du is not a field here; allowed: bias, in_unit"),
+    ("hybrid", lambda m: m["layers"][0].update(kind="lif"), "layers[0].du is missing; required: an integer in 0.."),
+    ("hybrid", lambda m: m["layers"][0].update(kind="neuron"), 'layers[0].kind = "neuron"; allowed: one of "bispike"'),
     ("hybrid", lambda m: m["stages"][1].update(index=5), "stages[1].index = 5; allowed: 1, the stage's position"),
     ("hybrid", lambda m: m.update(input_name="ids"), "fails the compiler's verifier: host stage 0: input 'input'"),
     ("hybrid", lambda m: m["report"].update(calibration={"positions": 1, "layers": {"x": {}}}),
@@ -217,9 +222,11 @@ def test_schema_lists_every_dataclass_field():
     assert names(hosts["spikes"]) == {f.name for f in dataclasses.fields(ir.QSpikeInput)}
     assert names(chain["projections"].item) == {f.name for f in dataclasses.fields(ir.QProjection)}
     assert names(chain["cores"].item) == {f.name for f in dataclasses.fields(ir.Core)}
-    layer = {**hybrid.required, **hybrid.optional}["layers"].item
-    assert names(layer) == {f.name for f in dataclasses.fields(hir.QChipLayer)}
-    assert names(layer.optional["projection"].inner) == {f.name for f in dataclasses.fields(hir.QChipProjection)}
+    layers = {**hybrid.required, **hybrid.optional}["layers"].item.variants
+    assert set(layers) == set(KINDS)
+    for kind, layer in layers.items():  # exactly the kind's layer class's fields
+        assert names(layer) == {f.name for f in dataclasses.fields(KINDS[kind].layer_type)}
+        assert names(layer.optional["projection"].inner) == {f.name for f in dataclasses.fields(hir.QChipProjection)}
     stage = hybrid.required["stages"].item
     assert names(stage) == {f.name for f in dataclasses.fields(hir.HostStage)} - {"onnx"} | {"file", "sha256"}
     assert names(hybrid.required["states"].item) == {f.name for f in dataclasses.fields(hir.StateSpec)}

@@ -264,7 +264,7 @@ def test_fold_finds_every_linear_of_the_normed_stream():
 def test_fold_algebra_is_exact_in_float():
     """FoldDequant on exact (unquantized) accumulators reproduces the float model's Linear, shift included."""
     from spikestack.compiler.hybrid.host_ops import FoldDequant
-    from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+    from spikestack.compiler.hybrid.ir import QChipProjection, RelayLayer
     from spikestack.compiler.hybrid.quantize import relay_weights
     from spikestack.models.nir.to_torch import _key, nir_to_module, run_tokens
 
@@ -273,7 +273,7 @@ def test_fold_algebra_is_exact_in_float():
     pl = next(la for la in plan.layers if la.neuron == "blocks.1.att_key")
     v, groups, width = relay_weights(plan, pl)
     proj = QChipProjection(name=pl.neuron, weight=v, unit=1.0, message_bits=2, groups=groups, n_groups=2)
-    layer = QChipLayer(name=pl.neuron, kind="relay", width=v.shape[1], steps=1, input="i", output="o", in_unit=1.0,
+    layer = RelayLayer(name=pl.neuron, width=v.shape[1], steps=1, input="i", output="o", in_unit=1.0,
                        payload_unit=1.0, segment=pl.segment, levels=3, projection=proj)
     fold = FoldDequant(plan, layer).double()
     module = nir_to_module(g, dtype=torch.float64)

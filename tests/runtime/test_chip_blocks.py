@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection, RelayLayer
 from spikestack.compiler.ir import frozen_array
 from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid import chip
@@ -21,7 +21,7 @@ def _layer(rng: np.random.Generator, width: int, out: int, groups: np.ndarray, e
     proj = QChipProjection(name="lin", weight=frozen_array(weight.astype(np.int16)), unit=1.0,
                            message_bits=0 if encoding != "graded" else 8, groups=frozen_array(groups.astype(np.int8)),
                            n_groups=n_groups, encoding=encoding)
-    return QChipLayer(name="relay", kind="relay", width=width, steps=1, input="in", output="out", in_unit=1.0,
+    return RelayLayer(name="relay", width=width, steps=1, input="in", output="out", in_unit=1.0,
                       payload_unit=1.0, segment=0, levels=7, projection=proj)
 
 

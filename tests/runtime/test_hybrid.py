@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+from spikestack.compiler.hybrid.ir import GIFLayer, LIFLayer, QChipLayer, QChipProjection
 from spikestack.compiler.ir import frozen_array
 from spikestack.compiler.targets import load_target
 from spikestack.models.data import load_corpus
@@ -29,8 +29,8 @@ LOIHI2 = load_target("loihi2")
 def _gif_layer(weight: np.ndarray, groups: np.ndarray, levels: int = 16, steps: int = 2) -> QChipLayer:
     proj = QChipProjection(name="lin", weight=frozen_array(weight.astype(np.int16)), unit=1.0, message_bits=4,
                            groups=frozen_array(groups.astype(np.int8)), n_groups=int(groups.max()) + 1)
-    return QChipLayer(name="gif", kind="gif", width=weight.shape[1], steps=steps, input="in", output="out",
-                      in_unit=1.0, payload_unit=1.0, segment=0, levels=levels, projection=proj)
+    return GIFLayer(name="gif", width=weight.shape[1], steps=steps, input="in", output="out",
+                    in_unit=1.0, payload_unit=1.0, segment=0, levels=levels, projection=proj)
 
 
 def test_gif_by_hand():
@@ -44,8 +44,8 @@ def test_gif_by_hand():
 
 
 def _lif_layer(vth: int) -> QChipLayer:
-    return QChipLayer(name="lif", kind="lif", width=1, steps=1, input="in", output="out", in_unit=1.0,
-                      payload_unit=1.0, segment=0, du=4095, dv=2048, vth=vth)
+    return LIFLayer(name="lif", width=1, steps=1, input="in", output="out", in_unit=1.0,
+                    payload_unit=1.0, segment=0, du=4095, dv=2048, vth=vth)
 
 
 def test_lif_by_hand():

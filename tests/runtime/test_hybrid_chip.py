@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection
+from spikestack.compiler.hybrid.ir import QChipLayer, QChipProjection, RelayLayer
 from spikestack.compiler.ir import frozen_array
 from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.chip import FEW_ROWS, LayerState, chip_call, project, projection_dtype
@@ -18,7 +18,7 @@ def _relay(rng: np.random.Generator, width: int, out: int, n_groups: int, levels
     groups = rng.integers(0, n_groups, size=width)
     proj = QChipProjection(name="lin", weight=frozen_array(weight.astype(np.int16)), unit=1.0, message_bits=8,
                            groups=frozen_array(groups.astype(np.int8)), n_groups=n_groups)
-    return QChipLayer(name="relay", kind="relay", width=width, steps=1, input="in", output="out", in_unit=1.0,
+    return RelayLayer(name="relay", width=width, steps=1, input="in", output="out", in_unit=1.0,
                       payload_unit=1.0, segment=0, levels=levels, projection=proj)
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
+from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, LIFLayer
 from spikestack.compiler.pipeline import compile_graph
 from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.chip import LayerState, chip_call
@@ -20,8 +20,8 @@ SMALL = replace(load_target("generic"), name="small", state_bits=16, decay_bits=
 
 
 def _lif_program(target) -> HybridProgram:
-    layer = QChipLayer(name="lif", kind="lif", width=1, steps=1, input="in", output="out", in_unit=1.0,
-                       payload_unit=1.0, segment=0, du=target.decay_unity - 1, dv=target.decay_unity // 2, vth=10)
+    layer = LIFLayer(name="lif", width=1, steps=1, input="in", output="out", in_unit=1.0,
+                     payload_unit=1.0, segment=0, du=target.decay_unity - 1, dv=target.decay_unity // 2, vth=10)
     stage = HostStage(index=0, onnx=b"", inputs=(), outputs=())
     return HybridProgram(family="hand", target=target.name, target_spec=target, time_axis="tokens",
                          steps_per_token=1, vocab_size=0, layers=(layer,), stages=(stage, stage))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer, QChipProjection
+from spikestack.compiler.hybrid.ir import BiSpikeLayer, GIFLayer, HostStage, HybridProgram, QChipProjection
 from spikestack.compiler.ir import Core
 from spikestack.compiler.targets import load_target
 from spikestack.runtime.hybrid.executor import HybridTrace
@@ -35,11 +35,11 @@ def hand_program(time_axis: str = "steps") -> HybridProgram:
     neurons, 2 steps per call, no projection. a on tile (0,0); pa rows 0-1 on (1,0), row 2 on (1,1); b on (2,0)."""
     w = np.array([[2, 0], [0, 4], [6, 8]], np.int16)  # [out, in]
     pa = QChipProjection(name="pa", weight=w, unit=1.0, message_bits=4, groups=np.zeros(2, np.int8), n_groups=1)
-    a = QChipLayer(name="a", kind="bispike", width=2, steps=1, input="in:a", output="out:a", in_unit=1.0,
-                   payload_unit=1.0, segment=0, thresholds=np.ones((2, 2), np.int64), carry=np.zeros((2, 5), np.int64),
-                   amplitude=np.array([1, 2]), period=2, levels=2, projection=pa)
-    b = QChipLayer(name="b", kind="gif", width=3, steps=2, input="in:b", output="out:b", in_unit=1.0,
-                   payload_unit=1.0, segment=1, levels=4)
+    a = BiSpikeLayer(name="a", width=2, steps=1, input="in:a", output="out:a", in_unit=1.0, payload_unit=1.0,
+                     segment=0, thresholds=np.ones((2, 2), np.int64), carry=np.zeros((2, 5), np.int64), carry_shift=1,
+                     amplitude=np.array([1, 2]), period=2, levels=2, projection=pa)
+    b = GIFLayer(name="b", width=3, steps=2, input="in:b", output="out:b", in_unit=1.0,
+                 payload_unit=1.0, segment=1, levels=4)
     cores = (_core(0, "a", 0, 2, 0, 0), _core(1, "pa", 0, 2, 1, 0), _core(2, "pa", 2, 3, 1, 1),
              _core(3, "b", 0, 3, 2, 0))
     stage = HostStage(index=0, onnx=b"", inputs=(), outputs=(), macs_per_position=7)  # no ONNX: MACs given
