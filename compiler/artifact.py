@@ -5,7 +5,9 @@ Layout of an artifact directory (version 5):
 
     manifest.json        format, version, kind, target (the name) and target_spec (the whole target compiled for),
                          …, cores, report, and for every array and host file its path and sha256 (arrays also
-                         dtype and shape); `content_sha256` hashes all of the above
+                         dtype and shape); `content_sha256` hashes all of the above. A core that holds one input
+                         chunk of a split fan-in has in_lo and in_hi (optional: absent means all inputs, so
+                         artifacts without split cores are what they were and load unchanged; no version bump)
     arrays/<name>.npy    one array per file (np.save is deterministic; npz embeds timestamps)
     host/<name>.onnx     the host programs, run with onnxruntime
 
@@ -101,6 +103,15 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False).encode()
 
 
+def core_entry(core: Core) -> dict[str, Any]:
+    """A core as the manifest holds it: its input chunk only when split, so an unsplit core's entry (every
+    artifact written before chunks existed) stays what it was."""
+    entry = asdict(core)
+    if not core.split:
+        del entry["in_lo"], entry["in_hi"]
+    return entry
+
+
 def save(program: Program | HybridProgram, out_dir: str | Path, writer: ArtifactWriter | None = None) -> Path:
     """Write `program` as an artifact folder; `writer`: the ArtifactWriter for `out_dir` that already holds some
     of its arrays (a streaming compile)."""
@@ -118,7 +129,7 @@ def save(program: Program | HybridProgram, out_dir: str | Path, writer: Artifact
             {"kind": _POP_KINDS[type(p)], **_split(p, f"pop.{p.name}", arrays)} for p in program.populations
         ],
         "projections": [_split(p, f"proj.{p.name}", arrays) for p in program.projections],
-        "cores": [asdict(c) for c in program.cores],
+        "cores": [core_entry(c) for c in program.cores],
         "host_programs": [
             {"name": h.name, "file": f"host/{h.name}.onnx", "sha256": hashlib.sha256(h.onnx).hexdigest()}
             for h in program.host_programs
@@ -158,7 +169,7 @@ def _save_hybrid(program: HybridProgram, out_dir: Path, writer: ArtifactWriter |
         "states": [asdict(s) for s in program.states],
         "decode_stages": stage_entries(program.decode_stages, "decode"),
         "decode_states": [asdict(s) for s in program.decode_states],
-        "cores": [asdict(c) for c in program.cores],
+        "cores": [core_entry(c) for c in program.cores],
     }
     manifest["report"], tokenizer_files = split_tokenizer(program.report)
     return _write(out_dir, manifest, arrays, {**files, **tokenizer_files}, writer)

@@ -45,8 +45,11 @@ def unique(ctx: Ctx, items: list[dict[str, Any]], path: str, key: str = "name") 
         seen.add(item[key])
 
 
-def check_cores(ctx: Ctx, cores: list[dict[str, Any]], sizes: dict[str, int]) -> None:
-    """Core indices are 0..n-1 once each; each core holds a slice [lo, hi) of a population that exists."""
+def check_cores(ctx: Ctx, cores: list[dict[str, Any]], sizes: dict[str, int],
+                inputs: dict[str, int] | None = None) -> None:
+    """Core indices are 0..n-1 once each; each core holds a slice [lo, hi) of a population that exists and, if
+    split, an input chunk [in_lo, in_hi) of a population whose fan-in may be split (`inputs`: its inputs; none in
+    a chain program, whose accumulators all stay on the chip). How the chunks tile is the verifier's check."""
     unique(ctx, cores, "cores", "index")
     for i, core in enumerate(cores):
         path = join("cores", i)
@@ -57,6 +60,17 @@ def check_cores(ctx: Ctx, cores: list[dict[str, Any]], sizes: dict[str, int]) ->
         size = sizes[core["pop"]]
         if not core["lo"] < core["hi"] <= size:
             fail(ctx, join(path, "hi"), core["hi"], f"lo ({core['lo']}) < hi <= {size}, the size of {core['pop']!r}")
+        in_lo, in_hi = core.get("in_lo", 0), core.get("in_hi", -1)
+        if in_hi == -1:
+            if in_lo != 0:
+                fail(ctx, join(path, "in_lo"), in_lo, "0 (in_hi = -1: the core holds every input)")
+            continue
+        n = (inputs or {}).get(core["pop"])
+        if n is None:
+            fail(ctx, join(path, "in_hi"), in_hi, f"-1: the accumulators of {core['pop']!r} stay on the chip, so "
+                                                  "its fan-in is never split")
+        if not in_lo < in_hi <= n:
+            fail(ctx, join(path, "in_hi"), in_hi, f"in_lo ({in_lo}) < in_hi <= {n}, the inputs of {core['pop']!r}")
 
 
 def check_target(m: dict[str, Any], ctx: Ctx) -> None:
@@ -234,7 +248,15 @@ def check_hybrid(m: dict[str, Any], ctx: Ctx) -> None:
     by_name = {la["name"]: la for la in m["layers"]}
     for i, la in enumerate(m["layers"]):
         _chip_layer(ctx, la, join("layers", i), by_name, len(m["stages"]) - 1)
-    check_cores(ctx, m["cores"], _hybrid_populations(m, ctx))
+    check_cores(ctx, m["cores"], _hybrid_populations(m, ctx), _host_read_inputs(m, ctx))
+
+
+def _host_read_inputs(m: dict[str, Any], ctx: Ctx) -> dict[str, int]:
+    """Inputs of every projection whose accumulators the host reads (no chained layer takes them): the
+    populations whose fan-in may be split over cores, the host summing the chunks."""
+    chained = {la.get("source") for la in m["layers"]} - {None}
+    return {la["projection"]["name"]: shape_of(ctx, la["projection"]["weight"])[1] for la in m["layers"]
+            if la.get("projection") is not None and la["name"] not in chained}
 
 
 # ---------------------------------------------------------------------------------------------------- report

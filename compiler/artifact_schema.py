@@ -294,7 +294,8 @@ HEADER = {"format": Anything(), "version": Anything(), "kind": Anything(), "cont
           "report": Anything(), "arrays": Anything(), "cores": ListOf(Obj(
               {"index": Int(0, MAX_ITEMS), "pop": NAME, "lo": Int(0, MAX_NEURONS), "hi": Int(1, MAX_NEURONS),
                "synaptic_memory_bits": Int(0, 1 << 48), "axons_in": Int(0, 1 << 32)},
-              {k: Int(-1, 1 << 20) for k in ("chip", "x", "y", "slot")}), lo=1)}
+              {**{k: Int(-1, 1 << 20) for k in ("chip", "x", "y", "slot")},
+               "in_lo": Int(0, 1 << 32), "in_hi": Int(-1, 1 << 32)}), lo=1)}
 
 ARRAY_META = Obj({"file": File("arrays", ".npy"), "dtype": Choice(ARRAY_DTYPES), "shape": ListOf(Int(0, 1 << 40), 0, 8),
                   "sha256": Hex64()})
@@ -325,6 +326,7 @@ CHAIN = Obj({
 _STAGE = Obj({"index": Int(0, MAX_ITEMS), "inputs": NAMES, "outputs": NAMES, "state_in": NAMES, "state_out": NAMES,
               "ops": NAMES, "macs_per_position": Int(0, 1 << 62), "file": File("host", ".onnx"), "sha256": Hex64()})
 _STATE = Obj({"name": NAME, "shape": ListOf(Int(0, MAX_NEURONS), 0, 8), "init": REAL})
+
 
 def _layer_variants() -> dict[str, Obj]:
     """One schema per chip-layer kind: `QChipLayer`'s fields plus the kind's own (`ChipKind.manifest_fields`), so an

@@ -212,7 +212,11 @@ class QHostInput:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Core:
-    """A slice [lo, hi) of one population on one core at mesh position (chip, x, y), slot within the tile."""
+    """A slice [lo, hi) of one population on one core at mesh position (chip, x, y), slot within the tile.
+
+    [in_lo, in_hi) is the input chunk whose synapses the core holds (`compiler/passes/partition.py` splits a
+    host-read fan-in over the input axons per core): indices into the population's concatenated inputs, its
+    accumulators partial sums the host adds up. The default in_hi = -1 means all inputs (every unsplit core)."""
 
     index: int
     pop: str
@@ -224,6 +228,17 @@ class Core:
     x: int = -1
     y: int = -1
     slot: int = -1
+    in_lo: int = 0
+    in_hi: int = -1
+
+    @property
+    def split(self) -> bool:
+        """The core holds one input chunk, not every input."""
+        return self.in_hi >= 0
+
+    def inputs(self, n_inputs: int) -> tuple[int, int]:
+        """The core's input range [lo, hi) among a population's `n_inputs` concatenated inputs."""
+        return (self.in_lo, self.in_hi) if self.in_hi >= 0 else (0, n_inputs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

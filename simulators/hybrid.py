@@ -16,8 +16,14 @@ model (REFERENCE.md §6.4, §7.6):
 * neuron updates: every neuron of every chip core every step of its layer, per position. Active: a spiking
   neuron in the first step of a call (the host writes its input then, dense) or when it emits; an accumulator
   (projection neuron) when it receives at least one event. The rest are idle updates;
+* a core holding one input chunk of a split fan-in (`Core.in_lo`, `in_hi`; compiler/passes/partition.py)
+  receives only the messages of its chunk's source neurons: its synaptic ops are the events × its slice's
+  synapses from those inputs, its accumulators are active when one of them reaches them, and a message goes to
+  it when the sender has a synapse on it, as on any core. The chunks partition the synapses, so a split
+  projection's synaptic ops total the unsplit ones;
 * host ↔ chip traffic: values written into chip layers (width per position per call) and read back (width, or
-  groups × outputs of the projection); host MACs: `HostStage.macs_per_position` (Linear/Affine weights) per
+  groups × outputs of the projection, times its input chunks when split: the host sums the partial
+  accumulators); host MACs: `HostStage.macs_per_position` (Linear/Affine weights) per
   position per call, plus the activation × activation matmuls (attention QKᵀ and P·V) found in the stage's ONNX
   graph. Host work is reported, never priced: no profile gives a host figure.
 
@@ -37,7 +43,15 @@ import numpy as np
 from spikestack.compiler.hybrid.ir import HybridProgram
 
 from .conventions import PAPER_E_AC_PJ, PAPER_E_MAC_PJ, PAPER_SOURCE, PJ, WHY
-from .hybrid_counts import HybridCounts, LayerCounts, count_hybrid, count_layer, layer_io_values, tokens_of
+from .hybrid_counts import (
+    HybridCounts,
+    LayerCounts,
+    count_hybrid,
+    count_layer,
+    input_chunks,
+    layer_io_values,
+    tokens_of,
+)
 from .model import NS, SAME_TECH_PROFILES, chip_link_summary, energy_by_kind_j, report_header, same_tech_profiles
 from .profiles import Profile
 
@@ -195,6 +209,7 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
                               "ann_energy_per_token_j": ann_twin_macs_per_token(program) * (p.ann_mac_pj or 0.0) * PJ,
                               "ann_mac_pj": p.ann_mac_pj}
     per_core = _per_core(counts)
+    chunks = input_chunks(program)
     crossings = sum(int(lc.chip_crossings.sum()) for lc in counts.layers)
     all_steps = sum(lc.neurons.sum() * lc.synaptic_ops.shape[0] * lc.synaptic_ops.shape[1] for lc in counts.layers)
     return {
@@ -238,7 +253,7 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "tokens_per_s": n_tok / total_time if latency is not None and total_time else None,
         "time_to_first_token_s": first if latency is not None else None,
         "firing_rate": {lc.name: round(lc.spikes / lc.slots, 6) if lc.slots else 0.0 for lc in counts.layers},
-        "per_layer": {lc.name: _layer_entry(program, lc, n_tok) for lc in counts.layers},
+        "per_layer": {lc.name: _layer_entry(program, lc, n_tok, chunks) for lc in counts.layers},
         "per_call": _per_call(counts, latency),
         "per_core": [
             {"core": c.index, "layer": c.pop, "neurons": c.hi - c.lo, "tile": [c.chip, c.x, c.y], "slot": c.slot,
@@ -303,9 +318,9 @@ def _busiest_per_step(counts: HybridCounts) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int) -> dict:
+def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int, chunks: dict[str, int]) -> dict:
     la = program.layer(lc.name)
-    values_in, values_out = layer_io_values(program, la)
+    values_in, values_out = layer_io_values(program, la, chunks)
     calls, steps = lc.synaptic_ops.shape[:2]
     return {"kind": la.kind, "segment": la.segment, "width": la.width, "steps_per_call": steps,
             "positions": lc.positions, "projection": None if la.projection is None else la.projection.name,

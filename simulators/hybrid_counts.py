@@ -127,11 +127,14 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
         active[..., j] = np.where(first[None, :], neurons[j], emitted)
     if proj is not None:
         nzw = np.asarray(proj.weight) != 0  # [out, in]
-        fanout = np.stack([nzw[d.lo:d.hi].sum(0) for d in dst], 1).astype(np.float64)  # [in, C_dst]
+        fanout = np.stack([_chunk_fanout(nzw, d) for d in dst], 1).astype(np.float64)  # [in, C_dst]
         synops[..., len(src):] = np.rint(ev @ fanout).astype(np.int64)
-        received = received_any(nz, nzw)  # [calls, steps, positions, out]
+        received: dict[tuple[int, int], np.ndarray] = {}  # per input chunk: [calls, steps, positions, out]
         for j, d in enumerate(dst):
-            active[..., len(src) + j] = received[..., d.lo:d.hi].sum((2, 3))
+            lo, hi = d.inputs(width)
+            if (lo, hi) not in received:
+                received[(lo, hi)] = received_any(nz[..., lo:hi], nzw[:, lo:hi])
+            active[..., len(src) + j] = received[(lo, hi)][..., d.lo:d.hi].sum((2, 3))
         reach = (fanout > 0).astype(np.float64)
         by_tile: dict[tuple[int, int], np.ndarray] = {}  # source tile → its cores' messages per dst core
         for j, c in enumerate(src):
@@ -159,6 +162,15 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
                        max_hops=max_hops, link_load=link_load, events=int(per_event.sum()),
                        spikes=int(nz.sum()), slots=int(nz.size),
                        levels_unit=~(np.abs(levels) > 1).any(-1), sops_by_projection=int(synops.sum()))
+
+
+def _chunk_fanout(nzw: np.ndarray, core) -> np.ndarray:
+    """int [in]: the synapses of each input on `core`, those of its slice's rows in its input chunk (none
+    outside the chunk: a split core receives only its chunk's source neurons)."""
+    lo, hi = core.inputs(nzw.shape[1])
+    out = np.zeros(nzw.shape[1], np.int64)
+    out[lo:hi] = nzw[core.lo:core.hi, lo:hi].sum(0)
+    return out
 
 
 def received_any(nz: np.ndarray, nzw: np.ndarray) -> np.ndarray:
@@ -199,10 +211,23 @@ def _link_load(by_tile: dict[tuple[int, int], np.ndarray], dst: list, routes: di
     return load
 
 
-def layer_io_values(program: HybridProgram, layer: QChipLayer) -> tuple[int, int]:
-    """Values per position and call: host → chip (the layer's input), chip → host (payloads or accumulators);
-    a chained edge (compiler/hybrid/cut.py) stays on the chip and counts for neither."""
-    return program.from_host(layer), program.to_host(layer)
+def input_chunks(program: HybridProgram) -> dict[str, int]:
+    """Input chunks per population (compiler/passes/partition.py): 1 unless its fan-in is split over cores."""
+    chunks: dict[str, set[tuple[int, int]]] = {}
+    for c in program.cores:
+        chunks.setdefault(c.pop, set()).add((c.in_lo, c.in_hi))
+    return {pop: len(ranges) for pop, ranges in chunks.items()}
+
+
+def layer_io_values(program: HybridProgram, layer: QChipLayer, chunks: dict[str, int] | None = None) -> tuple[int, int]:
+    """Values per position and call: host → chip (the layer's input), chip → host (payloads or accumulators;
+    a projection split into input chunks hands the host every chunk's partial accumulators, which it sums);
+    a chained edge (compiler/hybrid/cut.py) stays on the chip and counts for neither. `chunks`: `input_chunks`
+    of the program, when the caller has it."""
+    out = program.to_host(layer)
+    if out and layer.projection is not None:
+        out *= (input_chunks(program) if chunks is None else chunks).get(layer.projection.name, 1)
+    return program.from_host(layer), out
 
 
 def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> HybridCounts:
@@ -217,8 +242,10 @@ def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> Hyb
     first = np.asarray(payloads[program.layers[0].name])
     calls, lead = int(first.shape[0]), tuple(int(n) for n in first.shape[2:-1])
     positions = _positions(lead)
-    values_in = sum(layer_io_values(program, la)[0] for la in program.layers) * positions * calls
-    values_out = sum(layer_io_values(program, la)[1] for la in program.layers) * positions * calls
+    chunks = input_chunks(program)
+    io = [layer_io_values(program, la, chunks) for la in program.layers]
+    values_in = sum(i for i, _ in io) * positions * calls
+    values_out = sum(o for _, o in io) * positions * calls
     by_stage = []
     for st in program.stages:
         linear = st.macs_per_position * positions * calls

@@ -25,7 +25,7 @@ from spikestack.errors import CompileError
 from ..kinds import kind_of
 from ..passes.manager import Pass, run_passes
 from ..passes.mantissas import weight_mantissa_max
-from ..passes.partition import Edge, check_core_count, slice_populations
+from ..passes.partition import Edge, check_core_count, check_cover, slice_populations
 from ..passes.place import place
 from ..targets import Target, load_target
 from .cut import CutPlan, plan_cut
@@ -97,12 +97,15 @@ def _chip_example(layer: QChipLayer, x: torch.Tensor) -> torch.Tensor:
 
 def _partition(program: HybridProgram, target: Target) -> HybridProgram:
     """One core group per chip population: the spiking neurons (host-written, no synapses) and the accumulators
-    of their projection (fan-in = the layer's width, dense rows), each split under the target's limits."""
+    of their projection (fan-in = the layer's width, dense rows), each split under the target's limits; a fan-in
+    over the input axons is split into input chunks where the host reads the accumulators (it sums the chunks)."""
     pops = [(pop.name, pop.size, fan_in) for pop, fan_in in _populations(program)]
     planes = _planes(program)
     edges = [Edge(src=p.src, dst=p.dst, weight=np.asarray(p.weight), planes=planes[p.name])
              for p in program.projections]
-    cores = slice_populations(pops, edges, target)
+    chained = {la.source for la in program.layers}  # their sources' accumulators stay on the chip
+    host_summed = {la.projection.name for la in program.layers if la.projection is not None and la.name not in chained}
+    cores = slice_populations(pops, edges, target, host_summed=host_summed)
     check_core_count(len(cores), target)
     return replace(program, cores=tuple(cores))
 
@@ -157,12 +160,10 @@ def verify_hybrid(program: HybridProgram) -> None:
                                f"{program.target_spec.name})")
         kind.verify(la, program.target_spec)
     if program.cores:
-        covered = {}
-        for c in program.cores:
-            covered[c.pop] = covered.get(c.pop, 0) + (c.hi - c.lo)
-        for pop in program.populations:
-            if covered.get(pop.name) != pop.size:
-                raise CompileError(f"population {pop.name!r}: cores cover {covered.get(pop.name, 0)} of {pop.size}")
+        wrong = check_cover(program.cores, {p.name: p.size for p in program.populations},
+                            {p.dst: int(p.weight.shape[1]) for p in program.projections})
+        if wrong:
+            raise CompileError(wrong)
 
 
 def _even_mantissas(w: np.ndarray, m_max: int) -> bool:
