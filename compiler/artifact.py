@@ -355,7 +355,8 @@ def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host:
                          layers=tuple(layers), stages=stages(manifest["stages"]),
                          states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
                          decode_states=states(manifest.get("decode_states", [])),
-                         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
+                         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
+                         readout=manifest.get("readout", "mean_over_steps"))
 
 
 def load(art_dir: str | Path) -> Program | HybridProgram:

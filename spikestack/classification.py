@@ -8,8 +8,9 @@ program's (same backbone, same calibration windows), and the host pools the posi
 `spikestack.pooling` (ours: mean over positions, which an Affine head commutes with; BERT's: position 0, [CLS]).
 
 How close the two figures are: for our encoder the compiled head is the float head up to the chip's integer
-error (the per-step head and the mean over positions are affine: rounding only); for a BERT head the tanh runs
-every step, `approximate` says so. `agreement` is the fraction of examples whose predicted class is the same.
+error (the per-step head and the mean over positions are affine: rounding only); a BERT head's tanh pooler reads
+the mean of h over the T steps (models/nir/ops.py `StepMean`, the last call read), as the model does; a graph that
+declares itself approximate (metadata `spikestack.approximate`) says so in `approximate`. `agreement` is the fraction of examples whose predicted class is the same.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 import torch
 from spikestack.models.data import load_corpus
 from spikestack.models.nir.export_spikelm import spikelm_to_nir
-from spikestack.models.nir.to_torch import nir_to_module, run_steps
+from spikestack.models.nir.to_torch import nir_to_module, readout_of, run_steps
 from spikestack.models.spikelm_network import SpikeLMConfig, SpikeLMEncoder
 from spikestack.models.spikelm_tasks import classification_examples
 
@@ -103,18 +103,22 @@ def test_shipped_encoder_on_validation_windows_compiled_within_tolerance(tmp_pat
 
 def test_classification_graph_equals_the_float_head():
     """The class-head export computes the model's class logits: ours with spikes (mean over T and positions of an
-    affine head), BERT's tanh(pooler) rewritten as 2·sigmoid(2z) − 1 (T = 1, so no per-step approximation)."""
+    affine head), BERT's tanh(pooler) rewritten as 2·sigmoid(2z) − 1 on the mean over T (a StepMean node, read at
+    the last call), with spikes too: T > 1, and still the model's figure to float64 rounding."""
     torch.manual_seed(0)
     for cfg in (SpikeLMConfig(vocab=11, context=8, d_model=8, heads=2, layers=1, ffn=16, classes=3),
-                SpikeLMConfig(vocab=11, context=8, d_model=8, heads=2, layers=1, ffn=16, classes=3, spiking=False,
+                SpikeLMConfig(vocab=11, context=8, d_model=8, heads=2, layers=1, ffn=16, classes=3,
                               bert_heads=True, layer_norm_eps=1e-12)):
+        assert cfg.run_steps > 1
         model = SpikeLMEncoder(cfg).double().eval()
         graph = spikelm_to_nir(model, head="classification")
         assert graph.metadata["spikestack.classes"] == 3
         ids = torch.randint(0, cfg.vocab + 1, (2, cfg.context))
         module = nir_to_module(graph, dtype=torch.float64)
         with torch.no_grad():
-            per_position = run_steps(module, [ids[..., None]] * cfg.run_steps).mean(0)
+            calls = run_steps(module, [ids[..., None]] * cfg.run_steps)
+            per_position = calls[-1] if readout_of(graph.metadata) == "last_step" else calls.mean(0)
+            assert readout_of(graph.metadata) == ("last_step" if cfg.bert_heads else "mean_over_steps")
             pooled = per_position[:, 0] if cfg.bert_heads else per_position.mean(1)
             torch.testing.assert_close(pooled, model(ids)[1], rtol=0, atol=1e-12)
 
@@ -139,7 +143,7 @@ def test_bert_classifier_reads_label_names_and_cls_sep(bert_classifier, tmp_path
     result = api.evaluate(bert_classifier, labels, compiled=True).to_dict()
     assert (result["examples"], result["classes"], result["correct"], result["accuracy"]) == (3, 3, 2, 0.6667)
     assert (result["compiled_correct"], result["agreement"], result["pooling"]) == (2, 1.0, "first_position")
-    assert "tanh" in result["approximate"]
+    assert "approximate" not in result  # the tanh pooler reads the mean over T (StepMean), as the model
     # 15 words + [CLS] + [SEP] = 17 > 16 positions: refused, not truncated
     long = _write(tmp_path / "long.tsv", ["pos\t" + " ".join(["the"] * 15)])
     with pytest.raises(api.SpikestackError, match="17 tokens with \\[CLS\\] and \\[SEP\\], over the model's context"):

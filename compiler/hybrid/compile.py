@@ -17,7 +17,7 @@ from typing import Any
 import nir
 import numpy as np
 import torch
-from spikestack.models.nir.to_torch import NIRModule, _key, run_tokens
+from spikestack.models.nir.to_torch import NIRModule, _key, readout_of, run_tokens
 from spikestack.models.threads import one_torch_thread
 
 from spikestack.errors import CompileError
@@ -287,6 +287,7 @@ def _host(stage: QuantizedStage, ctx: HybridContext) -> HybridProgram:
         vocab_size=int(_meta(graph, "vocab_size", 0)), layers=tuple(layers), stages=stages,
         states=tuple(states), input_name=plan.input_name, decode_stages=decode_stages,
         decode_states=decode_states, max_positions=max_positions,
+        readout=readout_of(graph.metadata or {}) if time_axis == "steps" else "mean_over_steps",
         report={"calibration_peaks": {k: round(v, 6) for k, v in stage.x_max.items()},
                 "encodings": {la.name: la.projection.encoding for la in layers if la.projection is not None},
                 "weight_grid": stage.weight_grid})

@@ -5,8 +5,9 @@ is tested against the exporting model (`models/nir/torch_modules.py`); tracing t
 with the same math, so the host program matches the float model by construction (tested in float32).
 
 A stage computes, in order: the dequantization of the chip outputs it receives, its host NIR nodes in topological
-order, the next values of the states whose inputs it completes (`Delay`, WKV), and the quantized inputs of the
-chip layers that run after it. Its inputs and outputs are env tensors by name (compiler/hybrid/ir.py).
+order, the next values of the states whose inputs it completes (`Delay`, WKV, StepMean's sum and count), and the
+quantized inputs of the chip layers that run after it. Its inputs and outputs are env tensors by name
+(compiler/hybrid/ir.py).
 
 What a neuron kind does on the host (its quantizer, its dequantizer, the modules they need) is that kind's
 `host_*` hooks (compiler/kinds/base.py `ChipKind`); this module only walks the stage and calls them.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 import torch
-from spikestack.models.nir.ops import WKV, Attention, PositionEmbedding, RoPE
+from spikestack.models.nir.ops import WKV, Attention, PositionEmbedding, RoPE, StepMean
 from spikestack.models.nir.torch_modules import NODE_MAP, WKV_P0
 from torch import Tensor, nn
 
@@ -110,6 +111,11 @@ class StageModule(nn.Module):
                 env[name], new = module(k, v, state=state)
                 for part, value in zip("abp", new, strict=True):
                     env[next_name(state_name(name, part))] = value
+            elif isinstance(node, StepMean):  # the running mean over the token's calls (ops.py)
+                total = env[state_name(name, "sum")] + self.summed(preds, env)
+                count = env[state_name(name, "count")] + 1.0
+                env[name] = total / count
+                env[next_name(state_name(name, "sum"))], env[next_name(state_name(name, "count"))] = total, count
             elif self.decode and isinstance(node, Attention):
                 caches = (env[state_name(name, "k")], env[state_name(name, "v")])
                 env[name], k_all, v_all = module(*(self.value(o, env) for o in module.operands), *caches)
@@ -151,7 +157,7 @@ def decode_supported(plan: CutPlan) -> bool:
     time_axis = time_axis.decode() if isinstance(time_axis, bytes) else str(time_axis)
     attention = [n for n in nodes if isinstance(n, Attention)]
     return (time_axis in ("sequence", "steps") and bool(attention) and all(int(n.causal) for n in attention)
-            and not plan.delays)
+            and not plan.delays and not any(isinstance(n, StepMean) for n in nodes))
 
 
 def cache_states(plan: CutPlan) -> list[StateSpec]:
@@ -167,7 +173,8 @@ def cache_states(plan: CutPlan) -> list[StateSpec]:
 
 
 def host_states(plan: CutPlan) -> list[StateSpec]:
-    """Every host state tensor: Delay values, WKV's (a, b, p) and folded token shifts, per-position shapes."""
+    """Every host state tensor: Delay values, WKV's (a, b, p), StepMean's (sum, count) and folded token shifts,
+    per-position shapes."""
     specs = []
     for pl in plan.layers:
         if pl.fold is not None and pl.fold.prev is not None:
@@ -183,6 +190,9 @@ def host_states(plan: CutPlan) -> list[StateSpec]:
             specs += [StateSpec(name=state_name(n, "a"), shape=shape, init=0.0),
                       StateSpec(name=state_name(n, "b"), shape=shape, init=0.0),
                       StateSpec(name=state_name(n, "p"), shape=shape, init=WKV_P0)]
+        elif isinstance(node, StepMean):  # fresh for every token: the executor's states start each sequence
+            specs += [StateSpec(name=state_name(n, "sum"), shape=tuple(int(s) for s in node.shape), init=0.0),
+                      StateSpec(name=state_name(n, "count"), shape=(1,), init=0.0)]
     return specs
 
 

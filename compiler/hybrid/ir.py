@@ -93,6 +93,10 @@ class HybridProgram:
     input_name: str = "ids"
     output_name: str = "logits"
     max_positions: int = 0  # longest sequence the host program supports (0: unbounded)
+    # `steps` programs: a token's logits are the mean of its calls' (`mean_over_steps`), or its last call's
+    # (`last_step`: the graph averages the hidden state itself, models/nir/ops.py `StepMean`, before a head that
+    # is not affine, such as BERT's MLM transform)
+    readout: str = "mean_over_steps"
     # the KV-cache program (whole-sequence models): one new position per call, attention reading cached keys and
     # values kept as host states; same chip layers (host_stages.py `decode_supported`)
     decode_stages: tuple[HostStage, ...] = ()

@@ -12,15 +12,17 @@ Lossy or approximate, and why:
 - The model averages the hidden state over T and then applies the head; the graph applies the head every step
   and the readout averages the logits. Equal in exact arithmetic (the head is affine), different rounding:
   ≤ 1e-12 in float64 (tested); everything before the head is bit-exact.
-- BERT heads (`bert_heads`, a converted SpikeLM BERT): the MLM transform is not affine, so applying it every step
-  and averaging the logits differs from the model's head-after-mean (metadata `spikestack.approximate`).
+- BERT heads (`bert_heads`, a converted SpikeLM BERT): the MLM transform is not affine, so it must see the mean
+  over T itself: a `spikestack.StepMean` node (the running mean over the token's calls) precedes it and the graph's
+  readout is the last call's output (metadata `spikestack.readout: last_step`): the model's head-after-mean, up to
+  float rounding.
 - Encoder: NIR graphs here have one Output, so one head per graph: `head="mlm"` (the default) or
   `head="classification"`, whose output is the class head applied at every position (metadata
   `spikestack.task: classification`, `spikestack.pooling` says how to pool the positions). Ours is an Affine of
   the mean over positions, so the mean over positions of the per-position logits is the same (affine; exact up
   to rounding, as the mean over T). BERT's reads tanh(pooler(h)) at position 0 ([CLS]): tanh is written as
-  2·sigmoid(2z) − 1, folded into the pooler and the class Affine; tanh is not affine, so applying it every step
-  before the mean over T is approximate (metadata `spikestack.approximate`), like the MLM transform.
+  2·sigmoid(2z) − 1, folded into the pooler and the class Affine; tanh is not affine, so the pooler reads the
+  `StepMean` of h and the readout is the last call's, like the MLM transform.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..bispike import RESET_SCALE, ElasticBiSpike
 from ..spikelm import SpikeBlock, SpikeLinear, SpikeLMDecoder, StatelessBiSpike
 from .builder import GraphBuilder, linear_node, residual_node, to_numpy
 from .nodes import BiSpike, Embedding
-from .ops import GELU, Attention, LayerNorm, PositionEmbedding, Sigmoid, default_scale
+from .ops import GELU, Attention, LayerNorm, PositionEmbedding, Sigmoid, StepMean, default_scale
 from .torch_modules import ATTENTION_KERNEL_KEY
 
 
@@ -96,6 +98,7 @@ def spikelm_to_nir(model: nn.Module, head: str = "mlm") -> nir.NIRGraph:
         return _classification_graph(b, model, h)
     if getattr(cfg, "bert_heads", False):  # BERT's MLM transform (models/published/spikelm_bert.py)
         tf = model.mlm_transform
+        h = b.add("step_mean", StepMean(shape=[cfg.d_model]), h)  # the transform reads the mean over T
         h = b.add("mlm_transform.dense", linear_node(tf.dense), h)
         h = b.add("mlm_transform.gelu", GELU(shape=[cfg.d_model]), h)
         h = b.add("mlm_transform.norm", _layer_norm(tf.norm), h)
@@ -106,8 +109,7 @@ def spikelm_to_nir(model: nn.Module, head: str = "mlm") -> nir.NIRGraph:
         metadata["spikestack.omitted"] = "cls_head (mean over positions, then Affine)"
     if getattr(cfg, "bert_heads", False):
         metadata["spikestack.omitted"] = "pooler and cls_head (tanh pooler on position 0, then Affine)"
-        metadata["spikestack.approximate"] = ("mlm_transform (dense, GELU, LayerNorm) runs every step before the "
-                                              "mean over steps; the float model applies it after the mean")
+        metadata["spikestack.readout"] = "last_step"
     return b.graph(metadata)
 
 
@@ -125,6 +127,7 @@ def _classification_graph(b: GraphBuilder, model: nn.Module, h: str) -> nir.NIRG
     pooling = "mean_over_positions"
     if cfg.bert_heads:  # W_c·tanh(z) + b_c = 2·W_c·sigmoid(2z) + (b_c − W_c·1), z = pooler(h)
         pooler = model.pooler
+        h = b.add("step_mean", StepMean(shape=[cfg.d_model]), h)  # the tanh pooler reads the mean over T
         z = b.add("pooler", nir.Affine(weight=2.0 * to_numpy(pooler.weight), bias=2.0 * to_numpy(pooler.bias)), h)
         h = b.add("pooler.tanh", Sigmoid(shape=[cfg.d_model]), z)
         weight, bias = 2.0 * weight, bias - weight.sum(axis=1)
@@ -139,6 +142,5 @@ def _classification_graph(b: GraphBuilder, model: nn.Module, h: str) -> nir.NIRG
         "spikestack.omitted": "mlm_head" + (" and mlm_transform" if cfg.bert_heads else ""),
     }
     if cfg.bert_heads:
-        metadata["spikestack.approximate"] = ("pooler tanh runs every step before the mean over steps; the float "
-                                              "model applies it after the mean")
+        metadata["spikestack.readout"] = "last_step"
     return b.graph(metadata)

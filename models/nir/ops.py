@@ -86,6 +86,22 @@ class GELU(_Elementwise):
 
 
 @dataclass(eq=False)
+class StepMean(_Elementwise):
+    """y_t = (x_0 + … + x_t) / (t + 1): the running mean over the calls of a token (SpikeLM's T steps).
+
+    Why a node: SpikeLM averages the hidden state over its T steps and then applies the head; a non-affine head
+    (BERT's MLM transform, its tanh pooler) must run on that mean, not once per step with the logits averaged.
+    The graph then reads its output at the token's last call (graph metadata `spikestack.readout: last_step`),
+    where the running mean is the mean over all T steps. Stateful: (sum, count), fresh for every token."""
+
+    type_name: ClassVar[str] = f"{NAMESPACE}.StepMean"
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """x [T, ...] (one token's calls) → the running means [T, ...]."""
+        return np.cumsum(x, axis=0) / np.arange(1, x.shape[0] + 1).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+@dataclass(eq=False)
 class Product(_Elementwise):
     """y = x_1 ⊙ x_2 ⊙ … : the elementwise product of all inputs (gating), not NIR's sum."""
 

@@ -166,9 +166,10 @@ def run_tokens(module: NIRModule, ids: Tensor) -> Tensor:
     """Token ids [B, L] → logits [B, L, vocab] for any exported family, by its graph metadata.
 
     `spikestack.time_axis`: `tokens` (SpikeGPT) feeds one token per call; `sequence` (SpikeLLM) the whole
-    sequence in one call; `steps` runs `spikestack.steps_per_token` calls and averages them. `spikestack.input`:
-    `position` (one id per token position: SpikeLM) or `window` (default; the graph input is a context window,
-    BiSpikeMLP: `ids` [B, context] → [B, vocab]).
+    sequence in one call; `steps` runs `spikestack.steps_per_token` calls and averages them, or, with
+    `spikestack.readout: last_step` (a graph whose head follows a `StepMean`), takes the last call's.
+    `spikestack.input`: `position` (one id per token position: SpikeLM) or `window` (default; the graph input is
+    a context window, BiSpikeMLP: `ids` [B, context] → [B, vocab]).
     """
     axis = module.metadata.get("spikestack.time_axis", "steps")
     axis = axis.decode() if isinstance(axis, bytes) else str(axis)
@@ -181,4 +182,15 @@ def run_tokens(module: NIRModule, ids: Tensor) -> Tensor:
     steps = int(module.metadata.get("spikestack.steps_per_token", 1))
     kind = module.metadata.get("spikestack.input", "window")
     x = ids[..., None] if (kind.decode() if isinstance(kind, bytes) else str(kind)) == "position" else ids
-    return run_steps(module, [x] * steps).mean(0)
+    outputs = run_steps(module, [x] * steps)
+    return outputs[-1] if readout_of(module.metadata) == "last_step" else outputs.mean(0)
+
+
+def readout_of(metadata: dict) -> str:
+    """How a `steps` graph's output is read over a token's calls: `mean_over_steps` (the default) or `last_step`
+    (the graph averages inside, ops.py `StepMean`)."""
+    value = metadata.get("spikestack.readout", "mean_over_steps")
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    if value not in ("mean_over_steps", "last_step"):
+        raise NIRFormatError(f"graph metadata 'spikestack.readout' is {value!r}; expected mean_over_steps or last_step")
+    return value

@@ -27,7 +27,20 @@ from spikestack.errors import NIRFormatError
 
 from .neurons import GIF, Quantizer
 from .nodes import BiSpike, Embedding
-from .ops import GELU, WKV, Attention, LayerNorm, PositionEmbedding, Product, ReLU2, RMSNorm, RoPE, Sigmoid, SiLU
+from .ops import (
+    GELU,
+    WKV,
+    Attention,
+    LayerNorm,
+    PositionEmbedding,
+    Product,
+    ReLU2,
+    RMSNorm,
+    RoPE,
+    Sigmoid,
+    SiLU,
+    StepMean,
+)
 from .torch_standard import (
     AffineModule,
     CubaLIFModule,
@@ -189,6 +202,14 @@ class WKVModule(_Stateful):
         return wkv, (e_decay * a + e_new * v, e_decay * b + e_new, n)
 
 
+class StepMeanModule(_Stateful):
+    """The running mean over a token's calls (ops.py `StepMean`); state (sum, count), None at a token's start."""
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Any]:
+        total, count = (x, torch.ones_like(x[..., :1])) if state is None else (state[0] + x, state[1] + 1)
+        return total / count, (total, count)
+
+
 def _heads(x: Tensor, n_heads: int) -> Tensor:
     """[..., L, H·d] → [..., H, L, d] (a view)."""
     return x.view(*x.shape[:-1], n_heads, x.shape[-1] // n_heads).transpose(-3, -2)
@@ -285,6 +306,7 @@ NODE_MAP: NodeMap = {
     SiLU: lambda n: FunctionModule(F.silu),
     GELU: lambda n: FunctionModule(F.gelu),
     Product: lambda n: ProductModule(),
+    StepMean: lambda n: StepMeanModule(),
     WKV: WKVModule,
     Attention: AttentionModule,
     RoPE: RoPEModule,

@@ -189,12 +189,16 @@ class Session:
         return out
 
     def sequence(self, ids: np.ndarray) -> np.ndarray:
-        """SpikeLM and SpikeLLM: the whole sequence [B, L] from fresh states → logits [B, L, vocab]."""
+        """SpikeLM and SpikeLLM: the whole sequence [B, L] from fresh states → logits [B, L, vocab] (SpikeLM: the
+        mean of its T calls' logits, or the last call's for a `last_step` readout)."""
         self._reset(ids.shape)
         self.env[self.program.input_name] = ids[..., None]
         calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
-        return sum(run_call(self.program, self.host, self.chip, self.env, t, self.record, self.observer)
-                   for t in range(calls)) / calls
+        outputs = [run_call(self.program, self.host, self.chip, self.env, t, self.record, self.observer)
+                   for t in range(calls)]
+        if self.program.readout == "last_step":  # the graph averaged the hidden state itself (ir.py `readout`)
+            return outputs[-1]
+        return sum(outputs) / calls
 
     def decode_token(self, ids: np.ndarray) -> np.ndarray:
         """Whole-sequence models with a KV-cache program: one new position per sequence [B] → its logits

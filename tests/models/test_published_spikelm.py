@@ -180,6 +180,30 @@ def test_export_compile_run_on_tiny_text(tmp_path) -> None:
     assert ids.tolist() == [[8, 9, 10]]
     result = api.run(program, inputs=ids)
     assert result.family == "spikelm-enc" and np.isfinite(np.asarray(result.trace.logits)).all()
+    # the MLM transform reads the mean over T (StepMean): the program's logits are its last call's, also loaded
+    assert program.readout == "last_step" and api.load(api.save(program, tmp_path / "art")).readout == "last_step"
+
+
+def test_mlm_head_reads_the_mean_over_steps() -> None:
+    """BERT's MLM transform (dense, GELU, LayerNorm) is not affine, so it must see the mean of h over the T steps,
+    as the model computes it: the graph's StepMean and last-call readout give the model's MLM logits with spikes
+    (T > 1) to float64 rounding, where averaging per-call logits is off by far more."""
+    from spikestack.models.nir.export_spikelm import spikelm_to_nir
+    from spikestack.models.nir.to_torch import nir_to_module, run_steps, run_tokens
+    from spikestack.models.spikelm_network import SpikeLMConfig, SpikeLMEncoder
+
+    torch.manual_seed(0)
+    cfg = SpikeLMConfig(vocab=11, context=8, d_model=8, heads=2, layers=1, ffn=16, bert_heads=True,
+                        layer_norm_eps=1e-12)
+    model = SpikeLMEncoder(cfg).double().eval()
+    module = nir_to_module(spikelm_to_nir(model), dtype=torch.float64)
+    ids = torch.randint(0, cfg.vocab + 1, (2, cfg.context))
+    with torch.no_grad():
+        want, got = model(ids)[0], run_tokens(module, ids)
+        calls = run_steps(module, [ids[..., None]] * cfg.run_steps)
+    assert cfg.run_steps > 1 and got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert float((calls.mean(0) - want).abs().max()) > 1e-4  # a mean of per-call logits is not the model's
 
 
 def test_specs_and_parameter_count() -> None:

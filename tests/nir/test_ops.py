@@ -8,6 +8,7 @@ import h5py
 import nir
 import numpy as np
 import pytest
+import torch
 from spikestack.models.nir.neurons import GIF, Quantizer
 from spikestack.models.nir.nodes import all_extension_nodes
 from spikestack.models.nir.ops import (
@@ -22,8 +23,10 @@ from spikestack.models.nir.ops import (
     RoPE,
     Sigmoid,
     SiLU,
+    StepMean,
     check_operands,
 )
+from spikestack.models.nir.torch_modules import NODE_MAP
 
 from spikestack.errors import NIRFormatError
 
@@ -47,6 +50,7 @@ def _factories() -> dict[str, nir.NIRNode]:
         "wkv": WKV(time_decay=rng.normal(size=C), time_first=rng.normal(size=C), operands="sig,relu2"),
         "att": Attention(n_heads=2, n_kv_heads=1, head_dim=2, causal=1, scale=0.5, operands="rope,silu,prod"),
         "rope": RoPE(n_heads=2, head_dim=2, theta=10000.0),
+        "mean": StepMean(shape=np.array([C])),
     }
 
 
@@ -57,7 +61,8 @@ def _graph() -> nir.NIRGraph:
              ("rms", "relu2"),
              ("sig", "wkv"), ("relu2", "wkv"), ("wkv", "silu"), ("wkv", "gelu"), ("gelu", "prod"), ("wkv", "prod"),
              ("silu", "prod"),
-             ("wkv", "rope"), ("rope", "att"), ("silu", "att"), ("prod", "att"), ("att", "out")]
+             ("wkv", "rope"), ("rope", "att"), ("silu", "att"), ("prod", "att"), ("att", "mean"),
+             ("mean", "out")]
     return nir.NIRGraph(nodes=nodes, edges=edges)
 
 
@@ -105,6 +110,17 @@ def test_quantizer_hand_example():
     node = Quantizer(bits=2, shape=np.array([3]))
     # Δ = (2 - -1)/3 = 1, z = 1: codes clip(round(x) + 1) = [0, 1, 3] → y = [-1, 0, 2]
     np.testing.assert_array_equal(node.reference(np.array([-1.0, 0.2, 2.0])), [-1.0, 0.0, 2.0])
+
+
+def test_step_mean_hand_values():
+    """The running mean over a token's calls: the reference, and the torch module call by call from a fresh state."""
+    x = np.array([[2.0, -4.0], [4.0, 0.0], [0.0, 1.0]])  # three calls of two channels
+    np.testing.assert_array_equal(StepMean(shape=[2]).reference(x), [[2.0, -4.0], [3.0, -2.0], [2.0, -1.0]])
+    module, state, got = NODE_MAP[StepMean](StepMean(shape=[2])), None, []
+    for row in torch.tensor(x):
+        y, state = module(row, state=state)
+        got.append(y.tolist())
+    assert got == [[2.0, -4.0], [3.0, -2.0], [2.0, -1.0]]
 
 
 def test_elementwise_and_norm_hand_values():
