@@ -1,10 +1,12 @@
 """Dask scaling of evaluation (issue 17 item 4); prints one JSON object.
 
-The shipped SpikeLLM character checkpoint, compiled for loihi2, runs `spikestack.run` over `--tokens` positions of
-the validation text (sequences of 64 characters, each an independent shard unit) in one process and then on a
-LocalCluster of 1 and of 2 one-thread worker processes (started before timing; its start-up is reported apart).
-Every Dask result must equal the one-process result (bits per character, bits per byte, events, firing rates:
-the whole JSON); the bench fails otherwise. Timings are the best of `--repeat` runs after a warm-up run.
+The shipped SpikeLLM character checkpoint, compiled for loihi2, runs `spikestack.run` and `spikestack.simulate`
+over `--tokens` positions of the validation text (sequences of 64 characters, each an independent shard unit) in
+one process and then on a LocalCluster of 1 and of 2 one-thread worker processes (started before timing; its
+start-up is reported apart). `run` brings every shard's trace back to the client; `simulate` brings back only the
+shard's simulator counts (spikestack/distributed.py). Every Dask result must equal the one-process result (the
+whole run JSON: bits per character, bits per byte, events, firing rates; the whole simulator report); the bench
+fails otherwise. Timings are the best of `--repeat` runs after a warm-up run.
 
 Everything runs on one thread per process (BLAS variables set before numpy loads), as Dask's workers do.
 
@@ -44,16 +46,19 @@ def best_of(repeat: int, call) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--tokens", type=int, default=16384)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    load = os.getloadavg()[0]  # other jobs on the machine, at the start
     from distributed import LocalCluster
 
     with tempfile.TemporaryDirectory() as tmp:
         path = spikestack.save(spikestack.compile(CKPT, target="loihi2"), Path(tmp) / "llm")
         program = spikestack.load(path)
         alone_s, alone = best_of(args.repeat, lambda: spikestack.run(program, tokens=args.tokens).to_dict())
-        rows = {"1 process (no Dask)": {"run_s": round(alone_s, 3), "speed_up": 1.0}}
+        sim_s, sim = best_of(args.repeat, lambda: spikestack.simulate(program, tokens=args.tokens).to_dict())
+        rows = {"1 process (no Dask)": {"run_s": round(alone_s, 3), "simulate_s": round(sim_s, 3),
+                                        "run_speed_up": 1.0, "simulate_speed_up": 1.0}}
         for n in (1, 2):
             start = time.perf_counter()
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -61,12 +66,17 @@ def main() -> None:
                 started_s = time.perf_counter() - start
                 run_s, result = best_of(args.repeat, lambda c=cluster: spikestack.run(
                     program, tokens=args.tokens, scheduler=c.scheduler_address).to_dict())
-            if result != alone:
+                dask_sim_s, report = best_of(args.repeat, lambda c=cluster: spikestack.simulate(
+                    program, tokens=args.tokens, scheduler=c.scheduler_address).to_dict())
+            if result != alone or report != sim:
                 raise SystemExit(f"{n} Dask workers: result differs from the one-process run")
-            rows[f"{n} Dask workers"] = {"run_s": round(run_s, 3), "cluster_start_s": round(started_s, 3),
-                                         "speed_up": round(alone_s / run_s, 3), "identical": True}
+            rows[f"{n} Dask workers"] = {"run_s": round(run_s, 3), "simulate_s": round(dask_sim_s, 3),
+                                         "cluster_start_s": round(started_s, 3),
+                                         "run_speed_up": round(alone_s / run_s, 3),
+                                         "simulate_speed_up": round(sim_s / dask_sim_s, 3), "identical": True}
     print(strict_json({"model": "spikellm-char-tiny (loihi2)", "tokens": args.tokens,
                        "sequences": -(-args.tokens // 64), "bpc": alone["bpc"], "repeat": args.repeat,
+                       "load_avg_1min": round(load, 2),
                        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                    "python": platform.python_version()},
                        "runs": rows}, "bench"))

@@ -4,6 +4,7 @@ neuron step and per core, plus host ↔ chip traffic and host MACs. The counting
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -256,6 +257,41 @@ def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> Hyb
                         host_linear_macs=sum(s["linear_macs"] for s in by_stage),
                         host_matmul_macs=sum(s["activation_matmul_macs"] for s in by_stage),
                         host_macs_by_stage=tuple(by_stage))
+
+
+def merge_counts(parts: list[HybridCounts]) -> HybridCounts:
+    """The counts of a whole input from the counts of its shards (disjoint sequences or streams, in any order).
+
+    Why exact: every per-core and per-link array is a sum over positions of integer-valued terms, so the shards'
+    arrays add up to the one-process array bit for bit; the longest routes are maxima, "all levels unit" an AND,
+    the rest integer totals. So `hybrid_report` of the merged counts is the one-process report (spikestack/
+    distributed.py: workers count their shard and only the counts travel)."""
+    first = parts[0]
+    if any(p.calls != first.calls or p.links != first.links or len(p.layers) != len(first.layers) for p in parts):
+        raise ValueError("shard counts disagree on calls, links or layers: not shards of one program and run")
+
+    def total(get) -> np.ndarray:
+        return sum((get(p) for p in parts[1:]), get(first))
+
+    layers = []
+    for k, la in enumerate(first.layers):
+        mine = [p.layers[k] for p in parts]
+        added = {f: sum((getattr(m, f) for m in mine[1:]), getattr(la, f))
+                 for f in ("positions", "neurons", "synaptic_ops", "active_updates", "spikes_out", "messages_out",
+                           "messages_in", "hops", "chip_crossings", "chip_hops", "link_load", "events", "spikes",
+                           "slots", "sops_by_projection")}
+        layers.append(dataclasses.replace(
+            la, **added, max_hops=np.maximum.reduce([m.max_hops for m in mine]),
+            max_chip_hops=np.maximum.reduce([m.max_chip_hops for m in mine]),
+            levels_unit=np.logical_and.reduce([m.levels_unit for m in mine])))
+    stages = tuple({**st, **{key: sum(p.host_macs_by_stage[i][key] for p in parts) for key in st if key != "stage"}}
+                   for i, st in enumerate(first.host_macs_by_stage))
+    return HybridCounts(layers=tuple(layers), calls=first.calls, positions=int(total(lambda p: p.positions)),
+                        tokens=int(total(lambda p: p.tokens)), links=first.links,
+                        host_values_in=int(total(lambda p: p.host_values_in)),
+                        host_values_out=int(total(lambda p: p.host_values_out)),
+                        host_linear_macs=int(total(lambda p: p.host_linear_macs)),
+                        host_matmul_macs=int(total(lambda p: p.host_matmul_macs)), host_macs_by_stage=stages)
 
 
 # ----------------------------------------------------------------------------------- host matmuls from ONNX

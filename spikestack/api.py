@@ -293,6 +293,15 @@ def simulate(program, trace=None, profile=None, *, tokens: int = 1024, inputs=No
         profile = load_profile(_target_of(program).default_profile)
     elif not isinstance(profile, Profile):
         profile = load_profile(str(profile))
+    sharded = scheduler is not None or workers is not None
+    if trace is None and sharded and is_hybrid(program):  # the workers count their shards; only counts travel
+        from spikestack.simulators.hybrid import hybrid_report
+
+        from .distributed import sharded_counts
+
+        data = _inputs(program, inputs, tokens, text, streams).inputs
+        return Report(hybrid_report(program, sharded_counts(program, data, scheduler=scheduler, workers=workers),
+                                    profile))
     if trace is None:
         data = _inputs(program, inputs, tokens, text, streams).inputs  # `scheduler`/`workers`: sharded as in `run`
         trace = _traces(program, data, ("reference",), scheduler, workers)["reference"]

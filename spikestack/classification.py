@@ -10,7 +10,8 @@ program's (same backbone, same calibration windows), and the host pools the posi
 How close the two figures are: for our encoder the compiled head is the float head up to the chip's integer
 error (the per-step head and the mean over positions are affine: rounding only); a BERT head's tanh pooler reads
 the mean of h over the T steps (models/nir/ops.py `StepMean`, the last call read), as the model does; a graph that
-declares itself approximate (metadata `spikestack.approximate`) says so in `approximate`. `agreement` is the fraction of examples whose predicted class is the same.
+declares itself approximate (metadata `spikestack.approximate`) says so in `approximate`. `agreement` is the
+fraction of examples whose predicted class is the same.
 """
 
 from __future__ import annotations

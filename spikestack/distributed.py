@@ -16,8 +16,11 @@ streams one sequence whose state carries across tokens (SpikeGPT on the default 
 independent to cut: it runs as one shard on one worker, no faster than locally, unless `streams=N` (`--streams`)
 reads its text as N independent streams, which shard like sequences.
 
-What the trade costs: shard traces travel back to the client (int8 spikes, int payloads and the logits), so the
-client holds the whole trace, as the single-process run does; only the execution is spread.
+What the trade costs: for `run`, shard traces travel back to the client (int8 spikes, int payloads and the
+logits), so the client holds the whole trace, as the single-process run does; only the execution is spread. For
+`simulate` of a language model, each worker also counts its shard's events (simulators/hybrid_counts.py) and only
+the counts travel back: per core, step and call, independent of how many positions the shard held; the client adds
+them up (`merge_counts`, exact: integer totals) and prices them, the single-process report to the last bit.
 
 Failures: a scheduler that cannot be reached within CONNECT_TIMEOUT_S, or one without workers, is one
 `ClusterError` line. A worker that dies mid-run has its shard rescheduled by Dask on another worker (the
@@ -135,6 +138,30 @@ def run_shard(program, inputs: np.ndarray, backend: str):
     from spikestack.runtime.verify import backend_runner
 
     return backend_runner(backend)(program, inputs)
+
+
+def count_shard(program, inputs: np.ndarray):
+    """One language-model shard on a worker: the reference run and its simulator counts (not its trace)."""
+    from spikestack.simulators.hybrid_counts import count_hybrid
+
+    return count_hybrid(program, run_shard(program, inputs, "reference").payloads)
+
+
+def sharded_counts(program, inputs, *, scheduler: str | None = None, workers: int | None = None):
+    """The simulator counts of a language model's reference run over `inputs`, counted on the workers, shard by
+    shard, and merged (module docstring: identical to one process's `count_hybrid`)."""
+    from spikestack.simulators.hybrid_counts import merge_counts
+
+    check_choice(scheduler, workers)
+    inputs = np.asarray(inputs)
+    if inputs.ndim < 1 or inputs.shape[0] < 1:
+        raise SpikestackError(f"inputs of shape {inputs.shape}: nothing to shard")
+    with dask_client(scheduler, workers) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        shipped = client.scatter(program, broadcast=True, hash=False)
+        bounds = shard_bounds(int(inputs.shape[0]), n_workers)
+        futures = [client.submit(count_shard, shipped, inputs[lo:hi], pure=False) for lo, hi in bounds]
+        return merge_counts(gather(client, futures, f"simulation over {len(bounds)} shards"))
 
 
 def merge_traces(traces: Sequence[Any]):

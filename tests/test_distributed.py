@@ -6,6 +6,7 @@ Every comparison is exact: the CLI's JSON text, the report dict and the sweep ro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -89,6 +90,31 @@ def test_trace_and_report_are_identical_with_dask(cluster, artifacts, name):
     report = spikestack.simulate(program, tokens=tokens).to_dict()
     assert spikestack.simulate(program, tokens=tokens, scheduler=cluster).to_dict() == report
     assert report["tokens"] == tokens and report["sops"] > 0
+
+
+def test_shard_counts_merge_to_the_whole_counts(artifacts):
+    """What `simulate` ships back from the workers: each shard's counts, merged, equal the counts of the whole run
+    array by array (no cluster needed: the merge is the client's part)."""
+    from spikestack.runtime.hybrid.executor import run as run_hybrid
+    from spikestack.simulators.hybrid_counts import count_hybrid, merge_counts
+
+    program = spikestack.load(artifacts["llm"])
+    ids = np.random.default_rng(1).integers(0, program.vocab_size, size=(5, 16))
+    whole = count_hybrid(program, run_hybrid(program, ids).payloads)
+    parts = [count_hybrid(program, run_hybrid(program, ids[lo:hi]).payloads) for lo, hi in ((0, 2), (2, 5))]
+    merged = merge_counts(parts)
+    for field in ("calls", "positions", "tokens", "links", "host_values_in", "host_values_out", "host_linear_macs",
+                  "host_matmul_macs", "host_macs_by_stage"):
+        assert getattr(merged, field) == getattr(whole, field), field
+    assert merged.positions == 5 * 16 and parts[0].positions == 2 * 16
+    for got, want in zip(merged.layers, whole.layers, strict=True):
+        for f in dataclasses.fields(want):
+            a, b = getattr(got, f.name), getattr(want, f.name)
+            assert np.array_equal(a, b) and np.asarray(a).dtype == np.asarray(b).dtype, (want.name, f.name)
+    other = count_hybrid(program, run_hybrid(program, ids[:, :8]).payloads)  # same calls; fine to merge
+    assert merge_counts([other]).positions == 5 * 8
+    with pytest.raises(ValueError, match="disagree on calls, links or layers"):
+        merge_counts([whole, dataclasses.replace(whole, calls=whole.calls + 1)])
 
 
 def test_sweep_table_is_identical_with_dask(cluster, tmp_path):
