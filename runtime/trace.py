@@ -43,6 +43,35 @@ def layer_events(layers: dict[str, np.ndarray]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """What a run's figures need of a trace, without the per-event arrays: logits, and per layer the non-zero
+    payloads and the slots they were counted over (firing rate = non-zero / slots, events = Σ non-zero: the same
+    integers and the same float division as `layer_firing_rates` on the full arrays). A Dask worker sends this
+    back instead of its shard's payloads (spikestack/distributed.py) when the caller does not keep the trace."""
+
+    logits: np.ndarray
+    nonzero: dict[str, int]
+    slots: dict[str, int]
+    saturations: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def of(trace: ProgramTrace) -> TraceSummary:
+        layers = trace.layers()
+        return TraceSummary(logits=trace.logits, nonzero={k: int((s != 0).sum()) for k, s in layers.items()},
+                            slots={k: int(np.asarray(s).size) for k, s in layers.items()},
+                            saturations=dict(trace.saturations))
+
+    def layers(self) -> dict[str, np.ndarray]:
+        return {}  # the arrays stayed where they were computed
+
+    def events(self) -> int:
+        return int(sum(self.nonzero.values()))
+
+    def firing_rate(self) -> dict[str, float]:
+        return {k: float(np.float64(n) / np.float64(self.slots[k])) for k, n in self.nonzero.items()}
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     spikes: dict[str, np.ndarray]  # pop → int8 [tokens, T, n]
     readout: np.ndarray  # int64 [tokens, n_out]

@@ -188,11 +188,13 @@ def load(path: str | Path):
 
 
 # --------------------------------------------------------------------------------------------------- run
-def _traces(program, inputs: np.ndarray, backends: Sequence[str], scheduler=None, workers=None) -> dict[str, Any]:
+def _traces(program, inputs: np.ndarray, backends: Sequence[str], scheduler=None, workers=None,
+            keep_trace: bool = True) -> dict[str, Any]:
     """One trace per backend, on the same inputs (a bar per backend on a terminal: Lava takes seconds)."""
     if scheduler is not None or workers is not None:  # sharded on a Dask cluster, merged to the same trace
         from .distributed import sharded_traces
-        return sharded_traces(program, inputs, backends, scheduler=scheduler, workers=workers)
+        return sharded_traces(program, inputs, backends, scheduler=scheduler, workers=workers,
+                              keep_trace=keep_trace)
     from .progress import progress
 
     shown = progress(backends, "backends", total=len(backends)) if len(backends) > 1 else backends
@@ -207,14 +209,17 @@ def _traces(program, inputs: np.ndarray, backends: Sequence[str], scheduler=None
 
 
 def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256, text=None,
-        float_source=None, scheduler: str | None = None, workers: int | None = None, streams: int = 1) -> RunResult:
+        float_source=None, scheduler: str | None = None, workers: int | None = None, streams: int = 1,
+        keep_trace: bool = True) -> RunResult:
     """Run a program (or an artifact path) on a backend. Without `inputs`, the first `tokens` positions of `text`
     (a UTF-8 file, encoded by the program's tokenizer) or of the default text (token programs), or seeded input
     events (foreign LIF programs); the result says which, with bits per byte and perplexity of the text.
     backend="float" runs the float reference of `float_source`, the NIR graph (or file) the program came from.
     `scheduler` (a Dask address) or `workers` (a local Dask cluster) shard it: the same result (distributed.py).
     `streams`: token-streaming programs (SpikeGPT) read the text as that many independent streams, batched
-    (spikestack/evaluation.py `hybrid_inputs`)."""
+    (spikestack/evaluation.py `hybrid_inputs`). `keep_trace=False` with a cluster: a language model's shards send
+    back logits and per-layer counts, not their payloads; `.trace` is then a `TraceSummary` and every figure of
+    `.to_dict()` is the same."""
     if backend != "float":
         _check_backend(backend)
     program = _as_program(program)
@@ -222,7 +227,7 @@ def run(program, inputs=None, backend: str = "reference", *, tokens: int = 256, 
     if backend == "float" and scheduler is None and workers is None:
         trace = _float_trace(program, float_source, data.inputs)
     else:
-        trace = _traces(program, data.inputs, (backend,), scheduler, workers)[backend]
+        trace = _traces(program, data.inputs, (backend,), scheduler, workers, keep_trace)[backend]
     hybrid = is_hybrid(program)
     n = int(np.asarray(data.inputs).size) if hybrid else int(trace.tokens)
     # bits per character only for a next-token model: one logit per vocabulary id (a chain readout of another

@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                        suffixes=(".npz", ".nir"))
     result = api.run(api.load(args.artifact), args.input, backend=args.backend, tokens=args.tokens,
                      float_source=args.nir, text=args.text, scheduler=args.scheduler, workers=args.workers,
-                     streams=args.streams)
+                     streams=args.streams, keep_trace=trace_path is not None)  # else only the figures travel
     text = strict_json(result.to_dict(), "run result")  # before writing anything
     if trace_path is not None:
         result.save_trace(trace_path)

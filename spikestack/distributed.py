@@ -17,7 +17,9 @@ independent to cut: it runs as one shard on one worker, no faster than locally, 
 reads its text as N independent streams, which shard like sequences.
 
 What the trade costs: for `run`, shard traces travel back to the client (int8 spikes, int payloads and the
-logits), so the client holds the whole trace, as the single-process run does; only the execution is spread. For
+logits), so the client holds the whole trace, as the single-process run does; only the execution is spread —
+unless the caller does not keep the trace (`keep_trace=False`, the CLI without `--trace`): then a language model's
+shards send back their logits and per-layer counts (runtime/trace.py `TraceSummary`), which give the same figures. For
 `simulate` of a language model, each worker also counts its shard's events (simulators/hybrid_counts.py) and only
 the counts travel back: per core, step and call, independent of how many positions the shard held; the client adds
 them up (`merge_counts`, exact: integer totals) and prices them, the single-process report to the last bit.
@@ -164,6 +166,24 @@ def sharded_counts(program, inputs, *, scheduler: str | None = None, workers: in
         return merge_counts(gather(client, futures, f"simulation over {len(bounds)} shards"))
 
 
+def summary_shard(program, inputs: np.ndarray, backend: str):
+    """One shard's run on a worker, sent back as its `TraceSummary` (logits and per-layer counts)."""
+    from spikestack.runtime.trace import TraceSummary
+
+    return TraceSummary.of(run_shard(program, inputs, backend))
+
+
+def merge_summaries(parts: Sequence[Any]):
+    """Shard summaries (in shard order) → the whole run's: logits concatenated along the sequences, counts added."""
+    from spikestack.runtime.trace import TraceSummary
+
+    first = parts[0]
+    return TraceSummary(logits=np.concatenate([p.logits for p in parts], axis=0),
+                        nonzero={k: sum(p.nonzero[k] for p in parts) for k in first.nonzero},
+                        slots={k: sum(p.slots[k] for p in parts) for k in first.slots},
+                        saturations={k: sum(int(p.saturations[k]) for p in parts) for k in first.saturations})
+
+
 def merge_traces(traces: Sequence[Any]):
     """Shard traces (in shard order) → the trace of the whole input: arrays concatenated along the sharded axis,
     saturation counts added. Chain `Trace`: every array's axis 0 (tokens or samples). `HybridTrace`: logits and
@@ -189,9 +209,13 @@ def merge_traces(traces: Sequence[Any]):
 
 
 def sharded_traces(program, inputs, backends: Sequence[str], *, scheduler: str | None = None,
-                   workers: int | None = None) -> dict[str, Any]:
+                   workers: int | None = None, keep_trace: bool = True) -> dict[str, Any]:
     """`api._traces` on a Dask cluster: per backend, the inputs in one contiguous shard per worker, the shard
-    traces merged in order (module docstring: identical to one process)."""
+    traces merged in order (module docstring: identical to one process). `keep_trace=False`: a language model's
+    shards send back `TraceSummary`s instead, merged the same way."""
+    from spikestack.evaluation import is_hybrid
+
+    summarize = not keep_trace and is_hybrid(program)
     check_choice(scheduler, workers)
     for b in backends:
         if b not in SHARDED_BACKENDS:
@@ -206,6 +230,7 @@ def sharded_traces(program, inputs, backends: Sequence[str], *, scheduler: str |
         shipped = client.scatter(program, broadcast=True, hash=False)
         bounds = shard_bounds(int(inputs.shape[0]), n_workers)
         for b in backends:
-            futures = [client.submit(run_shard, shipped, inputs[lo:hi], b, pure=False) for lo, hi in bounds]
-            out[b] = merge_traces(gather(client, futures, f"{b} run over {len(bounds)} shards"))
+            task, merge = (summary_shard, merge_summaries) if summarize else (run_shard, merge_traces)
+            futures = [client.submit(task, shipped, inputs[lo:hi], b, pure=False) for lo, hi in bounds]
+            out[b] = merge(gather(client, futures, f"{b} run over {len(bounds)} shards"))
     return out

@@ -92,6 +92,21 @@ def test_trace_and_report_are_identical_with_dask(cluster, artifacts, name):
     assert report["tokens"] == tokens and report["sops"] > 0
 
 
+def test_run_without_the_trace_sends_back_only_counts(cluster, artifacts):
+    """keep_trace=False (the CLI without --trace): a language model's shards return logits and per-layer counts;
+    every figure is the one-process figure, and the summary's counts are the full trace's."""
+    from spikestack.runtime.trace import TraceSummary
+
+    program = spikestack.load(artifacts["llm"])
+    alone = spikestack.run(program, tokens=TOKENS["llm"])
+    lean = spikestack.run(program, tokens=TOKENS["llm"], scheduler=cluster, keep_trace=False)
+    assert isinstance(lean.trace, TraceSummary) and lean.trace.layers() == {}
+    assert lean.to_dict() == alone.to_dict() and np.array_equal(lean.logits, alone.logits)
+    full = alone.trace.layers()
+    assert lean.trace.nonzero == {k: int((v != 0).sum()) for k, v in full.items()}
+    assert lean.trace.slots == {k: int(v.size) for k, v in full.items()} and lean.events == alone.events > 0
+
+
 def test_shard_counts_merge_to_the_whole_counts(artifacts):
     """What `simulate` ships back from the workers: each shard's counts, merged, equal the counts of the whole run
     array by array (no cluster needed: the merge is the client's part)."""
