@@ -52,19 +52,23 @@ from .hybrid_counts import (
     layer_io_values,
     tokens_of,
 )
-from .model import NS, SAME_TECH_PROFILES, chip_link_summary, energy_by_kind_j, report_header, same_tech_profiles
+from .model import (
+    NS,
+    SAME_TECH_PROFILES,
+    chip_link_summary,
+    core_pipelines_ns,
+    energy_by_kind_j,
+    report_header,
+    same_tech_profiles,
+)
 from .profiles import Profile
 
 
 # ------------------------------------------------------------------------------------------- latency, energy
 def layer_pipelines_ns(lc: LayerCounts, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
-    """Message-in and neuron pipeline times per core and step [calls, steps, cores] in ns (`model.pipelines_ns`)."""
-    t = profile.time_ns
-    idle = lc.neurons - lc.active_updates
-    message_in = lc.messages_in * t.get("message_in", 0.0) + lc.synaptic_ops * t["synaptic_op"]
-    neuron = (lc.active_updates * t["neuron_update"] + idle * t["neuron_update_idle"]
-              + lc.spikes_out * t["spike_out"] + lc.messages_out * t["message"])
-    return message_in, neuron
+    """Message-in and neuron pipeline times per core and step [calls, steps, cores] in ns."""
+    return core_pipelines_ns(lc.neurons, lc.active_updates, lc.messages_in, lc.synaptic_ops, lc.spikes_out,
+                             lc.messages_out, profile)
 
 
 def layer_work_ns(lc: LayerCounts, profile: Profile) -> np.ndarray:

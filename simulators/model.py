@@ -54,14 +54,24 @@ def simulate(program: Program, trace: Trace, profile: Profile) -> dict:
     return report(program, trace, counts, profile)
 
 
+def core_pipelines_ns(neurons: np.ndarray, active: np.ndarray, messages_in: np.ndarray, synaptic_ops: np.ndarray,
+                      spikes_out: np.ndarray, messages_out: np.ndarray,
+                      profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """A core's two pipelines per step (ns), for chain and hybrid programs alike: message-in (messages received,
+    synaptic ops) and neuron (active and idle updates, spikes, messages sent). `neurons` [cores] broadcasts over
+    the leading axes of the per-step arrays [..., cores]."""
+    t = profile.time_ns
+    idle = neurons - active
+    message_in = messages_in * t.get("message_in", 0.0) + synaptic_ops * t["synaptic_op"]
+    neuron = (active * t["neuron_update"] + idle * t["neuron_update_idle"] + spikes_out * t["spike_out"]
+              + messages_out * t["message"])
+    return message_in, neuron
+
+
 def pipelines_ns(counts: Counts, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
     """Per (token, step, core): the message-in pipeline's and the neuron pipeline's time (ns)."""
-    t = profile.time_ns
-    idle = counts.neuron_updates - counts.active_updates
-    message_in = counts.messages_in * t.get("message_in", 0.0) + counts.synaptic_ops * t["synaptic_op"]
-    neuron = (counts.active_updates * t["neuron_update"] + idle * t["neuron_update_idle"]
-              + counts.spikes_out * t["spike_out"] + counts.messages_out * t["message"])
-    return message_in, neuron
+    return core_pipelines_ns(counts.neuron_updates, counts.active_updates, counts.messages_in, counts.synaptic_ops,
+                             counts.spikes_out, counts.messages_out, profile)
 
 
 def step_latency_s(counts: Counts, profile: Profile, tiles: int, chips: int = 1) -> np.ndarray:
