@@ -129,24 +129,43 @@ def chip_distance(xy: np.ndarray, src_xy: np.ndarray, mesh: tuple[int, int]) -> 
     return np.abs(xy // m - np.asarray(src_xy) // m).sum(-1).astype(np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """What one source's messages [..., C_dst] cost on the mesh (`price`): every simulator's per-source figures."""
+
+    hops: np.ndarray  # [...]: tile hops of all its messages
+    crossings: np.ndarray  # [...]: messages that leave the source's chip
+    chip_hops: np.ndarray  # [...]: chip-to-chip links crossed
+    longest: np.ndarray  # [...]: longest route taken (tile hops)
+    most_chip_hops: np.ndarray  # [...]: most chip links one message crossed
+
+
+def price(per_dst: np.ndarray, src_xy: np.ndarray, dst_xy: np.ndarray, mesh: tuple[int, int]) -> Priced:
+    """Messages [..., C_dst] from the tile `src_xy` to destination tiles `dst_xy` [C_dst, 2], priced by X-Y route
+    length and chip links crossed; chain and hybrid programs alike. Float BLAS matmuls of integer-valued arrays,
+    exact below 2^53 (numpy's int64 matmul has no BLAS path: bench/simulator_speed.py)."""
+    dist = np.abs(dst_xy - src_xy).sum(1).astype(np.float64)
+    links = chip_distance(dst_xy, src_xy, mesh)
+    sent = per_dst > 0
+    return Priced(hops=np.rint(per_dst @ dist).astype(np.int64),
+                  crossings=np.rint(per_dst @ (links > 0).astype(np.float64)).astype(np.int64),
+                  chip_hops=np.rint(per_dst @ links).astype(np.int64),
+                  longest=np.where(sent, dist, 0).max(-1, initial=0).astype(np.int64),
+                  most_chip_hops=np.where(sent, links, 0).max(-1, initial=0).astype(np.int64))
+
+
 def _send(per_dst: np.ndarray, src_xy: np.ndarray, dst: list[int], program: Program, routes: list[list[int]],
           n_links: int) -> Sent:
-    """Messages [tok, T, C_dst] from one source to its destination cores, priced along their routes; float BLAS
-    matmuls (numpy's int64 matmul has no BLAS path: bench)."""
+    """Messages [tok, T, C_dst] from one source to its destination cores, priced along their routes (`price`)
+    and counted on every link of their routes."""
     xy = np.array([(program.cores[d].x, program.cores[d].y) for d in dst]).reshape(-1, 2)
-    dist = np.abs(xy - src_xy).sum(1).astype(np.float64)
     target = program.target_spec
-    links = chip_distance(xy, src_xy, (target.mesh_x, target.mesh_y))
+    p = price(per_dst, src_xy, xy, (target.mesh_x, target.mesh_y))
     incidence = np.zeros((len(dst), n_links))
     for j, r in enumerate(routes):
         incidence[j, r] = 1.0
-    sent = per_dst > 0
-    return Sent(hops=np.rint(per_dst @ dist).astype(np.int64),
-                crossings=np.rint(per_dst @ (links > 0).astype(np.float64)).astype(np.int64),
-                chip_hops=np.rint(per_dst @ links).astype(np.int64), link_load=per_dst @ incidence,
-                longest=np.where(sent, dist, 0).max(-1, initial=0).astype(np.int64),
-                most_chip_hops=np.where(sent, links, 0).max(-1, initial=0).astype(np.int64),
-                per_dst=np.rint(per_dst).astype(np.int64))
+    return Sent(hops=p.hops, crossings=p.crossings, chip_hops=p.chip_hops, link_load=per_dst @ incidence,
+                longest=p.longest, most_chip_hops=p.most_chip_hops, per_dst=np.rint(per_dst).astype(np.int64))
 
 
 def count_events(program: Program, trace: Trace, update_rule: str = "event") -> Counts:

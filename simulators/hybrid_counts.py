@@ -13,7 +13,7 @@ from spikestack.compiler.encodings import events_per_spike
 from spikestack.compiler.hybrid.ir import HostStage, HybridProgram, QChipLayer
 from spikestack.compiler.kinds import kind_of
 
-from .counts import chip_distance, xy_route
+from .counts import price, xy_route
 
 
 # ----------------------------------------------------------------------------------------------------- counts
@@ -138,22 +138,19 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
             active[..., len(src) + j] = received[(lo, hi)][..., d.lo:d.hi].sum((2, 3))
         reach = (fanout > 0).astype(np.float64)
         by_tile: dict[tuple[int, int], np.ndarray] = {}  # source tile → its cores' messages per dst core
+        dst_xy = np.array([(d.x, d.y) for d in dst]).reshape(-1, 2)
         for j, c in enumerate(src):
             per_dst = ev[..., c.lo:c.hi] @ reach[c.lo:c.hi]  # [calls, steps, C_dst] messages to each dst core
-            dist = np.array([abs(d.x - c.x) + abs(d.y - c.y) for d in dst], np.float64)
             msgs[..., j] = np.rint(per_dst.sum(-1)).astype(np.int64)
             msgs_in[..., len(src):] += np.rint(per_dst).astype(np.int64)
-            hops[..., j] = np.rint(per_dst @ dist).astype(np.int64)
-            links = chip_distance(np.array([(d.x, d.y) for d in dst]).reshape(-1, 2), np.array((c.x, c.y)), mesh)
-            crossings[..., j] = np.rint(per_dst @ (links > 0).astype(np.float64)).astype(np.int64)
-            chip_hops[..., j] = np.rint(per_dst @ links).astype(np.int64)
-            max_chip_hops = np.maximum(max_chip_hops,
-                                       np.where(per_dst > 0, links, 0).max(-1, initial=0).astype(np.int64))
+            p = price(per_dst, np.array((c.x, c.y)), dst_xy, mesh)  # the chain simulator's pricing (counts.py)
+            hops[..., j], crossings[..., j], chip_hops[..., j] = p.hops, p.crossings, p.chip_hops
+            max_chip_hops = np.maximum(max_chip_hops, p.most_chip_hops)
+            max_hops = np.maximum(max_hops, p.longest)
             if (c.x, c.y) in by_tile:
                 by_tile[(c.x, c.y)] += per_dst
             else:
                 by_tile[(c.x, c.y)] = per_dst.copy()
-            max_hops = np.maximum(max_hops, np.where(per_dst > 0, dist, 0).max(-1, initial=0).astype(np.int64))
         link_load += _link_load(by_tile, dst, routes, n_links)
     levels = kind_of(layer).spike_levels(layer, payloads.reshape(calls, steps, -1).astype(np.int64))
     return LayerCounts(name=layer.name, segment=layer.segment, positions=positions,
