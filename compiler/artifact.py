@@ -20,6 +20,9 @@ directory and renames it into place, so a failure never leaves a half-written ar
 earlier artifact (`artifact_output.py`: stale temporary folders, the lock, racing compiles). `load` treats the folder
 as untrusted: confined, bounded file reads (`artifact_files.py`), the manifest's schema (`artifact_schema.py`),
 relations between fields and the verifier (`artifact_check.py`); ArtifactError names the file and the field.
+Arrays of 1 MiB or more come back memory-mapped read-only after their sha256 is streamed (`read_npy`), and the
+checks scan them piece by piece, so loading a 7B artifact holds no weights in memory. The folder must not be
+edited in place while its program lives; `save` over it is safe (it renames, and a mapped file outlives its name).
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ import numpy as np
 from spikestack.errors import ArtifactError
 
 from .artifact_check import check_chain, check_hybrid, check_report, check_target, check_values, run_verifier
-from .artifact_files import MANIFEST_MAX_BYTES, ONNX_MAX_BYTES, ArtifactDir, check_onnx, parse_manifest, plain_relative
+from .artifact_files import (
+    MANIFEST_MAX_BYTES,
+    ONNX_MAX_BYTES,
+    ArtifactDir,
+    check_onnx,
+    parse_manifest,
+    plain_relative,
+    release_pages,
+)
 from .artifact_output import conflict, identity, swap_into_place
 from .artifact_schema import Ctx, check_schema, embedded_target, show
 from .artifact_tokenizer import check_entry, listed, read_tokenizer, split_tokenizer
@@ -293,13 +304,19 @@ def _read_manifest(folder: ArtifactDir, ctx: Ctx) -> dict[str, Any]:
 
 class _HostFiles:
     """Reads host programs: hash-checked, then ONNX-checked against the names the executors feed and fetch (once
-    per distinct file content: stage000 and decode000 are often the same model)."""
+    per distinct file content: stage000 and decode000 are often the same model, and share one copy in memory —
+    a 7B shape's embedding stage is 0.5 GB)."""
 
     def __init__(self, folder: ArtifactDir) -> None:
-        self.folder, self.checked = folder, set()
+        self.folder, self.checked, self.blobs = folder, set(), {}
 
     def read(self, entry: dict[str, Any], what: str, inputs: set[str], outputs: set[str], n_out: int | None) -> bytes:
-        blob = self.folder.read_hashed(entry["file"], entry["sha256"], what, ONNX_MAX_BYTES)
+        blob = self.blobs.get(entry["sha256"])
+        if blob is None:
+            blob = self.blobs[entry["sha256"]] = self.folder.read_hashed(entry["file"], entry["sha256"], what,
+                                                                         ONNX_MAX_BYTES)
+        elif self.folder.file_sha256(entry["file"], what, ONNX_MAX_BYTES) != entry["sha256"]:  # no second copy
+            raise ArtifactError(f"{self.folder.path / entry['file']}: sha256 mismatch (corrupt or edited {what})")
         key = (entry["sha256"], frozenset(inputs), frozenset(outputs), n_out)
         if key not in self.checked:
             check_onnx(blob, self.folder.path / entry["file"], inputs, outputs, n_out)
@@ -378,4 +395,6 @@ def load(art_dir: str | Path) -> Program | HybridProgram:
         program = replace(program, report=dict(program.report, tokenizer=tokenizer))
     check_values(program, ctx)
     run_verifier(program, ctx)
+    for a in arrays.values():  # the chain verifier scans whole arrays; the runtime faults in what it uses
+        release_pages(a)
     return program

@@ -18,6 +18,7 @@ import math
 import mmap
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from spikestack.errors import ArtifactError
 MANIFEST_MAX_BYTES = 64 << 20  # the 216M shape's manifest is well under 1 MB; the report is the bulk
 ONNX_MAX_BYTES = (2 << 30) - 1  # protobuf cannot parse a message of 2 GiB or more
 NPY_HEADER_MAX_BYTES = 16 + 10_000  # magic, length field and numpy's own header limit (`max_header_size`)
+MAP_MIN_BYTES = 1 << 20  # arrays this big are mapped, smaller ones read: one map (and descriptor) per big array
+HASH_CHUNK_BYTES = 16 << 20  # the buffer that streams a mapped array's sha256; also the piece `chunks` scans
 JSON_MAX_DEPTH = 64  # the manifest nests at most ~6 deep (report.encodings.<edge>.costs.<encoding>.<field>)
 ARRAY_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -130,45 +133,38 @@ class ArtifactDir:
             raise ArtifactError(f"{self.path / rel}: sha256 mismatch (corrupt or edited {what})")
         return blob
 
-    def file_sha256(self, rel: str, what: str) -> str:
-        """sha256 of a regular file, streamed (checking a 0.8 GB array before replacing an artifact)."""
-        fd, _ = self.open_file(rel, what)
+    def file_sha256(self, rel: str, what: str, max_bytes: int | None = None) -> str:
+        """sha256 of a regular file (of at most `max_bytes`, if given), streamed (checking a 0.8 GB array before
+        replacing an artifact, a second copy of a host program)."""
+        fd, size = self.open_file(rel, what)
         digest = hashlib.sha256()
         with open(fd, "rb", closefd=True) as f:
+            if max_bytes is not None and size > max_bytes:
+                raise ArtifactError(f"{self.path / rel}: {what} is {size} bytes, more than the limit of {max_bytes}")
             for chunk in iter(lambda: f.read(1 << 24), b""):
                 digest.update(chunk)
         return digest.hexdigest()
 
     def read_npy(self, rel: str, dtype: str, shape: tuple[int, ...], sha256: str) -> np.ndarray:
         """A read-only array whose .npy header says exactly the manifest's dtype, shape and C order, checked before
-        the data is read; the file is exactly header + data and hashes to `sha256`."""
+        the data is read; the file is exactly header + data and hashes to `sha256`. An array of at least
+        `MAP_MIN_BYTES` is memory-mapped after its hash is streamed through a fixed buffer, so a load never holds
+        a big array in memory: the runtime's reads fault in the pages it uses (the folder must stay unchanged
+        while its program lives: docs/artifact.md, "Lazy loading")."""
         where = self.path / rel
         want = np.dtype(dtype)
         data_bytes = want.itemsize * math.prod(shape)
         fd, size = self.open_file(rel, "array")
         with open(fd, "rb", closefd=True) as f:
-            if size > data_bytes + NPY_HEADER_MAX_BYTES:
-                raise ArtifactError(f"{where}: {size} bytes, more than the {data_bytes} bytes of {dtype} "
-                                    f"{list(shape)} plus a .npy header")
-            try:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    got_shape, fortran, got = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    got_shape, fortran, got = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"unsupported .npy version {version}")
-            except Exception as exc:  # numpy's header parser (tokenize, literal_eval) raises many kinds on garbage
-                raise ArtifactError(f"{where}: not a valid .npy file ({str(exc).splitlines()[0][:120]})") from None
-            if got.hasobject or got != want or tuple(got_shape) != tuple(shape) or fortran:
-                raise ArtifactError(f"{where}: .npy header says {got} {list(got_shape)}"
-                                    f"{' Fortran order' if fortran else ''}, the manifest {dtype} {list(shape)} "
-                                    "C order")
-            header_len = f.tell()
-            if size != header_len + data_bytes:
-                raise ArtifactError(f"{where}: {size} bytes, expected {header_len} header + {data_bytes} data "
-                                    "bytes (truncated or padded)")
+            header_len = _npy_header(f, where, want, shape, size, data_bytes)
             f.seek(0)
+            if data_bytes >= max(MAP_MIN_BYTES, 1):  # an empty array has nothing to map
+                got = _stream_sha256(f, size)
+                if got is None:
+                    raise ArtifactError(f"{where}: changed size while being read")
+                if got != sha256:
+                    raise ArtifactError(f"{where}: sha256 mismatch (corrupt or edited array)")
+                return _map(f, where, want, shape, header_len, size)
             digest = hashlib.sha256(f.read(header_len))
             data = bytearray(data_bytes)
             view, filled = memoryview(data), 0
@@ -183,6 +179,97 @@ class ArtifactDir:
         array = np.frombuffer(data, dtype=want).reshape(shape)
         array.setflags(write=False)
         return array
+
+
+def _npy_header(f: Any, where: Path, want: np.dtype, shape: tuple[int, ...], size: int, data_bytes: int) -> int:
+    """The length of a .npy file's header after checking it says exactly `want`, `shape`, C order and the file is
+    exactly header + data (before a byte of data is read)."""
+    if size > data_bytes + NPY_HEADER_MAX_BYTES:
+        raise ArtifactError(f"{where}: {size} bytes, more than the {data_bytes} bytes of {want} "
+                            f"{list(shape)} plus a .npy header")
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            got_shape, fortran, got = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got_shape, fortran, got = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except Exception as exc:  # numpy's header parser (tokenize, literal_eval) raises many kinds on garbage
+        raise ArtifactError(f"{where}: not a valid .npy file ({str(exc).splitlines()[0][:120]})") from None
+    if got.hasobject or got != want or tuple(got_shape) != tuple(shape) or fortran:
+        raise ArtifactError(f"{where}: .npy header says {got} {list(got_shape)}"
+                            f"{' Fortran order' if fortran else ''}, the manifest {want} {list(shape)} "
+                            "C order")
+    header_len = f.tell()
+    if size != header_len + data_bytes:
+        raise ArtifactError(f"{where}: {size} bytes, expected {header_len} header + {data_bytes} data "
+                            "bytes (truncated or padded)")
+    return header_len
+
+
+def _stream_sha256(f: Any, size: int) -> str | None:
+    """sha256 of the first `size` bytes of `f` through one HASH_CHUNK_BYTES buffer (None: the file is shorter
+    than `size` now, so it cannot match); read(), not the map, so hashing adds nothing to the resident set."""
+    digest, buffer, left = hashlib.sha256(), bytearray(min(HASH_CHUNK_BYTES, size)), size
+    view = memoryview(buffer)
+    while left:
+        n = f.readinto(view[:min(left, len(view))])
+        if not n:
+            return None
+        digest.update(view[:n])
+        left -= n
+    return digest.hexdigest()
+
+
+def _map(f: Any, where: Path, want: np.dtype, shape: tuple[int, ...], header_len: int, size: int) -> np.ndarray:
+    """The data of a checked .npy file as a read-only array over a shared read-only map of the whole file (the
+    map keeps its own duplicate of the descriptor, so closing `f` leaves it valid; renaming or deleting the file
+    does too: the inode lives while mapped)."""
+    try:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{where}: cannot map the array ({exc})") from None
+    if len(mapping) != size:
+        mapping.close()
+        raise ArtifactError(f"{where}: changed size while being read")
+    return np.frombuffer(mapping, want, math.prod(shape), header_len).reshape(shape)
+
+
+def mapping_of(a: np.ndarray) -> tuple[mmap.mmap, int] | None:
+    """(the map, its start address) under an array that views one (`read_npy`, `map_npy`), else None."""
+    base: Any = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or base.closed:
+        return None
+    return base, np.frombuffer(base, np.uint8, 1).ctypes.data
+
+
+def release_pages(a: np.ndarray) -> None:
+    """Drop the pages under a mapped array (or a piece of one) from the resident set; nothing for a read array.
+    The data stays in the page cache and faults back in on the next read, so this changes no value."""
+    found = mapping_of(a)
+    if found is None or a.size == 0:
+        return
+    mapping, start = found
+    lo = a.ctypes.data - start
+    hi = lo + a.size * a.itemsize  # a contiguous piece (`chunks`) or a whole array: its extent in the map
+    lo -= lo % mmap.PAGESIZE  # madvise takes a page-aligned start; the page shared with a neighbour is refetched
+    mapping.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(mapping)) - lo)
+
+
+def chunks(a: np.ndarray, chunk_bytes: int = HASH_CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """A C-contiguous array as flat pieces of about `chunk_bytes`, in order; the pages of a mapped array are
+    released after each piece is used, so a scan of a mapped array of any size keeps one piece resident."""
+    flat = a.reshape(-1)
+    step = max(1, chunk_bytes // max(a.itemsize, 1))
+    for lo in range(0, flat.size, step):
+        piece = flat[lo:lo + step]
+        yield piece
+        release_pages(piece)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -234,7 +321,7 @@ def check_onnx(blob: bytes, where: Path, inputs: set[str] | None, outputs: set[s
 
     try:
         model = onnx.load_from_string(blob)
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(blob)  # the bytes as read: no re-serialized copy of a 0.5 GB embedding stage
     except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ArtifactError(f"{where}: not a valid ONNX model ({first})") from None
@@ -249,8 +336,8 @@ def check_onnx(blob: bytes, where: Path, inputs: set[str] | None, outputs: set[s
                             if n_outputs is not None else f"{where}: ONNX outputs {got_out} lack {missing}")
 
 
-__all__ = ["ARRAY_DTYPES", "ArtifactDir", "MANIFEST_MAX_BYTES", "ONNX_MAX_BYTES", "check_onnx", "parse_manifest",
-           "plain_relative"]
+__all__ = ["ARRAY_DTYPES", "ArtifactDir", "MANIFEST_MAX_BYTES", "ONNX_MAX_BYTES", "check_onnx", "chunks", "map_npy",
+           "mapping_of", "parse_manifest", "plain_relative", "release_pages"]
 
 
 def map_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
