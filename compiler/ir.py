@@ -266,6 +266,12 @@ class Program:
     def pop(self, name: str) -> QSpikingPop | QLIFPop | QReadoutPop:
         return next(p for p in self.populations if p.name == name)
 
+    @property
+    def family(self) -> str:
+        """What every report names the program by (a hybrid program carries its family from its graph): the bi-spike
+        spine for token timing, a foreign LIF network for delayed timing."""
+        return "bispike-mlp" if self.timing == "token" else "nir-lif"
+
     def host_program(self, name: str) -> bytes:
         return next(h.onnx for h in self.host_programs if h.name == name)
 

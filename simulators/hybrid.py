@@ -243,6 +243,7 @@ def hybrid_report(program: HybridProgram, counts: HybridCounts, profile: Profile
         "neuron_updates": int(all_steps),
         "neuron_updates_active": events["neuron_update"],
         "input_messages": events["input_message"],
+        "input_hops": None,  # host values are priced per message, not routed (docs/roadmap.md: one rule set)
         "update_rule": profile.update_rule,
         # no potentials in a hybrid trace: under "nonzero" every layer is counted by the event rule
         "update_rule_fallback": [lc.name for lc in counts.layers] if profile.update_rule == "nonzero" else [],

@@ -142,9 +142,17 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
     latency = step_latency_s(counts, profile, tiles, chips) if profile.timing else None
     mean_step = float(latency.mean()) if latency is not None else None
     comparison = ann_comparison(program, n_tok, per_token_events, profile)
+    # the keys a hybrid report has, in its terms: a call is one step of the graph over every token (or sample)
+    step_latency = latency.sum(0) if latency is not None else None  # [T]: the tokens of a step, one after another
     return {
+        "kind": "chain",
+        "family": program.family,
+        "time_axis": "steps" if program.timing == "token" else "delayed",
         **report_header(profile, program.target, n_tok),
+        "calls": program.steps,
+        "positions_per_call": n_tok,
         "steps_per_token": program.steps,
+        "chip_steps_per_call": 1,
         "cores": len(program.cores),
         "tiles": tiles,
         "chips": chips,
@@ -171,12 +179,19 @@ def report(program: Program, trace: Trace, counts: Counts, profile: Profile) -> 
         "timing": profile.timing,
         "latency_s_per_step": mean_step,
         "latency_s_per_step_max": float(latency.max()) if latency is not None else None,
+        "latency_s_per_call": float(step_latency.mean()) if step_latency is not None else None,
+        "latency_s_per_call_max": float(step_latency.max()) if step_latency is not None else None,
         "tokens_per_s": 1.0 / (program.steps * mean_step) if mean_step else None,
         # Lava schedule (runtime/lava/backend.py): population k runs token 0's step t at step t + k + 1, so the
         # first token's readout is complete after T + (number of populations) steps
         "time_to_first_token_s": (program.steps + len(program.populations)) * mean_step if mean_step else None,
         "firing_rate": {k: round(v, 6) for k, v in trace.firing_rate().items()},
         "per_layer": per_layer_counts(program, counts),
+        "per_call": [{"call": t, "events": int(counts.spikes_out[:, t].sum()),
+                      "sops": int(counts.synaptic_ops[:, t].sum()), "messages": int(counts.messages_out[:, t].sum()),
+                      "hops": int(counts.hops[:, t].sum()),
+                      "latency_s": float(step_latency[t]) if step_latency is not None else None}
+                     for t in range(program.steps)],
         "per_core": per_core_counts(program, counts, profile),
         "host_values_in_per_token": counts.host_values_in,
         "host_values_out_per_token": counts.host_values_out,

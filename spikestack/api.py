@@ -46,9 +46,7 @@ def kind_of(program) -> str:
 
 
 def _family(program) -> str:
-    if is_hybrid(program):
-        return program.family
-    return "bispike-mlp" if program.timing == "token" else "nir-lif"
+    return program.family
 
 
 def _as_program(program_or_path):

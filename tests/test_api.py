@@ -90,8 +90,13 @@ def test_both_kinds_answer_with_the_same_keys(chain, lm):
     assert set(r_chain) == set(r_lm) == RUN_KEYS
     s_chain = spikestack.simulate(chain[0], tokens=8).to_dict()
     s_lm = spikestack.simulate(lm[0], tokens=8).to_dict()
+    assert set(s_chain) == set(s_lm)  # one report layout: calls, per_call, family, time_axis … for both kinds
     for key in ("sops", "energy_j", "energy_per_token_j", "firing_rate", "latency_s_per_step", "cores"):
         assert key in s_chain and key in s_lm
+    # a chain's call is one step over every token: T calls of 8 positions, the per-call figures add up
+    assert (s_chain["kind"], s_chain["calls"], s_chain["positions_per_call"]) == ("chain", 4, 8)
+    assert sum(c["sops"] for c in s_chain["per_call"]) == s_chain["sops"]
+    assert s_chain["latency_s_per_call"] == pytest.approx(8 * s_chain["latency_s_per_step"])
     json.dumps(s_chain, allow_nan=False)
     json.dumps(s_lm, allow_nan=False)
 
