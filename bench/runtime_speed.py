@@ -22,7 +22,8 @@ Two sections, each on the same artifact and inputs for every backend it compares
 
 Everything runs on one CPU thread (torch, onnxruntime's sessions, and BLAS through the variables set below,
 before numpy loads it): the float model is timed on one thread, and on the shared 2-core machine extra BLAS
-threads only contend. Timings are the best of `--repeat` runs after a warm-up.
+threads only contend. Timings are the best of `--repeat` runs after a warm-up; the reference and the float model
+it is compared with run alternately (`best_of_pair`), so that both see the same load.
 
     .venv/bin/python bench/runtime_speed.py [--no-spine] [--no-families] [--no-lava] [--repeat 5]
 """
@@ -58,15 +59,20 @@ BENCH_SHAPE = (4, 64)  # sequences × tokens for reference vs float
 LAVA_SHAPE = (1, 4)  # sequences × tokens for reference vs Lava
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    """Least wall time of `repeats` calls after one warm-up (onnxruntime sessions, BLAS buffers, torch caches)."""
-    fn()
-    times = []
+def best_of_pair(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Least wall times of `a` and `b` over `repeats` calls each, alternating a, b, a, b, … after one warm-up of
+    each: on a shared machine both sides then see the same stretches of load, so their ratio is fair even when
+    the load changes during the run (timing all of a, then all of b, measured ratios of 0.7-1.5 for the same
+    code, one thread each, under a load of 4-5 on 2 cores)."""
+    a()
+    b()
+    times_a, times_b = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, times in ((a, times_a), (b, times_b)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return min(times_a), min(times_b)
 
 
 def machine() -> dict:
@@ -98,9 +104,8 @@ def spine(repeats: int, lava: bool) -> dict:
     steps = program.steps
 
     ref = reference.run(program, x)
-    ref_s = best_of(lambda: reference.run(program, x), repeats)
     with torch.no_grad():
-        torch_s = best_of(lambda: model(torch.from_numpy(x)), repeats)
+        ref_s, torch_s = best_of_pair(lambda: reference.run(program, x), lambda: model(torch.from_numpy(x)), repeats)
     ref_steps_per_s = len(x) * steps / ref_s
     out = {
         "artifact": "bispike-mlp on loihi2",
@@ -247,12 +252,11 @@ def family(label: str, nir_family: str, checkpoint: str, dataflow: bool, repeats
 
     tokens = ids.size
     ref = run(program, ids)
-    ref_s = best_of(lambda: run(program, ids), repeats)
     module = nir_to_module(graph, dtype=torch.float32)
     ids_t = torch.from_numpy(ids)
     with torch.no_grad():
         float_logits = run_tokens(module, ids_t).numpy()
-        float_s = best_of(lambda: run_tokens(module, ids_t), repeats)
+        ref_s, float_s = best_of_pair(lambda: run(program, ids), lambda: run_tokens(module, ids_t), repeats)
     out = {
         "time_axis": program.time_axis, "chip_layers": len(program.layers), "host_stages": len(program.stages),
         "compile_s": round(compile_s, 2),

@@ -16,6 +16,8 @@ per call: SpikeGPT makes one call per token.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from spikestack.compiler.encodings import to_unsigned_planes, unsigned_plane_scales
 from spikestack.compiler.hybrid.ir import QChipLayer
@@ -29,11 +31,13 @@ __all__ = ["FEW_ROWS", "LayerState", "chained_input", "chip_call", "neuron_steps
 
 
 def chained_input(layer: QChipLayer, x: np.ndarray) -> np.ndarray:
-    """A chained layer's input is its source's accumulators [..., 1, width] plus its bias (ir.py); others as given."""
-    x = np.asarray(x, np.int64)
+    """A chained layer's input is its source's accumulators [..., 1, width] plus its bias (ir.py); others as given,
+    in int64, or int32 as the executor hands them over: each kind's step widens what it needs, and the bi-spike
+    step works in int32 where exact (an int64 copy would be converted straight back)."""
+    x = np.asarray(x)
     if layer.source is None:
-        return x
-    return x[..., 0, :] + np.asarray(layer.bias, np.int64)
+        return x if x.dtype == np.int32 or x.dtype == np.int64 else x.astype(np.int64)
+    return x[..., 0, :].astype(np.int64) + np.asarray(layer.bias, np.int64)
 
 
 def neuron_steps(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
@@ -95,6 +99,35 @@ def grouped_weight(layer: QChipLayer, lean: bool = False
     return out.T  # the layout `grouped().T.astype(...)` had, which the shipped models' timings were measured on
 
 
+# Small projections' float weights, kept across runs while their mantissas live: id(weight) → (weak reference to
+# the mantissas, the groups array, (payload peak, n_groups, size), the float weight). See `shared_grouped_weight`.
+_SHARED: dict[int, tuple[weakref.ref, np.ndarray, tuple[int, int, int], np.ndarray]] = {}
+
+
+def shared_grouped_weight(layer: QChipLayer, lean: bool = False
+                          ) -> np.ndarray | list[tuple[slice | np.ndarray, np.ndarray]]:
+    """`grouped_weight`, built once per projection rather than once per run: `executor.run` starts a fresh chip
+    each time, and rebuilding every layer's float weight and dtype took 1-1.5 ms of a 20-50 ms run of the shipped
+    LM families (measured, bench/runtime_speed.py).
+
+    Only projections below BLOCK_MIN_WEIGHTS and not `lean`: their float weight is a fresh array, no view of the
+    mantissas, so an entry never keeps the artifact's arrays alive; it is dropped when the mantissas die (a weak
+    reference). An entry is used only for the very same mantissa and group arrays (alive, so their ids are unique)
+    and the same payload peak and shape: everything `grouped_weight` reads. Artifacts are never edited in place."""
+    p = layer.projection
+    w = p.weight
+    if lean or not isinstance(w, np.ndarray) or w.size >= BLOCK_MIN_WEIGHTS:
+        return grouped_weight(layer, lean)
+    facts = (payload_peak(layer), int(p.n_groups), int(p.size))
+    entry = _SHARED.get(id(w))
+    if entry is not None and entry[0]() is w and entry[1] is p.groups and entry[2] == facts:
+        return entry[3]
+    value, key = grouped_weight(layer), id(w)
+    value.flags.writeable = False  # shared by every run of the program
+    _SHARED[key] = (weakref.ref(w, lambda _, key=key: _SHARED.pop(key, None)), p.groups, facts, value)
+    return value
+
+
 def _columns(groups: np.ndarray, g: int) -> slice | np.ndarray:
     """Group g's input columns: a slice when they are one contiguous run (a fold's e and S parts), else indices."""
     cols = np.flatnonzero(groups == g)
@@ -137,8 +170,9 @@ def group_blocks(layer: QChipLayer, lean: bool = False) -> list[tuple[slice | np
 
 
 def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list | None = None,
-            lean_dtype: type | None = None) -> np.ndarray:
-    """Accumulators int64 [..., groups, out] = Σ_steps Σ_{i ∈ g} weight[o, i] · payload_i.
+            lean_dtype: type | None = None, narrow: bool = False) -> np.ndarray:
+    """Accumulators int64 [..., groups, out] = Σ_steps Σ_{i ∈ g} weight[o, i] · payload_i; `narrow`: int32 where
+    the product ran in float32 (every accumulator below 2^24), the width the executor keeps host tensors in.
 
     One matmul of the step-summed payloads [positions, in] by `grouped_weight` [in, groups · out] (pass it to
     skip rebuilding it), where per-group column masks and a batched matmul cost several copies and BLAS calls
@@ -147,12 +181,15 @@ def project(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray | list |
     p = layer.projection
     if weight is None:
         weight = grouped_weight(layer)
-    total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0)
     if isinstance(weight, list):
+        total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0)
         return _project_blocks(layer, total, weight, lean_dtype)
-    x = total.reshape(-1, total.shape[-1]).astype(weight.dtype)
+    # the step sum straight in the weight's float type: exact, |Σ_steps payload| <= payload_peak (module doc)
+    total = payloads[0] if payloads.shape[0] == 1 else payloads.sum(0, dtype=weight.dtype)
+    x = total.reshape(-1, total.shape[-1]).astype(weight.dtype, copy=False)
     acc = (x[:, None, :] @ weight)[:, 0] if len(x) <= FEW_ROWS else x @ weight
-    return acc.astype(np.int64).reshape(*total.shape[:-1], p.n_groups, p.size)
+    wide = np.int32 if narrow and acc.dtype == np.float32 else np.int64
+    return acc.astype(wide).reshape(*total.shape[:-1], p.n_groups, p.size)
 
 
 def _project_blocks(layer: QChipLayer, total: np.ndarray, blocks: list[tuple[slice | np.ndarray, np.ndarray]],
@@ -195,13 +232,14 @@ def project_planes(layer: QChipLayer, payloads: np.ndarray, weight: np.ndarray |
 
 
 def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
-              target: Target) -> tuple[np.ndarray, np.ndarray]:
+              target: Target, narrow: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(output tensor for the host, payloads [steps, ..., width]) of one call; `target` is the program's
-    (`HybridProgram.target_spec`): its state width and LIF shifts."""
+    (`HybridProgram.target_spec`): its state width and LIF shifts; `narrow`: see `project`."""
     payloads = neuron_steps(layer, x, state, call, target)
     if layer.projection is None:
         return kind_of(layer).output(payloads), payloads
-    weight = cached(state, "weight", lambda: grouped_weight(layer, state.lean))
+    weight = cached(state, "weight", lambda: shared_grouped_weight(layer, state.lean))
     lean_dtype = cached(state, "dtype", lambda: projection_dtype(layer)) if state.lean else None  # once per layer
-    product = project if layer.projection.encoding == "graded" else project_planes
-    return product(layer, payloads, weight, lean_dtype), payloads
+    if layer.projection.encoding == "graded":
+        return project(layer, payloads, weight, lean_dtype, narrow=narrow), payloads
+    return project_planes(layer, payloads, weight, lean_dtype), payloads

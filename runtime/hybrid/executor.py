@@ -24,6 +24,9 @@ from .chip import LayerState, chip_call
 
 
 class ChipBackend(Protocol):
+    """`segment` returns (outputs by tensor name, payloads by layer name): arrays the executor keeps as they are
+    when they already have its dtypes (int32 host tensors, int16 payloads), so never written afterwards."""
+
     name: str
 
     def reset(self, program: HybridProgram, lead: tuple[int, ...]) -> None: ...
@@ -53,7 +56,7 @@ class ReferenceChip:
         outputs, payloads = {}, {}
         for la in layers:
             outputs[la.output], payloads[la.name] = chip_call(la, inputs[la.input], self.states[la.name], call,
-                                                              self.target)
+                                                              self.target, narrow=True)  # int32, as env keeps
         return outputs, payloads
 
     def saturations(self) -> dict[str, int]:
@@ -108,6 +111,24 @@ def waves(layers: list[QChipLayer]) -> list[list[QChipLayer]]:
     return out
 
 
+def _runner(session) -> Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]:
+    """`session.run` through onnxruntime's own binding where the session has one: the public `run` first checks
+    the feed's names against the model's inputs (Python property calls per input), about 20 µs of a 50-300 µs
+    stage call, and the executor builds its feeds from the stage's declared inputs anyway (SpikeGPT makes 10
+    stage calls per token; measured in bench/runtime_speed.py). The same call and outputs otherwise."""
+    binding = getattr(session, "_sess", None)
+    if binding is None:
+        return session.run
+
+    def run(names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return binding.run(names, feeds, None)
+        except TypeError:  # a private signature another onnxruntime changed: the public call, which also words
+            return session.run(names, feeds)  # any error about the feeds as onnxruntime does
+
+    return run
+
+
 class HostRunner:
     """The host stages in onnxruntime, with what every call reuses built once: the sessions (cached across runs by
     `host._session`), each stage's output names and the chip layers of the segment after it."""
@@ -118,6 +139,7 @@ class HostRunner:
         self.stages = program.decode_stages if decode else program.stages
         self.states = program.decode_states if decode else program.states
         self.sessions = [_session(stage.onnx) for stage in self.stages]
+        self.runs = [_runner(sess) for sess in self.sessions]
         self.output_names = [list(stage.outputs) for stage in self.stages]
         self.segment_waves = [waves(program.segment_layers(k)) for k in range(len(self.stages))]
 
@@ -127,7 +149,7 @@ class HostRunner:
     def stage(self, k: int, env: dict[str, np.ndarray]) -> None:
         stage = self.stages[k]
         feeds = {n: env[n] for n in stage.inputs}
-        for name, value in zip(stage.outputs, self.sessions[k].run(self.output_names[k], feeds), strict=True):
+        for name, value in zip(stage.outputs, self.runs[k](self.output_names[k], feeds), strict=True):
             env[name] = value
 
 
@@ -143,8 +165,9 @@ def run_call(program: HybridProgram, host: HostRunner, chip: ChipBackend, env: d
         for layers in host.segment_waves[k]:  # chained layers run after their sources, on their accumulators
             outputs, payloads = chip.segment(layers, {la.input: env[la.input] for la in layers}, call)
             for la in layers:
-                env[la.output] = np.asarray(outputs[la.output]).astype(np.int32)
-                record.setdefault(la.name, []).append(payloads[la.name].astype(np.int16))
+                env[la.output] = np.asarray(outputs[la.output]).astype(np.int32, copy=False)  # fresh arrays
+                # int16 payloads (the reference's bi-spike layers) are kept as they are: fresh arrays per call
+                record.setdefault(la.name, []).append(payloads[la.name].astype(np.int16, copy=False))
                 if observer is not None:
                     observer(la, env)
     for s in host.states:

@@ -7,20 +7,31 @@ import numpy as np
 from spikestack.compiler.hybrid.ir import QChipLayer
 from spikestack.compiler.targets import Target
 
-from ..neurons import BiSpikeTables, bispike_step, narrow_dtype
+from ..neurons import BiSpikeTables, bispike_step_count, carry_lookup, narrow_dtype
 from .state import LayerState, cached
 
 
 def _tables(layer: QChipLayer, target: Target) -> BiSpikeTables:
+    levels = int(layer.levels)
     return BiSpikeTables(thresholds=np.asarray(layer.thresholds, np.int64), carry=np.asarray(layer.carry, np.int64),
-                         carry_shift=int(layer.carry_shift), levels=int(layer.levels), state_max=target.state_max)
+                         carry_shift=int(layer.carry_shift), levels=levels, state_max=target.state_max,
+                         carry_by_byte=carry_lookup(layer.carry, levels) if levels < 128 else None)
+
+
+def payload_dtype(layer: QChipLayer) -> type:
+    """int16 where every payload a_t·s fits it (max |a_t| · K < 2^15), else int64: the executor records payloads
+    as int16 (executor.run_call), so these need no conversion there, and the payload and the projection's float
+    conversion move a quarter of int64's bytes (every SpikeLM layer and call, over all positions)."""
+    peak = int(np.abs(np.asarray(layer.amplitude, np.int64)).max(initial=0)) * int(layer.levels)
+    return np.int16 if peak < 1 << 15 else np.int64
 
 
 def step(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
     t = call % layer.period
     tables = cached(state, "tables", lambda: _tables(layer, target))
     word = cached(state, "word", lambda: narrow_dtype(tables))  # int32 where exact: host inputs are within
-    u, s, sat = bispike_step(state.u if t else None, state.s if t else None, x, t, tables, word)  # ±state_max
+    u, s, sat = bispike_step_count(state.u if t else None, state.s if t else None, x, t, tables, word)  # ±state_max
     state.u, state.s = u, s
-    state.saturations += int(sat.sum())
-    return np.multiply(s, np.int64(layer.amplitude[t]), dtype=np.int64)[None]  # one pass, int64 payloads
+    state.saturations += sat
+    dtype = cached(state, "payload_dtype", lambda: payload_dtype(layer))
+    return np.multiply(s, dtype(layer.amplitude[t]), dtype=dtype)[None]  # one pass
