@@ -367,13 +367,13 @@ def _build_hybrid(manifest: dict[str, Any], arrays: dict[str, np.ndarray], host:
         return tuple(StateSpec(name=s["name"], shape=tuple(s["shape"]), init=s["init"]) for s in entries)
 
     scalars = {k: manifest[k] for k in ("family", "target", "time_axis", "steps_per_token", "vocab_size",
-                                        "input_name", "output_name", "max_positions")}
+                                        "input_name", "output_name", "max_positions", "readout", "input_window")
+               if k in manifest}  # the last two are optional (their defaults)
     return HybridProgram(**scalars, target_spec=embedded_target(manifest["target_spec"], "target_spec", ctx),
                          layers=tuple(layers), stages=stages(manifest["stages"]),
                          states=states(manifest["states"]), decode_stages=stages(manifest.get("decode_stages", [])),
                          decode_states=states(manifest.get("decode_states", [])),
-                         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"],
-                         readout=manifest.get("readout", "mean_over_steps"))
+                         cores=tuple(Core(**c) for c in manifest["cores"]), report=manifest["report"])
 
 
 def load(art_dir: str | Path) -> Program | HybridProgram:

@@ -353,7 +353,7 @@ HYBRID = Obj({
     "layers": ListOf(Tagged("kind", _layer_variants()), lo=1),
     "stages": ListOf(_STAGE, lo=2), "states": ListOf(_STATE),
 }, {"decode_stages": ListOf(_STAGE), "decode_states": ListOf(_STATE),
-    "readout": Choice(("mean_over_steps", "last_step"))})
+    "readout": Choice(("mean_over_steps", "last_step")), "input_window": Int(0, 1 << 16)})
 
 
 def check_array_table(table: Any, ctx: Ctx) -> None:

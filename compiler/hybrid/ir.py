@@ -28,6 +28,8 @@ it; the kind's IR-side facts are its `ChipKind` in `compiler/kinds/`):
 
 * ``relay`` (SpikeGPT's dataflow fold, compiler/hybrid/fold.py: host-injected graded events, no neuron state):
   payload = the input integer (|x| ≤ `levels`), one step per call.
+* ``readout`` (a chain program's readout, compiler/chain_hybrid.py; chained only): accumulators summing their input
+  over the `period` calls of a token with the chain's saturation; no events; the output is the running sum.
 
 Encodings (compiler/encodings.py) of a projection's events: ``graded`` (one message, payload s), or, for the
 unsigned payloads of gif and relay layers, ``unary`` (s binary events) and ``bitserial`` (the bits of s, plane b
@@ -97,6 +99,9 @@ class HybridProgram:
     # (`last_step`: the graph averages the hidden state itself, models/nir/ops.py `StepMean`, before a head that
     # is not affine, such as BERT's MLM transform)
     readout: str = "mean_over_steps"
+    # 0: the input holds one id per position ([B, L]); w > 0: each position reads a window of w ids, the input's
+    # last axis ([N, w]: the bi-spike spine's token contexts, compiler/chain_hybrid.py)
+    input_window: int = 0
     # the KV-cache program (whole-sequence models): one new position per call, attention reading cached keys and
     # values kept as host states; same chip layers (host_stages.py `decode_supported`)
     decode_stages: tuple[HostStage, ...] = ()

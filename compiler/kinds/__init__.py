@@ -1,7 +1,7 @@
 """The neuron kinds of hybrid programs' chip layers, registered once: `KINDS[name]` is the `ChipKind` of every
 `QChipLayer` whose `kind` is `name` (compiler/hybrid/ir.py).
 
-One module per kind (bispike, lif, gif, relay) holds its layer class (the kind's integer parameters, a
+One module per kind (bispike, lif, gif, relay, readout) holds its layer class (the kind's integer parameters, a
 `QChipLayer` subclass) and its IR-side facts: payload width and bound, its lowering
 from the float graph, the verifier's and the artifact reader's field checks, the simulator's cost hooks. Its
 integer numpy step — the definition of its semantics — lives in `runtime/kinds/` (same layout, same names),
@@ -26,6 +26,8 @@ from .gif import GIFLayer
 from .layer import QChipLayer, QChipProjection
 from .lif import KIND as LIF
 from .lif import LIFLayer
+from .readout import KIND as READOUT
+from .readout import ReadoutLayer
 from .relay import KIND as RELAY
 from .relay import RelayLayer
 
@@ -37,7 +39,7 @@ class _Layer(Protocol):
     kind: str
 
 
-KINDS: dict[str, ChipKind] = {k.name: k for k in (BISPIKE, LIF, GIF, RELAY)}
+KINDS: dict[str, ChipKind] = {k.name: k for k in (BISPIKE, LIF, GIF, RELAY, READOUT)}
 
 
 def kind_of(layer: _Layer) -> ChipKind:
@@ -49,5 +51,5 @@ def kind_of(layer: _Layer) -> ChipKind:
     return kind
 
 
-__all__ = ["KINDS", "BiSpikeLayer", "ChipKind", "GIFLayer", "LIFLayer", "QChipLayer", "QChipProjection", "RelayLayer",
-           "kind_of"]
+__all__ = ["KINDS", "BiSpikeLayer", "ChipKind", "GIFLayer", "LIFLayer", "QChipLayer", "QChipProjection", "ReadoutLayer",
+           "RelayLayer", "kind_of"]

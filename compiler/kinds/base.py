@@ -69,6 +69,11 @@ class ChipKind:
         """The host's value of a layer without a projection, from its payloads [steps, ..., width]."""
         return payloads.sum(0) if self.sums_steps else payloads[-1]
 
+    def chip_output(self, payloads: np.ndarray, state: Any) -> np.ndarray:
+        """What the numpy reference hands the host for a layer without a projection after a call (`state`: the
+        layer's runtime state): its payloads' `output`, unless the kind's value lives in its state (readout)."""
+        return self.output(payloads)
+
     # --- host side: the host stages' torch code (compiler/hybrid/host_stages.py `StageModule`, exported to ONNX)
     # calls these with the stage and its env of tensors by name. Defaults: the host quantizes the summed float
     # input to `in_unit` and dequantizes the payload (no projection) or the accumulator (projection, plus bias).

@@ -26,7 +26,8 @@ from ..targets import Target
 OPSET = 17  # onnxruntime >= 1.14 supports it fully
 
 
-def _model(graph: onnx.GraphProto) -> bytes:
+def model_bytes(graph: onnx.GraphProto) -> bytes:
+    """A checked ONNX model of `graph` at our opset (the chain's host programs, compiler/chain_hybrid.py's stages)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="spikestack", producer_version="1")
     model.ir_version = 8
@@ -46,7 +47,7 @@ def encode_model(program: Program) -> bytes:
         [helper.make_tensor_value_info("currents", TensorProto.INT32, ["N", host.size])],
         initializer=[table, shape],
     )
-    return _model(graph)
+    return model_bytes(graph)
 
 
 def decode_model(program: Program) -> bytes:
@@ -65,7 +66,7 @@ def decode_model(program: Program) -> bytes:
         [helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", out.size])],
         initializer=consts,
     )
-    return _model(graph)
+    return model_bytes(graph)
 
 
 def cut_host(program: Program, target: Target) -> Program:

@@ -237,7 +237,7 @@ def chip_call(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int,
     (`HybridProgram.target_spec`): its state width and LIF shifts; `narrow`: see `project`."""
     payloads = neuron_steps(layer, x, state, call, target)
     if layer.projection is None:
-        return kind_of(layer).output(payloads), payloads
+        return kind_of(layer).chip_output(payloads, state), payloads
     weight = cached(state, "weight", lambda: shared_grouped_weight(layer, state.lean))
     lean_dtype = cached(state, "dtype", lambda: projection_dtype(layer)) if state.lean else None  # once per layer
     if layer.projection.encoding == "graded":

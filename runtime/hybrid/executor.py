@@ -89,6 +89,8 @@ class HybridTrace:
 
 def check_ids(program: HybridProgram, ids: np.ndarray) -> np.ndarray:
     ids = np.asarray(ids, np.int64)
+    if program.input_window and (ids.ndim != 2 or ids.shape[1] != program.input_window):
+        raise ValueError(f"inputs must be token windows [tokens, {program.input_window}] ids, got shape {ids.shape}")
     if ids.ndim != 2 or ids.shape[1] < 1:
         raise ValueError(f"inputs must be token ids [sequences, positions], got shape {ids.shape}")
     if program.vocab_size and (ids.min() < 0 or ids.max() >= program.vocab_size):
@@ -215,7 +217,7 @@ class Session:
         """SpikeLM and SpikeLLM: the whole sequence [B, L] from fresh states → logits [B, L, vocab] (SpikeLM: the
         mean of its T calls' logits, or the last call's for a `last_step` readout)."""
         self._reset(ids.shape)
-        self.env[self.program.input_name] = ids[..., None]
+        self.env[self.program.input_name] = ids if self.program.input_window else ids[..., None]
         calls = self.program.steps_per_token if self.program.time_axis == "steps" else 1
         outputs = [run_call(self.program, self.host, self.chip, self.env, t, self.record, self.observer)
                    for t in range(calls)]

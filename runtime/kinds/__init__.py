@@ -18,12 +18,13 @@ from spikestack.compiler.targets import Target
 
 from spikestack.errors import CompileError
 
-from . import bispike, gif, lif, relay
+from . import bispike, gif, lif, readout, relay
 from .state import LayerState, cached
 
 Step = Callable[[QChipLayer, np.ndarray, LayerState, int, Target], np.ndarray]
 
-STEPS: dict[str, Step] = {"bispike": bispike.step, "lif": lif.step, "gif": gif.step, "relay": relay.step}
+STEPS: dict[str, Step] = {"bispike": bispike.step, "lif": lif.step, "gif": gif.step, "relay": relay.step,
+                         "readout": readout.step}
 
 
 def step_of(layer: QChipLayer) -> Step:
