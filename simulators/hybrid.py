@@ -48,6 +48,7 @@ from .hybrid_counts import (
     LayerCounts,
     count_hybrid,
     count_layer,
+    host_reads,
     input_chunks,
     layer_io_values,
     tokens_of,
@@ -327,6 +328,7 @@ def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int, chunks: di
     la = program.layer(lc.name)
     values_in, values_out = layer_io_values(program, la, chunks)
     calls, steps = lc.synaptic_ops.shape[:2]
+    reads = host_reads(program, la, calls)
     return {"kind": la.kind, "segment": la.segment, "width": la.width, "steps_per_call": steps,
             "positions": lc.positions, "projection": None if la.projection is None else la.projection.name,
             "cores": len(lc.cores), "events": lc.events, "spikes": lc.spikes, "sops": int(lc.synaptic_ops.sum()),
@@ -337,7 +339,7 @@ def _layer_entry(program: HybridProgram, lc: LayerCounts, n_tok: int, chunks: di
             "events_per_call": lc.spikes_out.sum((1, 2)).tolist(),
             "sops_per_call": lc.synaptic_ops.sum((1, 2)).tolist(),
             "host_values_in_per_token": values_in * lc.positions * calls / n_tok,
-            "host_values_out_per_token": values_out * lc.positions * calls / n_tok}
+            "host_values_out_per_token": values_out * lc.positions * reads / n_tok}
 
 
 def _per_call(counts: HybridCounts, latency: dict[int, np.ndarray] | None) -> list[dict]:

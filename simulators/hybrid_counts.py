@@ -119,7 +119,12 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     max_hops, max_chip_hops = np.zeros((calls, steps), np.int64), np.zeros((calls, steps), np.int64)
     mesh = (program.target_spec.mesh_x, program.target_spec.mesh_y)
     link_load = np.zeros((calls, steps, n_links))
-    neurons = np.array([(c.hi - c.lo) * positions for c in cores], np.int64)
+    # a chained target's cores are that layer's own neurons, updated (and counted) in its own counts; here they
+    # only receive this projection's messages and synaptic ops (counting them twice inflated SpikeLM's K/V
+    # re-spikes, and a lowered chain's updates, by the chained layers' size)
+    chained = proj is not None and any(la.source == layer.name for la in program.layers)
+    neurons = np.array([(c.hi - c.lo) * positions for c in src] + [0 if chained else (c.hi - c.lo) * positions
+                                                                    for c in dst], np.int64)
     first = np.zeros(steps, bool)
     first[0] = True  # the host writes every spiking neuron's input in the call's first step
     for j, c in enumerate(src):
@@ -135,7 +140,8 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
             lo, hi = d.inputs(width)
             if (lo, hi) not in received:
                 received[(lo, hi)] = received_any(nz[..., lo:hi], nzw[:, lo:hi])
-            active[..., len(src) + j] = received[(lo, hi)][..., d.lo:d.hi].sum((2, 3))
+            if not chained:
+                active[..., len(src) + j] = received[(lo, hi)][..., d.lo:d.hi].sum((2, 3))
         reach = (fanout > 0).astype(np.float64)
         by_tile: dict[tuple[int, int], np.ndarray] = {}  # source tile → its cores' messages per dst core
         dst_xy = np.array([(d.x, d.y) for d in dst]).reshape(-1, 2)
@@ -228,6 +234,15 @@ def layer_io_values(program: HybridProgram, layer: QChipLayer, chunks: dict[str,
     return program.from_host(layer), out
 
 
+def host_reads(program: HybridProgram, layer: QChipLayer, calls: int) -> int:
+    """Calls at which the host reads the layer's output: every call, or, for a kind whose value accumulates over
+    a token's calls (readout) in a `last_step` program, the last call of each token only (the chain's readout is
+    read once per token)."""
+    if kind_of(layer).read_per_token and program.readout == "last_step":
+        return -(-calls // max(int(getattr(layer, "period", 1)), 1))
+    return calls
+
+
 def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> HybridCounts:
     """Every chip layer's counts, host traffic and host MACs. `payloads`: the trace's, by layer name."""
     missing = [la.name for la in program.layers if la.name not in payloads]
@@ -243,7 +258,8 @@ def count_hybrid(program: HybridProgram, payloads: dict[str, np.ndarray]) -> Hyb
     chunks = input_chunks(program)
     io = [layer_io_values(program, la, chunks) for la in program.layers]
     values_in = sum(i for i, _ in io) * positions * calls
-    values_out = sum(o for _, o in io) * positions * calls
+    values_out = sum(o * positions * host_reads(program, la, calls) for la, (_, o) in zip(program.layers, io,
+                                                                                        strict=True))
     by_stage = []
     for st in program.stages:
         linear = st.macs_per_position * positions * calls

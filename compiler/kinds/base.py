@@ -47,6 +47,8 @@ class ChipKind:
     node_types: tuple[type, ...] = ()
     # what `--dataflow` folds Linears into (compile refuses --dataflow when no layer of such a kind results)
     dataflow_fold: bool = False
+    # the output accumulates over a token's calls: a `last_step` program's host reads it once per token (readout)
+    read_per_token: bool = False
 
     # --- payloads
     def peak_per_step(self, layer: QChipLayer) -> int:

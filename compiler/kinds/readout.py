@@ -54,4 +54,4 @@ class ReadoutKind(ChipKind):
                                f"{None if layer.projection is None else layer.projection.name!r})")
 
 
-KIND = ReadoutKind(name="readout", layer_type=ReadoutLayer)
+KIND = ReadoutKind(name="readout", layer_type=ReadoutLayer, read_per_token=True)
