@@ -21,6 +21,17 @@ figure), to compare. Measured 2026-12-03 on the shared 2-core machine (other job
 to 16,384 before the split existed: 2 layers (2:4096:11008:32000) 433 s, 204 CPU s, 6.9 GB peak RSS; 4 layers
 434 s, 360 CPU s, 6.9 GB.
 
+Speed (issue 17's 15 minutes): the per-layer costs measured above (≈ 78 CPU s per decoder block: saliency
+scoring, `fitted_mantissas` and its grid report, GIF group sums, Kernighan–Lin placement on one networkx graph of
+every route) were cut without changing a byte of the artifact (tests/compiler/test_compile_7b_paths.py and
+test_place_chips.py hold the old computations as references). Measured 2026-12-03 on the shared 2-core machine
+with other helpers' jobs running (load average 3-4 on 2 cores: wall 1.8× CPU), hala_point lifted to 16,384:
+8 layers (8:4096:11008:32000, --tokens 0) 504 s, 287 CPU s (the compile process and its forked ONNX exporter),
+6.3 GB peak RSS, 258 chips, 31,456 cores. 32 layers, compiled by the same `compile_stream` call outside this
+script (models/published/reading.py refuses a folder of over 2 × 10⁹ parameters, so this script cannot run the
+full 7B shape until that limit allows it), load average 1.6-3.7: 975 s, 930 CPU s, 7.1 GB peak RSS, 1,032 chips,
+125,824 cores: ≈ 27 CPU s per layer (8 → 32 layers) plus ≈ 73 s, against ≈ 78 per layer before.
+
 Run: .venv/bin/python bench/compile_7b.py [--shape 32:4096:11008:32000] [--heads 32] [--tokens 4]
      [--max-axons-in N] [--keep]
 """

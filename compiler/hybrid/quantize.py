@@ -55,7 +55,8 @@ MANTISSA_CHUNK = 1 << 18  # weights per chunk of `mantissas`: a 2 MB float64 scr
 # five passes (0.033 s against 0.053 s with 1 << 22 for 6,144 × 1,536 weights, measured on the 2-core VM)
 
 
-def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat: int = 1) -> tuple[np.ndarray, int]:
+def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat: int = 1,
+              divisor: float = 1.0) -> tuple[np.ndarray, int]:
     """Even mantissas |m| ≤ 2^b − 2 (b = the target's weight_mantissa_bits) and exponent e (real = m·2^(e−1))
     whose worst accumulator fits the target's state.
 
@@ -63,8 +64,10 @@ def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat
     50,277 × 1,536 weights, and whole-matrix temporaries cost 0.6 GB each. Every step is exact (a power-of-two
     division, rounding, clipping, integer row sums), so chunking changes no mantissa. `repeat` > 1: `w` stands for
     `repeat` identical copies side by side (a real-embedding fold's two column groups, `relay_weights`): each
-    mantissa is computed once and the result tiled — the same integers, half the work."""
-    peak = max(float(w.max()), -float(w.min()))
+    mantissa is computed once and the result tiled — the same integers, half the work. `divisor` ≠ 1 (float64
+    `w` only): the mantissas of the array `w / divisor`, each chunk divided as it is read, so that array (and its
+    peak pass) is never made; its peak is max(w)/divisor, as division by a positive number is monotone."""
+    peak = max(float(w.max()) / divisor, -(float(w.min()) / divisor))  # exact for divisor 1
     q_max = weight_mantissa_max(target)
     e = pow2_ceil(peak / q_max) if peak > 0 else 0
     rows = max(1, MANTISSA_CHUNK // max(w.shape[1], 1))
@@ -77,7 +80,11 @@ def mantissas(w: np.ndarray, payload_max: int, name: str, target: Target, repeat
         for lo in range(0, w.shape[0], rows):
             hi = min(lo + rows, w.shape[0])
             q = scratch[: hi - lo]
-            np.divide(w[lo:hi], 2.0**e, out=q)
+            if divisor != 1.0:  # (w / divisor) / 2^e: the two divisions of the unchunked path, in its order
+                np.divide(w[lo:hi], divisor, out=q)
+                np.divide(q, 2.0**e, out=q)
+            else:
+                np.divide(w[lo:hi], 2.0**e, out=q)
             np.rint(q, out=q)
             if clip:
                 np.clip(q, -q_max, q_max, out=q)
@@ -102,7 +109,9 @@ def projection(plan: CutPlan, layer: PlannedLayer, weight_scale: float, payload_
     if layer.projection is None:
         return None
     node = plan.graph.nodes[layer.projection]
-    w = np.asarray(node.weight, np.float64) * weight_scale
+    w = np.asarray(node.weight, np.float64)
+    if weight_scale != 1.0:  # × 1.0 is exact: no 8-byte copy of a 7B layer's matrix for nothing
+        w = w * weight_scale
     m, step = fitted_mantissas(w, payload_max, layer.projection, target)
     bias = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else None
     return QChipProjection(name=layer.projection, weight=frozen_array(m), unit=step / 2 * payload_unit,
@@ -121,28 +130,60 @@ def fitted_mantissas(w: np.ndarray, payload_max: int, name: str, target: Target)
     two, 2^ceil(log2(peak/q_max)): its largest mantissa lies anywhere in (q_max/2, q_max], one bit lost at worst.
     Only for host-read accumulators (the host's dequantizer multiplies by any real unit; the chip's integers are
     the same kind of integers). A step that overflows the state grows by powers of two, as in `mantissas`.
-    Adds {rel_rms_pow2, rel_rms} of this weight matrix to the active grid report, if any."""
+    Adds {rel_rms_pow2, rel_rms} of this weight matrix to the active grid report, if any. `w`: float64."""
     peak = max(float(w.max()), -float(w.min())) if w.size else 0.0
     q_max = weight_mantissa_max(target)
     step = peak / q_max if peak > 0 else 1.0
-    scaled = w / step
-    while peak > 0 and float(np.abs(scaled).max()) > q_max:  # a division may land one ulp above q_max
+    # the largest |w / step| is peak / step (division by a positive number is monotone), so the scalar decides
+    # whether a division lands one ulp above q_max, and `mantissas` divides chunk by chunk: no w / step array
+    while peak > 0 and peak / step > q_max:
         step = float(np.nextafter(step, np.inf))
-        scaled = w / step
-    m, e = mantissas(scaled, payload_max, name, target)  # e = 0 unless the accumulator bound needs a coarser grid
+    m, e = mantissas(w, payload_max, name, target, divisor=step)  # e = 0 unless the accumulator bound needs more
     step *= 2.0**e
     report = _GRID_REPORT.get()
     if report is not None:
         m2, e2 = mantissas(w, payload_max, name, target)
-        report[name] = {"rel_rms_pow2": _rel_rms(w, m2, 2.0**e2), "rel_rms": _rel_rms(w, m, step)}
+        pow2, fitted = _rel_rms(w, [(m2, 2.0**e2), (m, step)])
+        report[name] = {"rel_rms_pow2": pow2, "rel_rms": fitted}
     return m, step
 
 
-def _rel_rms(w: np.ndarray, m: np.ndarray, step: float) -> float:
-    """‖m·step/2 − W‖ / ‖W‖ (Frobenius): the weight matrix's relative quantisation error."""
-    norm = float(np.sqrt(np.square(w).sum()))
-    err = float(np.sqrt(np.square(m.astype(np.float64) * (step / 2) - w).sum()))
-    return round(err / norm, 6) if norm > 0 else 0.0
+SUM_CHUNK_BLOCKS = 32  # numpy reduction blocks per chunk of `_rel_rms`: 32 × 8,192 float64 = a 2 MB scratch
+
+
+def _rel_rms(w: np.ndarray, grids: list[tuple[np.ndarray, float]]) -> list[float]:
+    """‖m·step/2 − W‖ / ‖W‖ (Frobenius) of each (m, step): the weight matrix's relative quantisation errors, the
+    floats `np.sqrt(np.square(m.astype(np.float64) * (step / 2) - w).sum())` and `np.sqrt(np.square(w).sum())` give.
+
+    In one pass over W through a cache-sized scratch, not five whole-matrix temporaries (0.36 GB each for a
+    LLaMA-7B MLP matrix): numpy sums a contiguous float64 array in buffer-sized blocks (`np.getbufsize()`
+    elements, 8,192), each block pairwise, the block sums added in order; chunks here hold whole blocks, each
+    block is summed by the same numpy reduction, and the block sums are added in the same order, so every sum is
+    the same float (tests/compiler/test_compile_7b_paths.py checks it against the whole-matrix expression)."""
+    block = np.getbufsize()
+    flat_w = w.reshape(-1)
+    flat_m = [m.reshape(-1) for m, _ in grids]
+    chunk = block * SUM_CHUNK_BLOCKS
+    scratch = np.empty(min(chunk, flat_w.size), np.float64)
+    sums = [0.0] * (1 + len(grids))  # Σ W², then Σ error² per grid
+
+    def add(k: int, x: np.ndarray) -> None:
+        whole = x.size - x.size % block
+        for part in np.add.reduce(x[:whole].reshape(-1, block), axis=1).tolist():
+            sums[k] += part
+        if whole < x.size:
+            sums[k] += float(np.add.reduce(x[whole:]))
+
+    for lo in range(0, flat_w.size, chunk):
+        hi = min(lo + chunk, flat_w.size)
+        x = scratch[: hi - lo]
+        add(0, np.square(flat_w[lo:hi], out=x))
+        for k, (m, (_, step)) in enumerate(zip(flat_m, grids, strict=True), start=1):
+            np.multiply(m[lo:hi], step / 2, out=x, dtype=np.float64)  # m widened to float64, then × step/2
+            np.subtract(x, flat_w[lo:hi], out=x)
+            add(k, np.square(x, out=x))
+    norm = float(np.sqrt(sums[0]))
+    return [round(float(np.sqrt(err)) / norm, 6) if norm > 0 else 0.0 for err in sums[1:]]
 
 
 def fan_in_sum(plan: CutPlan, layer: PlannedLayer) -> float:

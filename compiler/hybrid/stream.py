@@ -86,6 +86,9 @@ def _released(writer: ArtifactWriter) -> Iterator[None]:
             writer.release_pages()
 
     thread = threading.Thread(target=loop, name="release-pages", daemon=True)
+    # it only calls madvise on the writer's mappings: no lock that host_export's forked child (which never
+    # touches the writer) could wait on, so the host stages still export on two cores
+    thread.fork_safe = True  # type: ignore[attr-defined]
     thread.start()
     try:
         yield

@@ -59,7 +59,7 @@ def test_two_process_export_gives_the_serial_bytes(child, monkeypatch):
     serial = compile_hybrid(graph, "loihi2", ids, dataflow=True)
     monkeypatch.setattr(host_export, "PARALLEL_MIN_WEIGHTS", 0)
     # earlier tests in the same process may leave a thread behind (the export then stays in one process, by design)
-    monkeypatch.setattr(host_export.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(host_export, "_alone", lambda: True)
     forks: list[int] = []
     fork = os.fork
     monkeypatch.setattr(host_export.os, "fork", lambda: forks.append(1) or fork())
