@@ -69,8 +69,16 @@ class _SafetensorsState(Mapping):
         return len(self._where)
 
 
-def _check_shape(path: Path, key: object, shape: tuple[int, ...], total: int) -> int:
-    """Key type and length, rank and rows against the caps; returns the running element count."""
+# Memory-mapped safetensors: a tensor is read only when a consumer asks for its key (the streaming compile holds
+# one decoder block), so their cap is a model far larger than a pickled file's, which is read whole: LLaMA-2-70B
+# has 69 G parameters. Building a whole model in memory stays capped by checkpoint.py's MAX_PARAMETERS.
+MAX_MAPPED_PARAMETERS = 100_000_000_000
+
+
+def _check_shape(path: Path, key: object, shape: tuple[int, ...], total: int, limit: int | None = None) -> int:
+    """Key type and length, rank and rows against the caps (`limit`: of parameters, default MAX_PARAMETERS);
+    returns the running element count."""
+    limit = MAX_PARAMETERS if limit is None else limit
     if not isinstance(key, str) or len(key) > MAX_KEY_CHARS:
         raise PublishedFormatError(f"{path}: a key {str(key)[:60]!r} is not a string of at most {MAX_KEY_CHARS} "
                                    "characters")
@@ -82,8 +90,8 @@ def _check_shape(path: Path, key: object, shape: tuple[int, ...], total: int) ->
     for n in shape:
         numel *= int(n)
     total += numel
-    if total > MAX_PARAMETERS:
-        raise PublishedFormatError(f"{path}: more than {MAX_PARAMETERS:,} parameters, over the limit")
+    if total > limit:
+        raise PublishedFormatError(f"{path}: more than {limit:,} parameters, over the limit")
     return total
 
 
@@ -104,7 +112,7 @@ def _safetensors(paths: list[Path], keys_of: dict[Path, set[str]] | None = None)
         for key in keys:
             if keys_of is not None and key not in keys_of[path]:
                 continue  # a shard holds keys its index does not assign to it: the index decides
-            total = _check_shape(path, key, tuple(handle.get_slice(key).get_shape()), total)
+            total = _check_shape(path, key, tuple(handle.get_slice(key).get_shape()), total, MAX_MAPPED_PARAMETERS)
             where[key] = handle
     return _SafetensorsState(where)
 

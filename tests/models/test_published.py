@@ -263,3 +263,21 @@ def test_layer_count_and_heads_shared_by_every_layout():
         with pytest.raises(PublishedFormatError, match=r"model.pth: (config.json field 'num_attention_heads'|no "
                                                         r"config.json)"):
             attention_heads(bad, 64, fail)
+
+
+def test_parameter_caps_mapped_and_read_whole(tmp_path, monkeypatch):
+    """A pickled state dict is read whole, so it keeps the in-memory cap; safetensors are mapped and read key by
+    key (the streaming compile of a 7B folder), so theirs is MAX_MAPPED_PARAMETERS. Each cap names the file."""
+    from safetensors.torch import save_file
+    from spikestack.models.published import reading
+
+    state = {"a": torch.zeros(4, 3), "b": torch.zeros(5)}  # 17 elements
+    save_file(state, str(tmp_path / "m.safetensors"))
+    torch.save(state, tmp_path / "m.bin")
+    monkeypatch.setattr(reading, "MAX_PARAMETERS", 16)
+    assert sorted(reading._safetensors([tmp_path / "m.safetensors"])) == ["a", "b"]  # 17 > 16: mapped, allowed
+    with pytest.raises(PublishedFormatError, match=r"m\.bin: more than 16 parameters, over the limit"):
+        reading._torch_file(tmp_path / "m.bin")
+    monkeypatch.setattr(reading, "MAX_MAPPED_PARAMETERS", 16)
+    with pytest.raises(PublishedFormatError, match=r"m\.safetensors: more than 16 parameters, over the limit"):
+        reading._safetensors([tmp_path / "m.safetensors"])
