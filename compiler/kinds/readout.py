@@ -39,8 +39,9 @@ class ReadoutKind(ChipKind):
         return 0
 
     def chip_output(self, payloads: Any, state: Any) -> Any:
-        """The running sum the step keeps in its state (runtime/kinds/readout.py), not a payload."""
-        return state.u
+        """The running sum the step keeps in its state, not a payload: `state.u` of the numpy reference
+        (runtime/kinds/readout.py), `state["u"]` of the torch chip (runtime/hybrid/torch_chip.py)."""
+        return state["u"] if isinstance(state, dict) else state.u
 
     def manifest_fields(self) -> tuple[dict[str, Any], dict[str, Any]]:
         from ..artifact_schema import MAX_STEPS, Int

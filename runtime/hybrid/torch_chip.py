@@ -66,9 +66,19 @@ def _relay(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], ca
     return x.clamp(-la.levels, la.levels)[None]
 
 
+def _readout(chip: TorchChip, la: QChipLayer, x: Tensor, st: dict[str, Tensor], call: int) -> Tensor:
+    """Accumulators over the token's calls (runtime/neurons.py `readout_step` in torch): kept in st["u"]."""
+    state_max = chip.target.state_max
+    acc = x.clone() if call % la.period == 0 else st["u"] + x
+    chip.sat[la.name] += int((acc.abs() > state_max).sum())
+    st["u"] = acc.clamp(-state_max, state_max)
+    return torch.zeros((1, *acc.shape), dtype=torch.int64)  # no events: the value leaves as the output
+
+
 TorchStep = Callable[["TorchChip", QChipLayer, Tensor, dict[str, Tensor], int], Tensor]
 # one torch step per chip kind (compiler/kinds/): payloads int64 [steps, ..., width], counting saturations
-STEPS: dict[str, TorchStep] = {"bispike": _bispike, "lif": _lif, "gif": _gif, "relay": _relay}
+STEPS: dict[str, TorchStep] = {"bispike": _bispike, "lif": _lif, "gif": _gif, "relay": _relay,
+                               "readout": _readout}
 
 
 class TorchChip:
@@ -97,7 +107,8 @@ class TorchChip:
             payloads[la.name] = pay.numpy()
             p = la.projection
             if p is None:
-                outputs[la.output] = kind_of(la).output(pay).numpy()
+                out = kind_of(la).chip_output(pay, self.state[la.name])
+                outputs[la.output] = np.asarray(out.numpy() if isinstance(out, Tensor) else out)
                 continue
             w = torch.as_tensor(np.array(p.weight), dtype=torch.float64)
             onehot = torch.nn.functional.one_hot(torch.as_tensor(np.array(p.groups), dtype=torch.int64),

@@ -100,3 +100,16 @@ def test_both_simulators_count_the_lowered_chain_alike(mlp):
                 "energy_per_token_j", "energy_breakdown_j", "firing_rate"):
         assert a[key] == b[key] or (key == "firing_rate" and b[key] == {**a[key], "head": 0.0}), key
     assert a["neuron_updates"] == (128 * 3 + 95) * 4 * len(ids)  # every core's neurons, every step, once
+
+
+def test_the_torch_chip_runs_the_lowered_chain_bit_for_bit(mlp):
+    """The torch chip backend (its readout step included) gives the numpy reference's payloads, accumulators,
+    logits and saturations on the lowered chain, as it does on the language models (runtime/hybrid/verify.py)."""
+    from spikestack.runtime.hybrid.verify import chip_backend, first_divergence
+
+    program, ids = mlp
+    hybrid = chain_as_hybrid(program)
+    ref, tor = run_hybrid(hybrid, ids[:64]), run_hybrid(hybrid, ids[:64], chip_backend("torch"))
+    assert first_divergence(hybrid, ref, tor, ("reference", "torch")) is None
+    assert np.array_equal(ref.logits, tor.logits) and np.array_equal(ref.host_tensors["acc"], tor.host_tensors["acc"])
+    assert ref.saturations == tor.saturations

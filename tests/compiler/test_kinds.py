@@ -41,10 +41,10 @@ def test_registry_covers_every_shipped_kind(programs):
     assert used == {"spikegpt": ["lif"], "spikegpt-dataflow": ["lif", "relay"], "spikelm": ["bispike"],
                     "spikellm": ["gif"]}
     kinds = {k for ks in used.values() for k in ks}
-    # readout: a chain's accumulators (compiler/chain_hybrid.py), numpy only until chains run as hybrid programs
-    # everywhere (docs/roadmap.md, one program, step 1)
-    assert kinds | {"readout"} == set(KINDS) == set(STEPS)
-    assert kinds == set(TORCH_STEPS) == set(LAVA_KINDS)
+    # readout: a chain's accumulators (compiler/chain_hybrid.py), numpy and torch, not yet Lava (docs/roadmap.md,
+    # one program, step 1)
+    assert kinds | {"readout"} == set(KINDS) == set(STEPS) == set(TORCH_STEPS)
+    assert kinds == set(LAVA_KINDS)
     for p in programs.values():
         for la in p.layers:
             assert kind_of(la).name == la.kind
