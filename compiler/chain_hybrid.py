@@ -2,11 +2,11 @@
 host stage 0, one chip segment, host stage 1 (docs/roadmap.md, one program, step 1).
 
     stage 0 (ONNX): token windows [N, context] → the embedding rows, concatenated, plus the first population's
-                    integer bias → its input currents (int32, state units)
+                    integer bias → its input currents (int32, state units): the chain's encode with the bias
     segment 0:      the bi-spike populations as `BiSpikeLayer`s, each chained from the one before (its projection
                     lands on the next population on the chip: the chain's "every layer sees the same step"),
                     the last one's projection chained into a `ReadoutLayer` (accumulators over the T calls)
-    stage 1 (ONNX): the accumulators → logits, acc · unit / T + bias in float64 (the chain's decode)
+    stage 1 (ONNX): the accumulators → logits, acc · unit / T + bias in float64 (the chain's decode, fed int32)
 
 One call is one step t of every token, T calls per token (`time_axis: steps`), and the logits are the last call's
 (`readout: last_step`), when the readout holds the token's sum. Every integer is the chain's: the same tables,
@@ -18,16 +18,16 @@ of bi-spike payloads are not in the hybrid projection yet (docs/roadmap.md).
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from spikestack.errors import CompileError
 
 from .hybrid.ir import BiSpikeLayer, HostStage, HybridProgram, QChipProjection
 from .ir import Program, QProjection, QReadoutPop, QSpikingPop, frozen_array
 from .kinds import ReadoutLayer
-from .passes.cut_host import model_bytes
+from .passes.cut_host import decode_model, encode_model
 
-INPUT, OUTPUT, ACC = "ids", "logits", "acc"
+INPUT, OUTPUT, ACC = "ids", "logits", "acc"  # the names of the chain's host programs (compiler/passes/cut_host.py)
 
 
 def chain_as_hybrid(program: Program) -> HybridProgram:
@@ -61,8 +61,9 @@ def chain_as_hybrid(program: Program) -> HybridProgram:
     return HybridProgram(
         family=program.family, target=program.target, target_spec=program.target_spec, time_axis="steps",
         steps_per_token=program.steps, vocab_size=int(host.table.shape[0]), layers=tuple(layers),
-        stages=(HostStage(index=0, onnx=_encode(program), inputs=(INPUT,), outputs=(layers[0].input,)),
-                HostStage(index=1, onnx=_decode(program, readout), inputs=(ACC,), outputs=(OUTPUT,))),
+        stages=(HostStage(index=0, onnx=encode_model(program, layers[0].input, with_bias=True), inputs=(INPUT,),
+                          outputs=(layers[0].input,)),
+                HostStage(index=1, onnx=decode_model(program, TensorProto.INT32), inputs=(ACC,), outputs=(OUTPUT,))),
         cores=program.cores, report=dict(program.report), input_name=INPUT, output_name=OUTPUT,
         readout="last_step", input_window=int(host.context))
 
@@ -76,37 +77,3 @@ def _projection_between(program: Program, src: str, dst: str) -> QProjection:
         raise CompileError(f"projection {proj.name!r}: {proj.encoding} events (weight_exp {proj.weight_exp}) are not "
                            "in hybrid projections yet; graded only (docs/roadmap.md)")
     return proj
-
-
-def _encode(program: Program) -> bytes:
-    """ids [N, context] → Gather the int32 rows, one vector per window, + the first population's bias (int32:
-    integers, exact; the chain's executor adds it on the chip side, the same sum)."""
-    host, first = program.host_input, program.populations[0]
-    graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", INPUT], ["rows"], axis=0),
-         helper.make_node("Reshape", ["rows", "shape"], ["currents"]),
-         helper.make_node("Add", ["currents", "bias"], [f"chip_in:{first.name}"])],
-        "encode",
-        [helper.make_tensor_value_info(INPUT, TensorProto.INT64, ["N", host.context])],
-        [helper.make_tensor_value_info(f"chip_in:{first.name}", TensorProto.INT32, ["N", host.size])],
-        [numpy_helper.from_array(np.asarray(host.table, np.int32), "table"),
-         numpy_helper.from_array(np.array([-1, host.size], np.int64), "shape"),
-         numpy_helper.from_array(np.asarray(first.bias, np.int32), "bias")])
-    return model_bytes(graph)
-
-
-def _decode(program: Program, out: QReadoutPop) -> bytes:
-    """acc int32 [N, n] → float64, · unit, / T, + bias: the chain's decode op for op (compiler/passes/cut_host.py),
-    so the logits are its bits."""
-    graph = helper.make_graph(
-        [helper.make_node("Cast", [ACC], ["acc_f"], to=TensorProto.DOUBLE),
-         helper.make_node("Mul", ["acc_f", "unit"], ["scaled"]),
-         helper.make_node("Div", ["scaled", "steps"], ["mean"]),
-         helper.make_node("Add", ["mean", "bias"], [OUTPUT])],
-        "decode",
-        [helper.make_tensor_value_info(ACC, TensorProto.INT32, ["N", out.size])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, ["N", out.size])],
-        [numpy_helper.from_array(np.array(out.state_unit, np.float64), "unit"),
-         numpy_helper.from_array(np.array(float(program.steps), np.float64), "steps"),
-         numpy_helper.from_array(np.asarray(out.host_bias, np.float64), "bias")])
-    return model_bytes(graph)

@@ -26,8 +26,7 @@ from ..targets import Target
 OPSET = 17  # onnxruntime >= 1.14 supports it fully
 
 
-def model_bytes(graph: onnx.GraphProto) -> bytes:
-    """A checked ONNX model of `graph` at our opset (the chain's host programs, compiler/chain_hybrid.py's stages)."""
+def _model(graph: onnx.GraphProto) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="spikestack", producer_version="1")
     model.ir_version = 8
@@ -35,22 +34,30 @@ def model_bytes(graph: onnx.GraphProto) -> bytes:
     return model.SerializeToString(deterministic=True)
 
 
-def encode_model(program: Program) -> bytes:
+def encode_model(program: Program, output: str = "currents", with_bias: bool = False) -> bytes:
+    """ids [N, context] → the concatenated int32 embedding rows, named `output`; `with_bias`: plus the first
+    population's integer bias (the chain executor adds it on the chip side; a hybrid stage hands the chip the sum:
+    compiler/chain_hybrid.py)."""
     host = program.host_input
     table = numpy_helper.from_array(np.asarray(host.table, np.int32), "table")
     shape = numpy_helper.from_array(np.array([-1, host.size], np.int64), "shape")
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
+             helper.make_node("Reshape", ["rows", "shape"], ["currents" if with_bias else output])]
+    initializer = [table, shape]
+    if with_bias:
+        nodes.append(helper.make_node("Add", ["currents", "bias"], [output]))
+        initializer.append(numpy_helper.from_array(np.asarray(program.populations[0].bias, np.int32), "bias"))
     graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0),
-         helper.make_node("Reshape", ["rows", "shape"], ["currents"])],
-        "spikestack_host_encode",
+        nodes, "spikestack_host_encode",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", host.context])],
-        [helper.make_tensor_value_info("currents", TensorProto.INT32, ["N", host.size])],
-        initializer=[table, shape],
+        [helper.make_tensor_value_info(output, TensorProto.INT32, ["N", host.size])],
+        initializer=initializer,
     )
-    return model_bytes(graph)
+    return _model(graph)
 
 
-def decode_model(program: Program) -> bytes:
+def decode_model(program: Program, acc_type: int = TensorProto.INT64) -> bytes:
+    """Readout accumulators `acc` (int64, or `acc_type`: the hybrid executor's int32) → logits, float64."""
     out = program.populations[-1]
     assert isinstance(out, QReadoutPop)
     consts = [numpy_helper.from_array(np.array(out.state_unit, np.float64), "unit"),
@@ -62,11 +69,11 @@ def decode_model(program: Program) -> bytes:
          helper.make_node("Div", ["scaled", "steps"], ["mean"]),
          helper.make_node("Add", ["mean", "bias"], ["logits"])],
         "spikestack_host_decode",
-        [helper.make_tensor_value_info("acc", TensorProto.INT64, ["N", out.size])],
+        [helper.make_tensor_value_info("acc", acc_type, ["N", out.size])],
         [helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", out.size])],
         initializer=consts,
     )
-    return model_bytes(graph)
+    return _model(graph)
 
 
 def cut_host(program: Program, target: Target) -> Program:
