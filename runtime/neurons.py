@@ -149,7 +149,7 @@ def readout_step(
     return np.clip(acc, -state_max, state_max), saturated
 
 
-def tables_for(pop, state_max: int) -> BiSpikeTables:  # pop: compiler.ir.QSpikingPop (artifact content)
+def tables_for(pop, state_max: int) -> BiSpikeTables:  # pop: a chain's QSpikingPop or a hybrid BiSpikeLayer
     """The runtime's view of a compiled population's tables (with the int32 step's carry lookup)."""
     levels = int(pop.levels)
     return BiSpikeTables(thresholds=np.asarray(pop.thresholds, np.int64), carry=np.asarray(pop.carry, np.int64),

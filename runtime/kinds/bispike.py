@@ -7,15 +7,8 @@ import numpy as np
 from spikestack.compiler.hybrid.ir import QChipLayer
 from spikestack.compiler.targets import Target
 
-from ..neurons import BiSpikeTables, bispike_step_count, carry_lookup, narrow_dtype
+from ..neurons import bispike_step_count, narrow_dtype, tables_for
 from .state import LayerState, cached
-
-
-def _tables(layer: QChipLayer, target: Target) -> BiSpikeTables:
-    levels = int(layer.levels)
-    return BiSpikeTables(thresholds=np.asarray(layer.thresholds, np.int64), carry=np.asarray(layer.carry, np.int64),
-                         carry_shift=int(layer.carry_shift), levels=levels, state_max=target.state_max,
-                         carry_by_byte=carry_lookup(layer.carry, levels) if levels < 128 else None)
 
 
 def payload_dtype(layer: QChipLayer) -> type:
@@ -28,7 +21,7 @@ def payload_dtype(layer: QChipLayer) -> type:
 
 def step(layer: QChipLayer, x: np.ndarray, state: LayerState, call: int, target: Target) -> np.ndarray:
     t = call % layer.period
-    tables = cached(state, "tables", lambda: _tables(layer, target))
+    tables = cached(state, "tables", lambda: tables_for(layer, target.state_max))  # a layer has a pop's tables
     word = cached(state, "word", lambda: narrow_dtype(tables))  # int32 where exact: host inputs are within
     u, s, sat = bispike_step_count(state.u if t else None, state.s if t else None, x, t, tables, word)  # ±state_max
     state.u, state.s = u, s
