@@ -47,11 +47,13 @@ def _short(value: object) -> str:
 class Tokenizer:
     """A `tokenizers.Tokenizer` plus its kind; `encode` refuses what it cannot represent rather than dropping it."""
 
-    def __init__(self, hf: HFTokenizer, kind: str) -> None:
+    def __init__(self, hf: HFTokenizer, kind: str, unk: tuple[int | None] | None = None) -> None:
+        """`unk`: (the unknown-token id,) when the caller has read it from the tokenizer.json (`from_json`);
+        else `_unk_id` looks it up at the first encode."""
         self.hf = hf
         self.kind = kind
         self._chars: str | None = None
-        self._unk: tuple[int | None] | None = None  # (unknown-token id,) once looked up: `_unk_id`
+        self._unk = unk
         if kind == "char":
             vocab = hf.get_vocab()
             self._chars = "".join(sorted(vocab, key=vocab.__getitem__))
@@ -79,10 +81,10 @@ class Tokenizer:
             raise TokenizerError(f"{where}: tokenizer.json text has {len(text):,} characters, over the limit of "
                                  f"{MAX_TOKENIZER_CHARS:,}")
         try:
-            hf, kind = _parsed(text)
+            hf, kind, unk = _parsed(text)
         except TokenizerError as exc:
             raise TokenizerError(f"{where}: {exc}") from None
-        return cls(hf, kind)
+        return cls(hf, kind, (unk,))
 
     def to_json(self) -> str:
         """The tokenizer.json text that `from_json` reads back (compact: it travels in checkpoints and NIR)."""
@@ -127,12 +129,7 @@ class Tokenizer:
         """The model's unknown-token id (None without one). Looked up once: it reads the whole tokenizer.json,
         0.5 s for SpikeGPT's 50,277-token BPE at every encode otherwise (bench/compile_published.py profile)."""
         if self._unk is None:
-            model = json.loads(self.hf.to_str()).get("model", {})
-            if isinstance(model.get("unk_id"), int):  # Unigram names its unknown token by id
-                self._unk = (model["unk_id"],)
-            else:
-                token = model.get("unk_token")
-                self._unk = (self.hf.token_to_id(token) if isinstance(token, str) else None,)
+            self._unk = (_unk_of(json.loads(self.hf.to_str()).get("model", {}), self.hf),)
         return self._unk[0]
 
     def __eq__(self, other: object) -> bool:
@@ -260,8 +257,16 @@ def continuation(tokenizer: Tokenizer, prompt: str, prompt_ids: list[int], new_i
     return prompt + (whole[len(head):] if whole.startswith(head) else tokenizer.decode(new_ids))
 
 
+def _unk_of(model: dict, hf: HFTokenizer) -> int | None:
+    """The unknown-token id of a tokenizer.json's "model" object, None without one."""
+    if isinstance(model.get("unk_id"), int):  # Unigram names its unknown token by id
+        return model["unk_id"]
+    token = model.get("unk_token")
+    return hf.token_to_id(token) if isinstance(token, str) else None
+
+
 @functools.lru_cache(maxsize=8)
-def _parsed(text: str) -> tuple[HFTokenizer, str]:
+def _parsed(text: str) -> tuple[HFTokenizer, str, int | None]:
     """The checked parse of one tokenizer.json text, kept: a compile reads the same text from the checkpoint, the
     NIR graph and the artifact (five parses of SpikeGPT-216M's 1.1 MB, 0.8 s, bench/compile_published.py). Shared
     instances are only read (encode, decode, vocabulary), never configured. Errors are not cached."""
@@ -275,4 +280,4 @@ def _parsed(text: str) -> tuple[HFTokenizer, str]:
         hf = HFTokenizer.from_str(text)
     except Exception as exc:  # noqa: BLE001 — the Rust library raises a bare Exception for any bad field
         raise TokenizerError(f"not a usable tokenizer.json ({str(exc).splitlines()[0][:SHOWN]})") from None
-    return hf, _kind_of(spec)
+    return hf, _kind_of(spec), _unk_of(spec["model"], hf)  # the unknown id from this parse, not a second one
