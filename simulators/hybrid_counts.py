@@ -122,7 +122,7 @@ def count_layer(program: HybridProgram, layer: QChipLayer, payloads: np.ndarray,
     # a chained target's cores are that layer's own neurons, updated (and counted) in its own counts; here they
     # only receive this projection's messages and synaptic ops (counting them twice inflated SpikeLM's K/V
     # re-spikes, and a lowered chain's updates, by the chained layers' size)
-    chained = proj is not None and any(la.source == layer.name for la in program.layers)
+    chained = proj is not None and program.feeds_chip(layer)
     neurons = np.array([(c.hi - c.lo) * positions for c in src] + [0 if chained else (c.hi - c.lo) * positions
                                                                     for c in dst], np.int64)
     first = np.zeros(steps, bool)

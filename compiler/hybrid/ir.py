@@ -12,12 +12,11 @@ is named; host → chip tensors are integers already in the receiving layer's un
 host tensors are integers the host dequantizes. So the chip side is integer-only and every backend that runs it
 (`runtime/hybrid/`) must agree bit for bit; the host side is ONNX (float32) and runs in onnxruntime everywhere.
 
-A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`); its
-class is its neuron kind (`BiSpikeLayer`, `LIFLayer`, `GIFLayer`, `RelayLayer`: compiler/kinds/, each with only
-its kind's integer parameters): the
-dendritic accumulators of the projection's destination are read by the host, which adds the bias. Integer
-semantics per call (each kind's numpy step in `runtime/kinds/` is the definition, every backend is tested against
-it; the kind's IR-side facts are its `ChipKind` in `compiler/kinds/`):
+A chip layer is one spiking population plus, optionally, the projection it drives (`QChipProjection`), whose
+destination's dendritic accumulators the host reads, adding the bias. Its class is its neuron kind
+(`BiSpikeLayer`, `LIFLayer`, `GIFLayer`, `RelayLayer`, `ReadoutLayer`: compiler/kinds/, each with only its kind's
+integer parameters). Integer semantics per call (each kind's numpy step in `runtime/kinds/` is the definition,
+every backend is tested against it; the kind's IR-side facts are its `ChipKind` in `compiler/kinds/`):
 
 * ``bispike`` (SpikeLM's elastic bi-spike, one step per call, step index t = call mod T; state reset at t = 0):
   `runtime.neurons.bispike_step` on the input currents; payload a_t·s (graded, signed).
@@ -120,9 +119,13 @@ class HybridProgram:
         """The population a layer's projection lands on: its own accumulators, or the layer chained to it."""
         return next((la.name for la in self.layers if la.source == layer.name), layer.projection.name)
 
+    def feeds_chip(self, layer: QChipLayer) -> bool:
+        """A chained layer takes this layer's accumulators: its projection lands on that layer's neurons."""
+        return any(la.source == layer.name for la in self.layers)
+
     def to_host(self, layer: QChipLayer) -> int:
         """Values per position and call that the layer hands to the host (none when a chained layer takes them)."""
-        if any(la.source == layer.name for la in self.layers):
+        if self.feeds_chip(layer):
             return 0
         return layer.width if layer.projection is None else layer.projection.n_groups * layer.projection.size
 
