@@ -137,13 +137,13 @@ class ArtifactDir:
         """sha256 of a regular file (of at most `max_bytes`, if given), streamed (checking a 0.8 GB array before
         replacing an artifact, a second copy of a host program)."""
         fd, size = self.open_file(rel, what)
-        digest = hashlib.sha256()
         with open(fd, "rb", closefd=True) as f:
             if max_bytes is not None and size > max_bytes:
                 raise ArtifactError(f"{self.path / rel}: {what} is {size} bytes, more than the limit of {max_bytes}")
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+            digest = _stream_sha256(f, size)
+        if digest is None:
+            raise ArtifactError(f"{self.path / rel}: changed size while being read")
+        return digest
 
     def read_npy(self, rel: str, dtype: str, shape: tuple[int, ...], sha256: str) -> np.ndarray:
         """A read-only array whose .npy header says exactly the manifest's dtype, shape and C order, checked before
